@@ -1,0 +1,29 @@
+//! The catdog model, written once and compiled for both the native trainer and the web page:
+//!
+//! - [`preprocess`]: photo bytes in any common format to the network's input;
+//! - [`network`]: the architecture;
+//! - [`weights`]: the self-describing weight file;
+//! - [`classifier`]: load a weight file and classify photos;
+//! - [`backend`]: the compute backends (wgpu, flex, ndarray) as runtime choices.
+
+pub mod preprocess;
+
+#[cfg(feature = "inference")]
+pub mod backend;
+#[cfg(feature = "inference")]
+pub mod classifier;
+#[cfg(feature = "inference")]
+pub mod network;
+#[cfg(feature = "inference")]
+pub mod weights;
+
+pub use preprocess::{DecodeError, InputTensor, Normalization, Preprocess};
+
+#[cfg(feature = "inference")]
+pub use backend::{Acquired, Backend, BackendError};
+#[cfg(feature = "inference")]
+pub use classifier::{Classifier, ClassifyError, Label, Prediction};
+#[cfg(feature = "inference")]
+pub use network::{Architecture, CnnConfig, Network};
+#[cfg(feature = "inference")]
+pub use weights::{ModelFile, ModelHeader, TrainingSummary, WeightsError};

@@ -1,0 +1,161 @@
+//! Photo bytes to network input: decode any common format, apply the EXIF orientation, convert
+//! to RGB, resize to the model's square input and normalise.
+//!
+//! This is plain Rust over the `image` crate, with no Burn types, so that the very same code
+//! runs in the trainer, in the browser and in the build script that computes the reference
+//! tensors the wasm tests compare against.
+
+use std::io::Cursor;
+
+use image::imageops::FilterType;
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage};
+
+/// The largest photo we decode, in pixels. A decompression bomb (a small file that claims a
+/// huge size) is refused before any pixel is allocated.
+pub const MAX_PIXELS: u64 = 64_000_000;
+
+/// Why a photo could not be turned into network input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("the file is empty")]
+    Empty,
+    #[error("not an image in a supported format (JPEG, PNG, WebP, GIF or BMP)")]
+    UnknownFormat,
+    #[error("the image is {width}x{height} pixels, over the limit of {MAX_PIXELS} pixels")]
+    TooLarge { width: u32, height: u32 },
+    #[error("the {format} data could not be decoded: {reason}")]
+    Corrupt { format: String, reason: String },
+}
+
+/// Per-channel normalisation applied after scaling pixels to `[0, 1]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "inference", derive(serde::Serialize, serde::Deserialize))]
+pub struct Normalization {
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+impl Normalization {
+    /// The ImageNet statistics, which pretrained backbones expect and which suit photos in
+    /// general.
+    pub const IMAGENET: Normalization = Normalization {
+        mean: [0.485, 0.456, 0.406],
+        std: [0.229, 0.224, 0.225],
+    };
+}
+
+/// How a photo becomes the network's input; stored in the weight file so the page and the
+/// trainer always agree.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "inference", derive(serde::Serialize, serde::Deserialize))]
+pub struct Preprocess {
+    /// Side of the square input, in pixels.
+    pub input_size: u32,
+    pub normalization: Normalization,
+}
+
+/// A preprocessed photo: channels-first (`[3, size, size]`) normalised values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputTensor {
+    pub size: u32,
+    pub data: Vec<f32>,
+}
+
+impl InputTensor {
+    /// The shape of this input as a batch of one, `[1, 3, size, size]`.
+    pub fn batch_shape(&self) -> [usize; 4] {
+        let size = self.size as usize;
+        [1, 3, size, size]
+    }
+}
+
+impl Preprocess {
+    /// Decodes, orients, resizes and normalises one photo.
+    pub fn apply(&self, bytes: &[u8]) -> Result<InputTensor, DecodeError> {
+        Ok(self.tensor_from_rgb(&decode_photo(bytes)?))
+    }
+
+    /// Resizes an already decoded photo to the input size (the whole photo, squashed to a
+    /// square, as the training photos are) and normalises it.
+    pub fn tensor_from_rgb(&self, photo: &RgbImage) -> InputTensor {
+        let size = self.input_size;
+        let resized = if photo.dimensions() == (size, size) {
+            photo.clone()
+        } else {
+            image::imageops::resize(photo, size, size, FilterType::Triangle)
+        };
+        let plane = (size * size) as usize;
+        let mut data = vec![0.0f32; 3 * plane];
+        let Normalization { mean, std } = self.normalization;
+        for (index, pixel) in resized.pixels().enumerate() {
+            for channel in 0..3 {
+                let value = f32::from(pixel.0[channel]) / 255.0;
+                data[channel * plane + index] = (value - mean[channel]) / std[channel];
+            }
+        }
+        InputTensor { size, data }
+    }
+}
+
+/// Decodes a photo from its bytes, whatever the format, applies its EXIF orientation and
+/// converts it to 8-bit RGB (greyscale, CMYK, 16-bit and alpha photos included).
+pub fn decode_photo(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    let format = image::guess_format(bytes).map_err(|_| DecodeError::UnknownFormat)?;
+    if !supported(format) {
+        return Err(DecodeError::UnknownFormat);
+    }
+    let corrupt = |reason: String| DecodeError::Corrupt {
+        format: format_name(format).to_string(),
+        reason,
+    };
+    if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
+        return Err(corrupt("the file is truncated (no end-of-image marker)".into()));
+    }
+    let corrupt = |error: image::ImageError| corrupt(error.to_string());
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut limits = Limits::default();
+    limits.max_alloc = Some(MAX_PIXELS * 8);
+    reader.limits(limits);
+    let mut decoder = reader.into_decoder().map_err(corrupt)?;
+    let (width, height) = decoder.dimensions();
+    if u64::from(width) * u64::from(height) > MAX_PIXELS {
+        return Err(DecodeError::TooLarge { width, height });
+    }
+    // A missing or unreadable EXIF block is not an error: the photo is shown as stored.
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut photo = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
+    photo.apply_orientation(orientation);
+    Ok(photo.into_rgb8())
+}
+
+/// Whether a JPEG's last scan is followed by its end-of-image marker. The JPEG decoder fills a
+/// cut-off photo with grey rather than failing, so truncation is checked here. Inside scan data
+/// a 0xFF byte is always escaped, so `FF D9` after the last start-of-scan (`FF DA`) can only be
+/// the real end marker, and a thumbnail's markers (in EXIF, before the main scan) do not count.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last_scan = bytes.windows(2).rposition(|pair| pair == [0xFF, 0xDA]);
+    last_scan.is_some_and(|start| bytes[start..].windows(2).any(|pair| pair == [0xFF, 0xD9]))
+}
+
+fn supported(format: ImageFormat) -> bool {
+    matches!(
+        format,
+        ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP | ImageFormat::Gif | ImageFormat::Bmp
+    )
+}
+
+fn format_name(format: ImageFormat) -> &'static str {
+    match format {
+        ImageFormat::Jpeg => "JPEG",
+        ImageFormat::Png => "PNG",
+        ImageFormat::WebP => "WebP",
+        ImageFormat::Gif => "GIF",
+        ImageFormat::Bmp => "BMP",
+        _ => "image",
+    }
+}

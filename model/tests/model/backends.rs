@@ -1,0 +1,68 @@
+use catdog_model::{Backend, Classifier};
+
+use crate::{fixture, small_model};
+
+const PHOTOS: [&str; 4] = ["cat.jpg", "dog.jpg", "cat-grey.jpg", "dog-alpha.png"];
+
+/// The logits of the fixture photos on one backend, for the same weight file.
+fn logits_on(backend: Backend, bytes: &[u8]) -> Vec<f32> {
+    let device = backend.device().unwrap();
+    let classifier = Classifier::load(bytes, &device).unwrap();
+    let inputs: Vec<_> = PHOTOS
+        .iter()
+        .map(|name| classifier.input(&fixture(name)).unwrap())
+        .collect();
+    classifier.logits(&inputs).into_data().try_to_vec::<f32>().unwrap()
+}
+
+#[test]
+fn every_backend_gives_the_same_logits() {
+    let bytes = small_model(&Backend::Flex.device().unwrap()).to_bytes();
+    let reference = logits_on(Backend::Flex, &bytes);
+    assert_eq!(reference.len(), 2 * PHOTOS.len());
+    assert!(reference.iter().all(|x| x.is_finite()));
+    for backend in [Backend::NdArray, Backend::Wgpu] {
+        let logits = logits_on(backend, &bytes);
+        for (i, (a, b)) in logits.iter().zip(&reference).enumerate() {
+            assert!(
+                (a - b).abs() < 1e-4,
+                "{backend} logit {i} is {a}, flex gives {b}"
+            );
+        }
+    }
+}
+
+#[test]
+fn classify_gives_probabilities_and_label() {
+    let device = Backend::Flex.device().unwrap();
+    let classifier = Classifier::load(&small_model(&device).to_bytes(), &device).unwrap();
+    let photo = fixture("dog.jpg");
+    let prediction = burn_block_on(classifier.classify(&photo)).unwrap();
+    assert!((prediction.cat + prediction.dog - 1.0).abs() < 1e-5);
+    let expected = if prediction.dog > prediction.cat { "dog" } else { "cat" };
+    assert_eq!(prediction.label.name(), expected);
+    let batch = classifier
+        .classify_inputs(&[classifier.input(&photo).unwrap()])
+        .unwrap();
+    assert!((batch[0].dog - prediction.dog).abs() < 1e-6);
+}
+
+#[test]
+fn backend_names_parse() {
+    for backend in Backend::ALL {
+        assert_eq!(backend.name().parse::<Backend>(), Ok(backend));
+    }
+    assert_eq!("cpu".parse::<Backend>(), Ok(Backend::DEFAULT_CPU));
+    assert!("tpu".parse::<Backend>().unwrap_err().contains("tpu"));
+}
+
+/// Runs a future that completes without waiting on anything (CPU readback is immediate).
+fn burn_block_on<F: std::future::Future>(future: F) -> F::Output {
+    let waker = std::task::Waker::noop();
+    let mut context = std::task::Context::from_waker(waker);
+    let mut future = std::pin::pin!(future);
+    match future.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(output) => output,
+        std::task::Poll::Pending => panic!("CPU readback should be immediate"),
+    }
+}

@@ -1,0 +1,27 @@
+//! The model crate's tests, in one binary (each test binary links all of Burn).
+
+mod backends;
+mod preprocess;
+mod weights;
+
+use catdog_model::{Architecture, CnnConfig, ModelFile, ModelHeader, Normalization, Preprocess};
+
+/// A fixture photo from the workspace's `tests/fixtures`.
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
+}
+
+/// A small freshly initialised model, as a weight file.
+pub fn small_model(device: &burn::tensor::Device) -> ModelFile {
+    let architecture = Architecture::Cnn(CnnConfig {
+        channels: vec![8, 16, 16],
+        dropout: 0.2,
+    });
+    let preprocess = Preprocess {
+        input_size: 64,
+        normalization: Normalization::IMAGENET,
+    };
+    let network = architecture.init(device);
+    ModelFile::from_network(ModelHeader::new(architecture, preprocess), &network).unwrap()
+}

@@ -1,0 +1,140 @@
+use burn::tensor::Device;
+use catdog_model::weights::{FORMAT_VERSION, MAGIC, WeightsDtype};
+use catdog_model::{Architecture, Classifier, CnnConfig, ModelFile, ModelHeader, WeightsError};
+
+use crate::{fixture, small_model};
+
+/// Logits of the fixture photos through a classifier.
+fn logits(classifier: &Classifier) -> Vec<f32> {
+    let inputs = ["cat.jpg", "dog.jpg"]
+        .map(|name| classifier.input(&fixture(name)).unwrap())
+        .to_vec();
+    classifier.logits(&inputs).into_data().try_to_vec::<f32>().unwrap()
+}
+
+/// The offset where the weights start, read from the file's own length fields.
+fn weights_offset(bytes: &[u8]) -> usize {
+    let header_len = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+    16 + header_len + 12
+}
+
+#[test]
+fn round_trip_keeps_header_and_predictions() {
+    let device = Device::flex();
+    let file = small_model(&device);
+    let bytes = file.to_bytes();
+    assert_eq!(&bytes[..8], MAGIC);
+    let parsed = ModelFile::parse(&bytes).unwrap();
+    assert_eq!(parsed.header, file.header);
+    assert_eq!(parsed.to_bytes(), bytes);
+
+    // The same network stored as f32 and as f16 predicts nearly the same.
+    let network = file.header.architecture.init(&device);
+    let f16_header = file.header.clone();
+    let f32_header = ModelHeader {
+        weights_dtype: WeightsDtype::F32,
+        ..f16_header.clone()
+    };
+    let classifier = |header: ModelHeader| {
+        let bytes = ModelFile::from_network(header, &network).unwrap().to_bytes();
+        Classifier::load(&bytes, &device).unwrap()
+    };
+    let f16 = logits(&classifier(f16_header));
+    let f32 = logits(&classifier(f32_header));
+    assert_eq!(f16.len(), 4);
+    for (a, b) in f16.iter().zip(&f32) {
+        assert!((a - b).abs() < 1e-2, "f16 logit {a} vs f32 {b}");
+    }
+}
+
+#[test]
+fn f16_file_is_about_half_the_f32_file() {
+    let device = Device::flex();
+    let architecture = Architecture::Cnn(CnnConfig::default());
+    let network = architecture.init(&device);
+    let header = ModelHeader::new(architecture, crate::small_model(&device).header.preprocess);
+    let f16 = ModelFile::from_network(header.clone(), &network).unwrap().to_bytes();
+    let f32_header = ModelHeader {
+        weights_dtype: WeightsDtype::F32,
+        ..header
+    };
+    let f32 = ModelFile::from_network(f32_header, &network).unwrap().to_bytes();
+    let ratio = f16.len() as f64 / f32.len() as f64;
+    assert!((0.45..0.6).contains(&ratio), "f16/f32 size ratio {ratio}");
+}
+
+#[test]
+fn truncated_file_is_refused_at_every_length() {
+    let bytes = small_model(&Device::flex()).to_bytes();
+    for len in [0, 4, 8, 10, 14, 20, weights_offset(&bytes) - 3, bytes.len() - 1] {
+        let result = ModelFile::parse(&bytes[..len]);
+        match result {
+            Err(WeightsError::NotAModelFile) if len < 8 => {}
+            Err(WeightsError::Truncated { .. }) => {}
+            other => panic!("{len} of {} bytes gave {other:?}", bytes.len()),
+        }
+    }
+    let message = ModelFile::parse(&bytes[..bytes.len() - 1]).unwrap_err().to_string();
+    assert!(message.contains("truncated") && message.contains("weights"), "{message}");
+}
+
+#[test]
+fn other_format_version_is_refused() {
+    let mut bytes = small_model(&Device::flex()).to_bytes();
+    bytes[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+    assert_eq!(
+        ModelFile::parse(&bytes).unwrap_err(),
+        WeightsError::UnsupportedVersion {
+            found: FORMAT_VERSION + 1
+        }
+    );
+}
+
+#[test]
+fn other_architecture_is_refused_by_name() {
+    let bytes = small_model(&Device::flex()).to_bytes();
+    let header_len = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&bytes[16..16 + header_len]).unwrap();
+    // Same length, so the rest of the file stays valid: only the kind differs.
+    let foreign = header.replace("\"kind\":\"cnn\"", "\"kind\":\"vit\"");
+    assert_ne!(foreign, header);
+    let mut edited = bytes[..16].to_vec();
+    edited.extend_from_slice(foreign.as_bytes());
+    edited.extend_from_slice(&bytes[16 + header_len..]);
+    let error = ModelFile::parse(&edited).unwrap_err();
+    assert!(matches!(&error, WeightsError::UnknownArchitecture { found, .. } if found == "vit"));
+    assert!(error.to_string().contains("'vit'"), "{error}");
+}
+
+#[test]
+fn weights_of_another_shape_are_refused() {
+    let device = Device::flex();
+    let small = small_model(&device);
+    // Claim a wider network than the weights hold.
+    let mut header = small.header.clone();
+    header.architecture = Architecture::Cnn(CnnConfig {
+        channels: vec![8, 16, 32],
+        dropout: 0.2,
+    });
+    let mut bytes = ModelFile::from_network(header, &small.header.architecture.init(&device))
+        .unwrap()
+        .to_bytes();
+    // Re-label the file: parse succeeds, loading the weights must not.
+    let file = ModelFile::parse(&bytes).unwrap();
+    assert!(matches!(
+        file.load_network(&device),
+        Err(WeightsError::WeightsMismatch(_))
+    ));
+    // A flipped bit in the weights is caught by the checksum before any loading.
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    assert_eq!(ModelFile::parse(&bytes).unwrap_err(), WeightsError::ChecksumMismatch);
+}
+
+#[test]
+fn foreign_file_is_refused() {
+    assert_eq!(
+        ModelFile::parse(&fixture("cat.jpg")).unwrap_err(),
+        WeightsError::NotAModelFile
+    );
+}

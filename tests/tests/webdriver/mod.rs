@@ -1,0 +1,207 @@
+//! A minimal blocking WebDriver client for headless Chromium through ChromeDriver: just what
+//! the page tests need, without an async runtime.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// The W3C key under which an element reference is returned.
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+pub struct Browser {
+    agent: ureq::Agent,
+    driver_url: String,
+    session: String,
+    driver: Child,
+    profile: PathBuf,
+}
+
+/// An element reference.
+pub struct Element(String);
+
+impl Browser {
+    /// Starts ChromeDriver on a free port and a headless Chromium session with WebGPU enabled
+    /// (SwiftShader where there is no GPU) and a fresh profile.
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let chromedriver = std::env::var("CHROMEDRIVER").unwrap_or("/usr/bin/chromedriver".into());
+        let driver = Command::new(&chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("{chromedriver}: {error}"));
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(300)))
+            .build()
+            .into();
+        let profile = std::env::temp_dir().join(format!("catdog-chromium-{}-{port}", std::process::id()));
+        let mut browser = Browser {
+            agent,
+            driver_url: format!("http://127.0.0.1:{port}"),
+            session: String::new(),
+            driver,
+            profile,
+        };
+        browser.wait_until(Duration::from_secs(30), "ChromeDriver to start", |b| {
+            b.call("GET", "/status", None)
+                .ok()
+                .filter(|status| status["ready"] == true)
+        });
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": std::env::var("CHROME_BIN").unwrap_or("/usr/bin/chromium".into()),
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-dev-shm-usage",
+                    "--enable-unsafe-webgpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--window-size=900,700",
+                    format!("--user-data-dir={}", browser.profile.display()),
+                ]
+            }
+        }}});
+        let session = browser
+            .call("POST", "/session", Some(capabilities))
+            .expect("a Chromium session");
+        browser.session = session["sessionId"].as_str().expect("a session id").to_string();
+        browser
+    }
+
+    /// One WebDriver command: the `value` of its answer, or the error it reported.
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+        let url = format!("{}{path}", self.driver_url);
+        let response = match method {
+            "POST" => self.agent.post(&url).send_json(body.unwrap_or(json!({}))),
+            "GET" => self.agent.get(&url).call(),
+            _ => self.agent.delete(&url).call(),
+        };
+        let answer: Value = response
+            .map_err(|error| error.to_string())?
+            .body_mut()
+            .read_json()
+            .map_err(|error| error.to_string())?;
+        match answer["value"].get("error") {
+            Some(error) => Err(format!("{error}: {}", answer["value"]["message"])),
+            None => Ok(answer["value"].clone()),
+        }
+    }
+
+    fn session_call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+        self.call(method, &format!("/session/{}{path}", self.session), body)
+    }
+
+    pub fn goto(&self, url: &str) {
+        self.session_call("POST", "/url", Some(json!({ "url": url })))
+            .unwrap_or_else(|error| panic!("{url}: {error}"));
+    }
+
+    fn find(&self, css: &str) -> Option<Element> {
+        let found = self
+            .session_call("POST", "/element", Some(json!({"using": "css selector", "value": css})))
+            .ok()?;
+        Some(Element(found[ELEMENT_KEY].as_str()?.to_string()))
+    }
+
+    /// Waits until an element matching `css` is in the page (the page renders asynchronously).
+    pub fn wait_for_element(&self, css: &str, timeout: Duration) -> Element {
+        self.wait_until(timeout, &format!("an element matching {css}"), |b| b.find(css))
+    }
+
+    /// Chooses a file in an `<input type=file>`, as a user would in the file dialog.
+    pub fn set_file(&self, input: &Element, path: &Path) {
+        self.session_call(
+            "POST",
+            &format!("/element/{}/value", input.0),
+            Some(json!({ "text": path.to_str().expect("a UTF-8 path") })),
+        )
+        .expect("setting the file input");
+    }
+
+    pub fn attribute(&self, element: &Element, name: &str) -> String {
+        self.session_call("GET", &format!("/element/{}/attribute/{name}", element.0), None)
+            .expect("reading an attribute")
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    pub fn text(&self, element: &Element) -> String {
+        self.session_call("GET", &format!("/element/{}/text", element.0), None)
+            .expect("reading text")
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The page's visible text, for failure messages.
+    fn page_text(&self) -> String {
+        self.session_call(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": "return document.body.innerText", "args": []})),
+        )
+        .map(|text| text.as_str().unwrap_or_default().to_string())
+        .unwrap_or_else(|error| error)
+    }
+
+    /// A PNG screenshot of the window.
+    pub fn screenshot(&self) -> Vec<u8> {
+        let encoded = self
+            .session_call("GET", "/screenshot", None)
+            .expect("a screenshot");
+        decode_base64(encoded.as_str().expect("base64 text"))
+    }
+
+    /// Polls `probe` every 100 ms until it gives a value; after `timeout`, fails with the page's
+    /// text so the reason is visible.
+    fn wait_until<T>(&self, timeout: Duration, what: &str, mut probe: impl FnMut(&Self) -> Option<T>) -> T {
+        let start = Instant::now();
+        loop {
+            if let Some(value) = probe(self) {
+                return value;
+            }
+            if start.elapsed() > timeout {
+                panic!("waited {timeout:?} for {what}; the page says: {}", self.page_text());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let _ = self.call("DELETE", &format!("/session/{}", self.session), None);
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+fn decode_base64(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    };
+    let digits: Vec<u8> = text.bytes().filter(|&c| c != b'=').map(value).collect();
+    digits
+        .chunks(4)
+        .flat_map(|chunk| {
+            let n = chunk.iter().enumerate().fold(0u32, |n, (i, &d)| n | u32::from(d) << (18 - 6 * i));
+            let bytes = n.to_be_bytes();
+            bytes[1..chunk.len()].to_vec()
+        })
+        .collect()
+}
