@@ -20,7 +20,8 @@ fn main() {
     for name in PARITY_FIXTURES {
         let path = fixtures.join(name);
         println!("cargo::rerun-if-changed={}", path.display());
-        let bytes = std::fs::read(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+        let bytes =
+            std::fs::read(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
         let input = preprocess
             .apply(&bytes)
             .unwrap_or_else(|error| panic!("{name}: {error}"));

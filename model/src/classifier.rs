@@ -113,7 +113,10 @@ impl Classifier {
 
     /// Classifies a batch of preprocessed photos, blocking until the results are read back.
     #[cfg(not(target_family = "wasm"))]
-    pub fn classify_inputs(&self, inputs: &[InputTensor]) -> Result<Vec<Prediction>, ClassifyError> {
+    pub fn classify_inputs(
+        &self,
+        inputs: &[InputTensor],
+    ) -> Result<Vec<Prediction>, ClassifyError> {
         Prediction::from_logits_data(self.logits(inputs).into_data())
     }
 

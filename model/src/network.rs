@@ -122,10 +122,7 @@ pub struct Network {
 
 impl Network {
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let features = self
-            .blocks
-            .iter()
-            .fold(images, |x, block| block.forward(x));
+        let features = self.blocks.iter().fold(images, |x, block| block.forward(x));
         let features: Tensor<2> = self.pool.forward(features).flatten(1, 3);
         self.head.forward(self.dropout.forward(features))
     }

@@ -112,7 +112,9 @@ pub fn decode_photo(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
         reason,
     };
     if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
-        return Err(corrupt("the file is truncated (no end-of-image marker)".into()));
+        return Err(corrupt(
+            "the file is truncated (no end-of-image marker)".into(),
+        ));
     }
     let corrupt = |error: image::ImageError| corrupt(error.to_string());
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
@@ -145,7 +147,11 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
 fn supported(format: ImageFormat) -> bool {
     matches!(
         format,
-        ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP | ImageFormat::Gif | ImageFormat::Bmp
+        ImageFormat::Jpeg
+            | ImageFormat::Png
+            | ImageFormat::WebP
+            | ImageFormat::Gif
+            | ImageFormat::Bmp
     )
 }
 

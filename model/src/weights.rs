@@ -39,7 +39,9 @@ pub enum WeightsError {
         "model file format version {found} is not supported: this build reads version {FORMAT_VERSION}"
     )]
     UnsupportedVersion { found: u32 },
-    #[error("the model file is truncated: its {part} needs {needed} bytes but only {available} remain")]
+    #[error(
+        "the model file is truncated: its {part} needs {needed} bytes but only {available} remain"
+    )]
     Truncated {
         part: &'static str,
         needed: u64,
@@ -247,6 +249,9 @@ impl<'a> ByteReader<'a> {
     }
 
     fn array<const N: usize>(&mut self, part: &'static str) -> Result<[u8; N], WeightsError> {
-        Ok(self.take(N, part)?.try_into().expect("took exactly N bytes"))
+        Ok(self
+            .take(N, part)?
+            .try_into()
+            .expect("took exactly N bytes"))
     }
 }

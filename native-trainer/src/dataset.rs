@@ -80,7 +80,9 @@ impl Dataset {
             dataset.skipped.extend(skipped);
             let validation = (examples.len() as f64 * validation_fraction).round() as usize;
             let mut examples = examples.into_iter();
-            dataset.validation.extend(examples.by_ref().take(validation));
+            dataset
+                .validation
+                .extend(examples.by_ref().take(validation));
             dataset.train.extend(examples);
         }
         dataset.train.shuffle(&mut rng);

@@ -8,7 +8,10 @@ use catdog_trainer::train::{self, TrainConfig};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(version, about = "Train, evaluate and export the catdog cats-vs-dogs model")]
+#[command(
+    version,
+    about = "Train, evaluate and export the catdog cats-vs-dogs model"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

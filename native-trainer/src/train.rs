@@ -104,7 +104,10 @@ pub fn run(config: &TrainConfig) -> Result<TrainReport, TrainError> {
             let flips: Vec<bool> = examples.iter().map(|_| rng.random_bool(0.5)).collect();
             let (images, targets) = batch_tensors(&examples, &flips, &device);
             let batch_loss = loss.forward(network.forward(images), targets);
-            progress.set_prefix(format!("loss {:.3}", batch_loss.clone().into_scalar::<f32>()));
+            progress.set_prefix(format!(
+                "loss {:.3}",
+                batch_loss.clone().into_scalar::<f32>()
+            ));
             let gradients = GradientsParams::from_grads(batch_loss.backward(), &network);
             network = optimizer.step(config.learning_rate, network, gradients);
             progress.inc(batch.len() as u64);
@@ -112,7 +115,10 @@ pub fn run(config: &TrainConfig) -> Result<TrainReport, TrainError> {
         progress.finish();
         if !dataset.validation.is_empty() {
             let accuracy = evaluate(&network.valid(), &dataset.validation, &base);
-            println!("epoch {epoch}: validation accuracy {:.2}%", accuracy * 100.0);
+            println!(
+                "epoch {epoch}: validation accuracy {:.2}%",
+                accuracy * 100.0
+            );
             validation_accuracy = Some(accuracy);
         }
     }
@@ -146,7 +152,11 @@ pub fn run(config: &TrainConfig) -> Result<TrainReport, TrainError> {
 }
 
 /// Stacks examples into an image batch (optionally mirrored left-right) and label targets.
-fn batch_tensors(examples: &[&Example], flips: &[bool], device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+fn batch_tensors(
+    examples: &[&Example],
+    flips: &[bool],
+    device: &Device,
+) -> (Tensor<4>, Tensor<1, Int>) {
     let size = examples[0].input.size as usize;
     let mut data = Vec::with_capacity(examples.len() * 3 * size * size);
     for (example, &flip) in examples.iter().zip(flips) {
@@ -159,7 +169,10 @@ fn batch_tensors(examples: &[&Example], flips: &[bool], device: &Device) -> (Ten
         }
     }
     let labels: Vec<i64> = examples.iter().map(|e| e.label.index() as i64).collect();
-    let images = Tensor::from_data(TensorData::new(data, [examples.len(), 3, size, size]), device);
+    let images = Tensor::from_data(
+        TensorData::new(data, [examples.len(), 3, size, size]),
+        device,
+    );
     let targets = Tensor::from_data(TensorData::new(labels, [examples.len()]), device);
     (images, targets)
 }

@@ -23,7 +23,8 @@ fn workspace() -> PathBuf {
 }
 
 fn dist() -> PathBuf {
-    let dist = std::env::var_os("CATDOG_DIST").map_or_else(|| workspace().join("dist"), PathBuf::from);
+    let dist =
+        std::env::var_os("CATDOG_DIST").map_or_else(|| workspace().join("dist"), PathBuf::from);
     assert!(
         dist.join("index.html").is_file(),
         "{} has no index.html: build the site first with `trunk build`",
@@ -38,12 +39,21 @@ fn serve(dist: PathBuf) -> u16 {
     let port = server.server_addr().to_ip().expect("an IP address").port();
     std::thread::spawn(move || {
         for request in server.incoming_requests() {
-            let path = request.url().split('?').next().unwrap_or_default().to_string();
+            let path = request
+                .url()
+                .split('?')
+                .next()
+                .unwrap_or_default()
+                .to_string();
             let file = path
                 .strip_prefix(SUB_PATH)
                 .filter(|rest| !rest.split('/').any(|part| part == ".."))
                 .map(|rest| if rest.is_empty() { "index.html" } else { rest })
-                .and_then(|rest| std::fs::read(dist.join(rest)).ok().map(|bytes| (rest.to_string(), bytes)));
+                .and_then(|rest| {
+                    std::fs::read(dist.join(rest))
+                        .ok()
+                        .map(|bytes| (rest.to_string(), bytes))
+                });
             let response = match file {
                 Some((name, bytes)) => {
                     let content_type = match name.rsplit('.').next() {
@@ -53,8 +63,11 @@ fn serve(dist: PathBuf) -> u16 {
                         Some("css") => "text/css",
                         _ => "application/octet-stream",
                     };
-                    let header = tiny_http::Header::from_bytes("Content-Type", content_type).unwrap();
-                    tiny_http::Response::from_data(bytes).with_header(header).boxed()
+                    let header =
+                        tiny_http::Header::from_bytes("Content-Type", content_type).unwrap();
+                    tiny_http::Response::from_data(bytes)
+                        .with_header(header)
+                        .boxed()
                 }
                 None => tiny_http::Response::empty(404).boxed(),
             };
@@ -98,7 +111,10 @@ fn classify_in_page(url: &str, photo: &Path, screenshot: Option<PathBuf>) -> Sho
 fn page_classifies_a_chosen_photo_on_webgpu_and_on_cpu() {
     let port = serve(dist());
     let page = format!("http://127.0.0.1:{port}{SUB_PATH}");
-    let photo = workspace().join("tests/fixtures/cat.jpg").canonicalize().unwrap();
+    let photo = workspace()
+        .join("tests/fixtures/cat.jpg")
+        .canonicalize()
+        .unwrap();
     // Each run in its own browser, as two visitors would.
     let screenshot = std::env::var_os("CATDOG_SCREENSHOT").map(PathBuf::from);
     let gpu = classify_in_page(&page, &photo, screenshot);
@@ -109,14 +125,23 @@ fn page_classifies_a_chosen_photo_on_webgpu_and_on_cpu() {
     assert_eq!(cpu.model_backend, "flex", "{cpu:?}");
     assert_eq!(cpu.prediction_backend, "flex");
     assert!(["cat", "dog"].contains(&gpu.label.as_str()), "{gpu:?}");
-    assert_eq!(gpu.label, cpu.label, "WebGPU and CPU disagree: {gpu:?} vs {cpu:?}");
+    assert_eq!(
+        gpu.label, cpu.label,
+        "WebGPU and CPU disagree: {gpu:?} vs {cpu:?}"
+    );
     for shown in [&gpu, &cpu] {
         assert!(shown.text.contains("cat.jpg"), "{shown:?}");
-        assert!(shown.text.contains('%') && shown.text.contains(" ms on "), "{shown:?}");
+        assert!(
+            shown.text.contains('%') && shown.text.contains(" ms on "),
+            "{shown:?}"
+        );
     }
     // Both probabilities as shown (one decimal) agree between the backends.
     let percentages = |text: &str| -> Vec<String> {
-        text.split_whitespace().filter(|word| word.ends_with('%')).map(String::from).collect()
+        text.split_whitespace()
+            .filter(|word| word.ends_with('%'))
+            .map(String::from)
+            .collect()
     };
     assert_eq!(percentages(&gpu.text), percentages(&cpu.text));
 }

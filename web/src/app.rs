@@ -53,7 +53,8 @@ pub fn App() -> impl IntoView {
 /// Where the model runs, or why it does not.
 #[component]
 fn ModelStatus(model: ReadSignal<ModelSlot, LocalStorage>) -> impl IntoView {
-    move || match model.get() {
+    move || {
+        match model.get() {
         None => view! { <p id="model-status" class="status">"Loading the model…"</p> }.into_any(),
         Some(Err(error)) => {
             view! { <p id="model-status" class="status error">"The model could not be loaded: " {error}</p> }
@@ -73,6 +74,7 @@ fn ModelStatus(model: ReadSignal<ModelSlot, LocalStorage>) -> impl IntoView {
             }
             .into_any()
         }
+    }
     }
 }
 
@@ -98,7 +100,10 @@ where
 
 /// The verdict, with both probabilities, the backend and the time taken.
 #[component]
-fn PredictionView(outcome: ReadSignal<Option<Result<Outcome, String>>>, busy: ReadSignal<bool>) -> impl IntoView {
+fn PredictionView(
+    outcome: ReadSignal<Option<Result<Outcome, String>>>,
+    busy: ReadSignal<bool>,
+) -> impl IntoView {
     move || {
         if busy.get() {
             return view! { <p id="prediction" class="busy">"Looking…"</p> }.into_any();

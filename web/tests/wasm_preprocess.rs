@@ -28,7 +28,6 @@ const CASES: [(&str, &[u8], &[u8]); 6] = [
     case!("cat-exif-rotated.jpg"),
 ];
 
-
 #[wasm_bindgen_test]
 fn browser_preprocessing_matches_native() {
     assert_eq!(CASES.map(|(name, _, _)| name), PARITY_FIXTURES);
@@ -49,6 +48,9 @@ fn browser_preprocessing_matches_native() {
             .zip(&native)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
-        assert!(worst <= 1.0 / 255.0, "{name}: browser and native differ by up to {worst}");
+        assert!(
+            worst <= 1.0 / 255.0,
+            "{name}: browser and native differ by up to {worst}"
+        );
     }
 }

@@ -12,7 +12,11 @@ fn logits_on(backend: Backend, bytes: &[u8]) -> Vec<f32> {
         .iter()
         .map(|name| classifier.input(&fixture(name)).unwrap())
         .collect();
-    classifier.logits(&inputs).into_data().try_to_vec::<f32>().unwrap()
+    classifier
+        .logits(&inputs)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap()
 }
 
 #[test]
@@ -39,7 +43,11 @@ fn classify_gives_probabilities_and_label() {
     let photo = fixture("dog.jpg");
     let prediction = burn_block_on(classifier.classify(&photo)).unwrap();
     assert!((prediction.cat + prediction.dog - 1.0).abs() < 1e-5);
-    let expected = if prediction.dog > prediction.cat { "dog" } else { "cat" };
+    let expected = if prediction.dog > prediction.cat {
+        "dog"
+    } else {
+        "cat"
+    };
     assert_eq!(prediction.label.name(), expected);
     let batch = classifier
         .classify_inputs(&[classifier.input(&photo).unwrap()])

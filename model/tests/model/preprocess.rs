@@ -18,8 +18,14 @@ fn mean_abs_diff(a: &RgbImage, b: &RgbImage) -> f64 {
 
 #[test]
 fn decodes_jpeg_photos_at_their_size() {
-    assert_eq!(decode_photo(&fixture("cat.jpg")).unwrap().dimensions(), (240, 160));
-    assert_eq!(decode_photo(&fixture("dog.jpg")).unwrap().dimensions(), (235, 333));
+    assert_eq!(
+        decode_photo(&fixture("cat.jpg")).unwrap().dimensions(),
+        (240, 160)
+    );
+    assert_eq!(
+        decode_photo(&fixture("dog.jpg")).unwrap().dimensions(),
+        (235, 333)
+    );
 }
 
 #[test]
@@ -40,12 +46,20 @@ fn cmyk_jpeg_has_the_colours_of_the_rgb_original() {
     let rgb = decode_photo(&fixture("dog.jpg")).unwrap();
     // An inverted or channel-swapped CMYK conversion is off by ~100 levels on average.
     let diff = mean_abs_diff(&cmyk, &rgb);
-    assert!(diff < 12.0, "CMYK photo differs from its RGB original by {diff:.1} levels");
+    assert!(
+        diff < 12.0,
+        "CMYK photo differs from its RGB original by {diff:.1} levels"
+    );
 }
 
 #[test]
 fn png_with_alpha_decodes_to_rgb() {
-    assert_eq!(decode_photo(&fixture("dog-alpha.png")).unwrap().dimensions(), (144, 302));
+    assert_eq!(
+        decode_photo(&fixture("dog-alpha.png"))
+            .unwrap()
+            .dimensions(),
+        (144, 302)
+    );
 }
 
 #[test]
@@ -55,7 +69,10 @@ fn exif_orientation_is_applied() {
     let upright = decode_photo(&fixture("cat.jpg")).unwrap();
     assert_eq!(rotated.dimensions(), upright.dimensions());
     let diff = mean_abs_diff(&rotated, &upright);
-    assert!(diff < 6.0, "oriented photo differs from the upright one by {diff:.1} levels");
+    assert!(
+        diff < 6.0,
+        "oriented photo differs from the upright one by {diff:.1} levels"
+    );
 }
 
 #[test]
@@ -80,7 +97,10 @@ fn input_tensor_is_channels_first_resized_and_normalised() {
         let expected = (f32::from(pixel[channel]) / 255.0 - Normalization::IMAGENET.mean[channel])
             / Normalization::IMAGENET.std[channel];
         let actual = input.data[channel * 32 * 32 + 7 * 32 + 5];
-        assert!((actual - expected).abs() < 1e-6, "channel {channel}: {actual} vs {expected}");
+        assert!(
+            (actual - expected).abs() < 1e-6,
+            "channel {channel}: {actual} vs {expected}"
+        );
     }
 }
 
@@ -125,7 +145,11 @@ fn png_header(side: u32) -> Vec<u8> {
     header.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB, deflate, no filter, no interlace
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
     png_chunk(&mut png, b"IHDR", &header);
-    png_chunk(&mut png, b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
+    png_chunk(
+        &mut png,
+        b"IDAT",
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    );
     png_chunk(&mut png, b"IEND", &[]);
     png
 }

@@ -9,7 +9,11 @@ fn logits(classifier: &Classifier) -> Vec<f32> {
     let inputs = ["cat.jpg", "dog.jpg"]
         .map(|name| classifier.input(&fixture(name)).unwrap())
         .to_vec();
-    classifier.logits(&inputs).into_data().try_to_vec::<f32>().unwrap()
+    classifier
+        .logits(&inputs)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap()
 }
 
 /// The offset where the weights start, read from the file's own length fields.
@@ -36,7 +40,9 @@ fn round_trip_keeps_header_and_predictions() {
         ..f16_header.clone()
     };
     let classifier = |header: ModelHeader| {
-        let bytes = ModelFile::from_network(header, &network).unwrap().to_bytes();
+        let bytes = ModelFile::from_network(header, &network)
+            .unwrap()
+            .to_bytes();
         Classifier::load(&bytes, &device).unwrap()
     };
     let f16 = logits(&classifier(f16_header));
@@ -53,12 +59,16 @@ fn f16_file_is_about_half_the_f32_file() {
     let architecture = Architecture::Cnn(CnnConfig::default());
     let network = architecture.init(&device);
     let header = ModelHeader::new(architecture, crate::small_model(&device).header.preprocess);
-    let f16 = ModelFile::from_network(header.clone(), &network).unwrap().to_bytes();
+    let f16 = ModelFile::from_network(header.clone(), &network)
+        .unwrap()
+        .to_bytes();
     let f32_header = ModelHeader {
         weights_dtype: WeightsDtype::F32,
         ..header
     };
-    let f32 = ModelFile::from_network(f32_header, &network).unwrap().to_bytes();
+    let f32 = ModelFile::from_network(f32_header, &network)
+        .unwrap()
+        .to_bytes();
     let ratio = f16.len() as f64 / f32.len() as f64;
     assert!((0.45..0.6).contains(&ratio), "f16/f32 size ratio {ratio}");
 }
@@ -66,7 +76,16 @@ fn f16_file_is_about_half_the_f32_file() {
 #[test]
 fn truncated_file_is_refused_at_every_length() {
     let bytes = small_model(&Device::flex()).to_bytes();
-    for len in [0, 4, 8, 10, 14, 20, weights_offset(&bytes) - 3, bytes.len() - 1] {
+    for len in [
+        0,
+        4,
+        8,
+        10,
+        14,
+        20,
+        weights_offset(&bytes) - 3,
+        bytes.len() - 1,
+    ] {
         let result = ModelFile::parse(&bytes[..len]);
         match result {
             Err(WeightsError::NotAModelFile) if len < 8 => {}
@@ -74,8 +93,13 @@ fn truncated_file_is_refused_at_every_length() {
             other => panic!("{len} of {} bytes gave {other:?}", bytes.len()),
         }
     }
-    let message = ModelFile::parse(&bytes[..bytes.len() - 1]).unwrap_err().to_string();
-    assert!(message.contains("truncated") && message.contains("weights"), "{message}");
+    let message = ModelFile::parse(&bytes[..bytes.len() - 1])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("truncated") && message.contains("weights"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -128,7 +152,10 @@ fn weights_of_another_shape_are_refused() {
     // A flipped bit in the weights is caught by the checksum before any loading.
     let last = bytes.len() - 1;
     bytes[last] ^= 0x01;
-    assert_eq!(ModelFile::parse(&bytes).unwrap_err(), WeightsError::ChecksumMismatch);
+    assert_eq!(
+        ModelFile::parse(&bytes).unwrap_err(),
+        WeightsError::ChecksumMismatch
+    );
 }
 
 #[test]

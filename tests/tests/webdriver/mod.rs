@@ -41,7 +41,8 @@ impl Browser {
             .timeout_global(Some(Duration::from_secs(300)))
             .build()
             .into();
-        let profile = std::env::temp_dir().join(format!("catdog-chromium-{}-{port}", std::process::id()));
+        let profile =
+            std::env::temp_dir().join(format!("catdog-chromium-{}-{port}", std::process::id()));
         let mut browser = Browser {
             agent,
             driver_url: format!("http://127.0.0.1:{port}"),
@@ -70,7 +71,10 @@ impl Browser {
         let session = browser
             .call("POST", "/session", Some(capabilities))
             .expect("a Chromium session");
-        browser.session = session["sessionId"].as_str().expect("a session id").to_string();
+        browser.session = session["sessionId"]
+            .as_str()
+            .expect("a session id")
+            .to_string();
         browser
     }
 
@@ -104,14 +108,20 @@ impl Browser {
 
     fn find(&self, css: &str) -> Option<Element> {
         let found = self
-            .session_call("POST", "/element", Some(json!({"using": "css selector", "value": css})))
+            .session_call(
+                "POST",
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            )
             .ok()?;
         Some(Element(found[ELEMENT_KEY].as_str()?.to_string()))
     }
 
     /// Waits until an element matching `css` is in the page (the page renders asynchronously).
     pub fn wait_for_element(&self, css: &str, timeout: Duration) -> Element {
-        self.wait_until(timeout, &format!("an element matching {css}"), |b| b.find(css))
+        self.wait_until(timeout, &format!("an element matching {css}"), |b| {
+            b.find(css)
+        })
     }
 
     /// Chooses a file in an `<input type=file>`, as a user would in the file dialog.
@@ -125,11 +135,15 @@ impl Browser {
     }
 
     pub fn attribute(&self, element: &Element, name: &str) -> String {
-        self.session_call("GET", &format!("/element/{}/attribute/{name}", element.0), None)
-            .expect("reading an attribute")
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        self.session_call(
+            "GET",
+            &format!("/element/{}/attribute/{name}", element.0),
+            None,
+        )
+        .expect("reading an attribute")
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
     }
 
     pub fn text(&self, element: &Element) -> String {
@@ -161,14 +175,22 @@ impl Browser {
 
     /// Polls `probe` every 100 ms until it gives a value; after `timeout`, fails with the page's
     /// text so the reason is visible.
-    fn wait_until<T>(&self, timeout: Duration, what: &str, mut probe: impl FnMut(&Self) -> Option<T>) -> T {
+    fn wait_until<T>(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut probe: impl FnMut(&Self) -> Option<T>,
+    ) -> T {
         let start = Instant::now();
         loop {
             if let Some(value) = probe(self) {
                 return value;
             }
             if start.elapsed() > timeout {
-                panic!("waited {timeout:?} for {what}; the page says: {}", self.page_text());
+                panic!(
+                    "waited {timeout:?} for {what}; the page says: {}",
+                    self.page_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -199,7 +221,10 @@ fn decode_base64(text: &str) -> Vec<u8> {
     digits
         .chunks(4)
         .flat_map(|chunk| {
-            let n = chunk.iter().enumerate().fold(0u32, |n, (i, &d)| n | u32::from(d) << (18 - 6 * i));
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, &d)| n | u32::from(d) << (18 - 6 * i));
             let bytes = n.to_be_bytes();
             bytes[1..chunk.len()].to_vec()
         })
