@@ -1,6 +1,6 @@
 use catdog_model::{Backend, Classifier};
 
-use crate::{fixture, small_model};
+use crate::{fixture, fixture_logits, small_model};
 
 const PHOTOS: [&str; 4] = ["cat.jpg", "dog.jpg", "cat-grey.jpg", "dog-alpha.png"];
 
@@ -8,15 +8,7 @@ const PHOTOS: [&str; 4] = ["cat.jpg", "dog.jpg", "cat-grey.jpg", "dog-alpha.png"
 fn logits_on(backend: Backend, bytes: &[u8]) -> Vec<f32> {
     let device = backend.device().unwrap();
     let classifier = Classifier::load(bytes, &device).unwrap();
-    let inputs: Vec<_> = PHOTOS
-        .iter()
-        .map(|name| classifier.input(&fixture(name)).unwrap())
-        .collect();
-    classifier
-        .logits(&inputs)
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap()
+    fixture_logits(&classifier, &PHOTOS)
 }
 
 #[test]

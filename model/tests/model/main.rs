@@ -4,12 +4,27 @@ mod backends;
 mod preprocess;
 mod weights;
 
-use catdog_model::{Architecture, CnnConfig, ModelFile, ModelHeader, Normalization, Preprocess};
+use catdog_model::{
+    Architecture, Classifier, CnnConfig, ModelFile, ModelHeader, Normalization, Preprocess,
+};
 
 /// A fixture photo from the workspace's `tests/fixtures`.
 pub fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
+}
+
+/// The logits a classifier gives for fixture photos, in order, two per photo.
+pub fn fixture_logits(classifier: &Classifier, photos: &[&str]) -> Vec<f32> {
+    let inputs: Vec<_> = photos
+        .iter()
+        .map(|name| classifier.input(&fixture(name)).unwrap())
+        .collect();
+    classifier
+        .logits(&inputs)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap()
 }
 
 /// A small freshly initialised model, as a weight file.

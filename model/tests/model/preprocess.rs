@@ -93,8 +93,8 @@ fn input_tensor_is_channels_first_resized_and_normalised() {
         image::imageops::FilterType::Triangle,
     );
     let pixel = resized.get_pixel(5, 7).0;
-    for channel in 0..3 {
-        let expected = (f32::from(pixel[channel]) / 255.0 - Normalization::IMAGENET.mean[channel])
+    for (channel, &level) in pixel.iter().enumerate() {
+        let expected = (f32::from(level) / 255.0 - Normalization::IMAGENET.mean[channel])
             / Normalization::IMAGENET.std[channel];
         let actual = input.data[channel * 32 * 32 + 7 * 32 + 5];
         assert!(

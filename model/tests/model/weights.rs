@@ -2,18 +2,11 @@ use burn::tensor::Device;
 use catdog_model::weights::{FORMAT_VERSION, MAGIC, WeightsDtype};
 use catdog_model::{Architecture, Classifier, CnnConfig, ModelFile, ModelHeader, WeightsError};
 
-use crate::{fixture, small_model};
+use crate::{fixture, fixture_logits, small_model};
 
-/// Logits of the fixture photos through a classifier.
+/// Logits of a cat and a dog photo through a classifier.
 fn logits(classifier: &Classifier) -> Vec<f32> {
-    let inputs = ["cat.jpg", "dog.jpg"]
-        .map(|name| classifier.input(&fixture(name)).unwrap())
-        .to_vec();
-    classifier
-        .logits(&inputs)
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap()
+    fixture_logits(classifier, &["cat.jpg", "dog.jpg"])
 }
 
 /// The offset where the weights start, read from the file's own length fields.
