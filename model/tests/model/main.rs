@@ -1,4 +1,6 @@
-//! The model crate's tests, in one binary (each test binary links all of Burn).
+//! The model crate's native tests, in one binary (each test binary links all of Burn). The
+//! browser side is tested in `web/tests`.
+#![cfg(not(target_family = "wasm"))]
 
 mod backends;
 mod preprocess;
