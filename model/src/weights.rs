@@ -146,7 +146,11 @@ impl ModelFile {
     pub fn from_network(header: ModelHeader, network: &Network) -> Result<Self, WeightsError> {
         let network = match header.weights_dtype {
             WeightsDtype::F32 => network.clone(),
-            WeightsDtype::F16 => network.clone().map(&mut CastFloats(DType::F16)),
+            // Narrowed on flex: not every backend has f16 tensors (ndarray has none).
+            WeightsDtype::F16 => network
+                .clone()
+                .to_device(&Device::flex())
+                .map(&mut CastFloats(DType::F16)),
         };
         let bytes = network
             .into_record()

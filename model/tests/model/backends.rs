@@ -29,6 +29,20 @@ fn every_backend_gives_the_same_logits() {
 }
 
 #[test]
+fn a_network_on_any_backend_exports_and_loads() {
+    for backend in Backend::ALL {
+        let device = backend.device().unwrap();
+        let bytes = small_model(&device).to_bytes();
+        let classifier = Classifier::load(&bytes, &device).unwrap();
+        assert_eq!(
+            fixture_logits(&classifier, &["cat.jpg"]).len(),
+            2,
+            "{backend}"
+        );
+    }
+}
+
+#[test]
 fn classify_gives_probabilities_and_label() {
     let device = Backend::Flex.device().unwrap();
     let classifier = Classifier::load(&small_model(&device).to_bytes(), &device).unwrap();
