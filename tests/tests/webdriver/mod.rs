@@ -57,6 +57,7 @@ impl Browser {
         });
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
+            "timeouts": {"pageLoad": 120_000},
             "goog:chromeOptions": {
                 "binary": std::env::var("CHROME_BIN").unwrap_or("/usr/bin/chromium".into()),
                 "args": [
@@ -101,9 +102,11 @@ impl Browser {
         self.call(method, &format!("/session/{}{path}", self.session), body)
     }
 
-    pub fn goto(&self, url: &str) {
+    /// Navigates and waits for the page to load; the error says why it did not.
+    pub fn goto(&self, url: &str) -> Result<(), String> {
         self.session_call("POST", "/url", Some(json!({ "url": url })))
-            .unwrap_or_else(|error| panic!("{url}: {error}"));
+            .map(|_| ())
+            .map_err(|error| format!("{url}: {error}"))
     }
 
     fn find(&self, css: &str) -> Option<Element> {
