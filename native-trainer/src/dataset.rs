@@ -66,11 +66,13 @@ impl Dataset {
     ) -> std::io::Result<Self> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let mut dataset = Dataset::default();
+        // One listing of the folder (tens of thousands of entries), split by class.
+        let listed = list_photos(dir)?;
         for label in [Label::Cat, Label::Dog] {
-            let mut photos: Vec<PathBuf> = list_photos(dir)?
-                .into_iter()
+            let mut photos: Vec<PathBuf> = listed
+                .iter()
                 .filter(|(_, l)| *l == label)
-                .map(|(path, _)| path)
+                .map(|(path, _)| path.clone())
                 .collect();
             photos.shuffle(&mut rng);
             if let Some(limit) = limit {
