@@ -58,6 +58,9 @@ impl Browser {
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "timeouts": {"pageLoad": 120_000},
+            // Navigation returns at once; the tests then wait for what they need on the page.
+            // Waiting for the load event has timed out with Chromium busy on the 74 MB module.
+            "pageLoadStrategy": "none",
             "goog:chromeOptions": {
                 "binary": std::env::var("CHROME_BIN").unwrap_or("/usr/bin/chromium".into()),
                 "args": [
