@@ -7,7 +7,8 @@ use std::sync::OnceLock;
 use burn::tensor::Device;
 
 /// A compute backend the model can run on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// The GPU through wgpu: Vulkan, Metal or DX12 natively, WebGPU in the browser.
     Wgpu,
@@ -53,7 +54,16 @@ impl Backend {
             Backend::Wgpu => WGPU
                 .get_or_init(|| {
                     Device::wgpu_options()
-                        .init()
+                        .init_with_setup()
+                        .map(|(device, setup)| {
+                            let info = setup.adapter.get_info();
+                            let _ = WGPU_ADAPTER.set(GpuAdapter {
+                                name: info.name,
+                                software: info.device_type
+                                    == burn::tensor::wgpu::wgpu::DeviceType::Cpu,
+                            });
+                            device
+                        })
                         .map_err(|error| error.to_string())
                 })
                 .clone()
@@ -125,6 +135,27 @@ pub struct Acquired {
 
 /// The wgpu runtime can be initialised only once per process; its outcome is kept.
 static WGPU: OnceLock<Result<Device, String>> = OnceLock::new();
+#[cfg(not(target_family = "wasm"))]
+static WGPU_ADAPTER: OnceLock<GpuAdapter> = OnceLock::new();
+
+/// The adapter wgpu chose natively.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuAdapter {
+    pub name: String,
+    /// A CPU implementation of the graphics API (lavapipe, llvmpipe, SwiftShader, WARP):
+    /// correct, but far slower than a CPU backend for training.
+    pub software: bool,
+}
+
+/// The adapter behind the native wgpu device, starting wgpu if it is not yet started.
+#[cfg(not(target_family = "wasm"))]
+pub fn gpu_adapter() -> Result<GpuAdapter, BackendError> {
+    Backend::Wgpu.device()?;
+    Ok(WGPU_ADAPTER
+        .get()
+        .cloned()
+        .expect("a started wgpu runtime recorded its adapter"))
+}
 
 fn cpu_device(backend: Backend) -> Device {
     match backend {

@@ -7,7 +7,8 @@ use crate::preprocess::{DecodeError, InputTensor};
 use crate::weights::{ModelFile, ModelHeader, WeightsError};
 
 /// Cat or dog.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Label {
     Cat,
     Dog,
@@ -92,6 +93,15 @@ impl Classifier {
 
     pub fn header(&self) -> &ModelHeader {
         &self.header
+    }
+
+    /// The loaded network, for batch work (evaluation) that manages its own inputs.
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// Decodes and preprocesses a photo exactly as this model was trained to see it.

@@ -19,8 +19,10 @@ pub mod weights;
 
 pub use preprocess::{DecodeError, InputTensor, Normalization, Preprocess};
 
+#[cfg(all(feature = "inference", not(target_family = "wasm")))]
+pub use backend::gpu_adapter;
 #[cfg(feature = "inference")]
-pub use backend::{Acquired, Backend, BackendError};
+pub use backend::{Acquired, Backend, BackendError, GpuAdapter};
 #[cfg(feature = "inference")]
 pub use classifier::{Classifier, ClassifyError, Label, Prediction};
 #[cfg(feature = "inference")]

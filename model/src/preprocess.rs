@@ -78,12 +78,28 @@ impl Preprocess {
     /// Resizes an already decoded photo to the input size (the whole photo, squashed to a
     /// square, as the training photos are) and normalises it.
     pub fn tensor_from_rgb(&self, photo: &RgbImage) -> InputTensor {
+        self.normalize(&self.resize(photo))
+    }
+
+    /// The photo squashed to the square input size: the pixels the network sees, before
+    /// normalisation. The trainer caches these, so training sees exactly what inference sees.
+    pub fn resize(&self, photo: &RgbImage) -> RgbImage {
         let size = self.input_size;
-        let resized = if photo.dimensions() == (size, size) {
+        if photo.dimensions() == (size, size) {
             photo.clone()
         } else {
             image::imageops::resize(photo, size, size, FilterType::Triangle)
-        };
+        }
+    }
+
+    /// Normalises an input-sized photo into the channels-first network input.
+    pub fn normalize(&self, resized: &RgbImage) -> InputTensor {
+        let size = self.input_size;
+        assert_eq!(
+            resized.dimensions(),
+            (size, size),
+            "normalize takes a photo already resized to the input size"
+        );
         let plane = (size * size) as usize;
         let mut data = vec![0.0f32; 3 * plane];
         let Normalization { mean, std } = self.normalization;

@@ -1,150 +1,363 @@
-//! Photos on disk to labelled, preprocessed examples.
+//! Photos to a checked, packed, preprocessed dataset, and its seeded train/validation split.
+//!
+//! Every file is checked by decoding it in full (not by sniffing its header): what fails is
+//! skipped and reported with the reason, and nothing aborts a run because of one file. What
+//! decodes is resized once to the model's input size and packed into one cache file (the
+//! equivalent of MXNet's `.rec`), so later epochs and later runs never decode a JPEG again.
 
+use std::collections::HashSet;
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
-use catdog_model::{InputTensor, Label, Preprocess};
+use catdog_model::{Label, Preprocess};
+use image::RgbImage;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
 
-/// One preprocessed photo and its label.
-#[derive(Debug, Clone)]
-pub struct Example {
-    pub input: InputTensor,
-    pub label: Label,
-}
+use crate::files::write_atomic;
+use crate::photos::{PhotoSet, PhotosError};
 
 /// A photo that could not be used, and why.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SkippedFile {
-    pub path: PathBuf,
+    /// A file path, or `archive.zip!/name` inside a zip.
+    pub path: String,
     pub reason: String,
 }
 
-/// Labelled photos, split into training and validation.
-#[derive(Debug, Default)]
-pub struct Dataset {
-    pub train: Vec<Example>,
-    pub validation: Vec<Example>,
+/// One packed photo: where it came from, its label and its perceptual hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackedEntry {
+    pub name: String,
+    pub label: Option<Label>,
+    /// 64-bit difference hash of the photo (see [`difference_hash`]).
+    pub hash: u64,
+}
+
+/// Decoded photos at the model's input size, as `size x size` RGB bytes each.
+#[derive(Debug, Clone)]
+pub struct PackedPhotos {
+    pub size: u32,
+    pub entries: Vec<PackedEntry>,
     pub skipped: Vec<SkippedFile>,
+    pixels: Vec<u8>,
 }
 
-/// The label a Kaggle-style file name gives (`cat.123.jpg`, `dog.7.jpg`), if any.
-pub fn label_from_name(path: &Path) -> Option<Label> {
-    let name = path.file_name()?.to_str()?.to_ascii_lowercase();
-    if name.starts_with("cat.") {
-        Some(Label::Cat)
-    } else if name.starts_with("dog.") {
-        Some(Label::Dog)
-    } else {
-        None
+/// The cache file's header: what it holds and what it was made from.
+#[derive(Serialize, Deserialize)]
+struct PackHeader {
+    key: String,
+    size: u32,
+    entries: Vec<PackedEntry>,
+    skipped: Vec<SkippedFile>,
+}
+
+const PACK_MAGIC: &[u8; 8] = b"CATDOGPK";
+const PACK_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    #[error(transparent)]
+    Photos(#[from] PhotosError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl PackedPhotos {
+    /// The photo's pixels, `size * size * 3` bytes, rows top to bottom, RGB interleaved.
+    pub fn pixels(&self, index: usize) -> &[u8] {
+        let len = (self.size * self.size * 3) as usize;
+        &self.pixels[index * len..(index + 1) * len]
     }
-}
 
-/// Lists the labelled photos of a Kaggle-layout folder (`cat.N.jpg`, `dog.N.jpg`), sorted.
-pub fn list_photos(dir: &Path) -> std::io::Result<Vec<(PathBuf, Label)>> {
-    let mut photos = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if let Some(label) = label_from_name(&path) {
-            photos.push((path, label));
-        }
+    pub fn image(&self, index: usize) -> RgbImage {
+        RgbImage::from_raw(self.size, self.size, self.pixels(index).to_vec())
+            .expect("a packed photo has size*size*3 bytes")
     }
-    photos.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(photos)
-}
 
-impl Dataset {
-    /// Loads up to `limit` photos (half cats, half dogs) from `dir`, shuffled with `seed`, and
-    /// holds out `validation_fraction` of each class. Unreadable photos are skipped and listed.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Decodes every photo of `set` (on every core, with a progress bar) or, when `cache_dir`
+    /// holds a pack made from the same files at the same size, reads that instead.
     pub fn load(
-        dir: &Path,
+        set: &PhotoSet,
         preprocess: &Preprocess,
-        limit: Option<usize>,
-        validation_fraction: f64,
-        seed: u64,
-    ) -> std::io::Result<Self> {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let mut dataset = Dataset::default();
-        // One listing of the folder (tens of thousands of entries), split by class.
-        let listed = list_photos(dir)?;
-        for label in [Label::Cat, Label::Dog] {
-            let mut photos: Vec<PathBuf> = listed
-                .iter()
-                .filter(|(_, l)| *l == label)
-                .map(|(path, _)| path.clone())
-                .collect();
-            photos.shuffle(&mut rng);
-            if let Some(limit) = limit {
-                photos.truncate(limit / 2);
-            }
-            let (examples, skipped) = decode_all(&photos, label, preprocess);
-            dataset.skipped.extend(skipped);
-            let validation = (examples.len() as f64 * validation_fraction).round() as usize;
-            let mut examples = examples.into_iter();
-            dataset
-                .validation
-                .extend(examples.by_ref().take(validation));
-            dataset.train.extend(examples);
+        cache_dir: Option<&Path>,
+    ) -> Result<Self, DatasetError> {
+        let key = cache_key(set, preprocess.input_size)?;
+        let cache_file = cache_dir.map(|dir| {
+            dir.join(format!(
+                "photos-{}px-{:016x}.pack",
+                preprocess.input_size,
+                fnv1a(key.as_bytes())
+            ))
+        });
+        if let Some(file) = &cache_file
+            && let Some(packed) = read_pack(file, &key)
+        {
+            eprintln!(
+                "using the packed photo cache {} ({} photos)",
+                file.display(),
+                packed.len()
+            );
+            return Ok(packed);
         }
-        dataset.train.shuffle(&mut rng);
-        Ok(dataset)
+        let packed = decode_all(set, preprocess)?;
+        if let Some(file) = &cache_file {
+            packed
+                .write(file, &key)
+                .map_err(|source| DatasetError::Io {
+                    path: file.clone(),
+                    source,
+                })?;
+            eprintln!("packed {} photos into {}", packed.len(), file.display());
+        }
+        Ok(packed)
+    }
+
+    fn write(&self, path: &Path, key: &str) -> std::io::Result<()> {
+        let header = serde_json::to_vec(&PackHeader {
+            key: key.to_string(),
+            size: self.size,
+            entries: self.entries.clone(),
+            skipped: self.skipped.clone(),
+        })
+        .map_err(std::io::Error::other)?;
+        let mut bytes = Vec::with_capacity(24 + header.len() + self.pixels.len());
+        bytes.write_all(PACK_MAGIC)?;
+        bytes.write_all(&PACK_VERSION.to_le_bytes())?;
+        bytes.write_all(&(header.len() as u64).to_le_bytes())?;
+        bytes.write_all(&header)?;
+        bytes.write_all(&self.pixels)?;
+        write_atomic(path, &bytes)
+    }
+
+    /// Writes the skipped-files report: one `path<TAB>reason` line per file.
+    pub fn write_skipped_report(&self, path: &Path) -> std::io::Result<()> {
+        let mut report = String::from("file\treason\n");
+        for skipped in &self.skipped {
+            report.push_str(&format!("{}\t{}\n", skipped.path, skipped.reason));
+        }
+        write_atomic(path, report.as_bytes())
     }
 }
 
-/// Decodes photos on every core, with a progress bar.
-fn decode_all(
-    paths: &[PathBuf],
-    label: Label,
-    preprocess: &Preprocess,
-) -> (Vec<Example>, Vec<SkippedFile>) {
-    let progress = progress_bar(paths.len() as u64, &format!("decoding {}s", label.name()));
+/// Identifies the source's current contents cheaply: a changed, added or removed file
+/// changes the key, so a stale cache is never used.
+fn cache_key(set: &PhotoSet, size: u32) -> Result<String, DatasetError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| DatasetError::Io { path, source }
+    };
+    let mut fingerprint = 0u64;
+    let mut bytes = 0u64;
+    let mut newest = 0u64;
+    match &set.source {
+        crate::photos::PhotoSource::Folder(dir) => {
+            for photo in &set.photos {
+                let path = dir.join(&photo.name);
+                let metadata = std::fs::metadata(&path).map_err(io(&path))?;
+                bytes += metadata.len();
+                newest = newest.max(modified_secs(&metadata));
+                fingerprint ^= fnv1a(photo.name.as_bytes()).wrapping_add(metadata.len());
+            }
+        }
+        crate::photos::PhotoSource::Zip(path) => {
+            let metadata = std::fs::metadata(path).map_err(io(path))?;
+            bytes = metadata.len();
+            newest = modified_secs(&metadata);
+        }
+    }
+    let source = std::fs::canonicalize(set.source.path())
+        .unwrap_or_else(|_| set.source.path().to_path_buf());
+    Ok(format!(
+        "v{PACK_VERSION} {} size={size} files={} bytes={bytes} newest={newest} names={fingerprint:016x}",
+        source.display(),
+        set.photos.len(),
+    ))
+}
+
+fn modified_secs(metadata: &std::fs::Metadata) -> u64 {
+    metadata
+        .modified()
+        .ok()
+        .and_then(|time| time.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(0, |age| age.as_secs())
+}
+
+/// Reads a cache file if it is whole and made from the same files; anything else (missing,
+/// stale, damaged) means decoding again, never failing the run.
+fn read_pack(path: &Path, key: &str) -> Option<PackedPhotos> {
+    let bytes = std::fs::read(path).ok()?;
+    if bytes.len() < 20 || &bytes[..8] != PACK_MAGIC {
+        return None;
+    }
+    if u32::from_le_bytes(bytes[8..12].try_into().ok()?) != PACK_VERSION {
+        return None;
+    }
+    let header_len = usize::try_from(u64::from_le_bytes(bytes[12..20].try_into().ok()?)).ok()?;
+    let header_end = 20usize.checked_add(header_len)?;
+    let header: PackHeader = serde_json::from_slice(bytes.get(20..header_end)?).ok()?;
+    let pixels = bytes.get(header_end..)?.to_vec();
+    let expected = header.entries.len() * (header.size * header.size * 3) as usize;
+    (header.key == key && pixels.len() == expected).then_some(PackedPhotos {
+        size: header.size,
+        entries: header.entries,
+        skipped: header.skipped,
+        pixels,
+    })
+}
+
+/// Decodes every photo in parallel, keeping the source's order.
+fn decode_all(set: &PhotoSet, preprocess: &Preprocess) -> Result<PackedPhotos, DatasetError> {
+    let progress = progress_bar(set.photos.len() as u64, "checking photos");
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = paths.len().div_ceil(threads).max(1);
-    let results: Vec<Result<Example, SkippedFile>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = paths
+    let chunk = set.photos.len().div_ceil(threads).max(1);
+    type Decoded = Result<(PackedEntry, Vec<u8>), SkippedFile>;
+    let results: Vec<Result<Vec<Decoded>, PhotosError>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = set
+            .photos
             .chunks(chunk)
-            .map(|chunk| {
+            .map(|photos| {
                 let progress = progress.clone();
                 scope.spawn(move || {
-                    chunk
+                    let mut reader = set.reader()?;
+                    Ok(photos
                         .iter()
-                        .map(|path| {
-                            let result = decode_one(path, label, preprocess);
+                        .map(|photo| {
+                            let skip = |reason: String| SkippedFile {
+                                path: set.display_name(photo),
+                                reason,
+                            };
+                            let result = reader
+                                .read(photo)
+                                .map_err(|error| skip(error.to_string()))
+                                .and_then(|bytes| {
+                                    catdog_model::preprocess::decode_photo(&bytes)
+                                        .map_err(|error| skip(error.to_string()))
+                                })
+                                .map(|decoded| {
+                                    let resized = preprocess.resize(&decoded);
+                                    let entry = PackedEntry {
+                                        name: photo.name.clone(),
+                                        label: photo.label,
+                                        hash: difference_hash(&resized),
+                                    };
+                                    (entry, resized.into_raw())
+                                });
                             progress.inc(1);
                             result
                         })
-                        .collect::<Vec<_>>()
+                        .collect())
                 })
             })
             .collect();
         workers
             .into_iter()
-            .flat_map(|worker| worker.join().expect("decoder thread panicked"))
+            .map(|worker| worker.join().expect("decoder thread panicked"))
             .collect()
     });
     progress.finish();
-    let mut examples = Vec::new();
-    let mut skipped = Vec::new();
+    let mut packed = PackedPhotos {
+        size: preprocess.input_size,
+        entries: Vec::new(),
+        skipped: Vec::new(),
+        pixels: Vec::new(),
+    };
     for result in results {
-        match result {
-            Ok(example) => examples.push(example),
-            Err(file) => skipped.push(file),
+        for decoded in result? {
+            match decoded {
+                Ok((entry, pixels)) => {
+                    packed.entries.push(entry);
+                    packed.pixels.extend_from_slice(&pixels);
+                }
+                Err(skipped) => packed.skipped.push(skipped),
+            }
         }
     }
-    (examples, skipped)
+    Ok(packed)
 }
 
-fn decode_one(path: &Path, label: Label, preprocess: &Preprocess) -> Result<Example, SkippedFile> {
-    let skip = |reason: String| SkippedFile {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let bytes = std::fs::read(path).map_err(|error| skip(error.to_string()))?;
-    let input = preprocess
-        .apply(&bytes)
-        .map_err(|error| skip(error.to_string()))?;
-    Ok(Example { input, label })
+/// A 64-bit difference hash: the photo shrunk to 9x8 grey, one bit per horizontal neighbour
+/// pair (is the left one brighter?). Re-encoded, resized or lightly retouched copies of a
+/// photo get the same hash, so copies cannot sit on both sides of the split.
+pub fn difference_hash(photo: &RgbImage) -> u64 {
+    let grey = image::imageops::grayscale(photo);
+    let small = image::imageops::resize(&grey, 9, 8, image::imageops::FilterType::Triangle);
+    let mut hash = 0u64;
+    for y in 0..8 {
+        for x in 0..8 {
+            let bit = small.get_pixel(x, y).0[0] > small.get_pixel(x + 1, y).0[0];
+            hash = (hash << 1) | u64::from(bit);
+        }
+    }
+    hash
+}
+
+/// FNV-1a: a stable hash for cache file names (std's hasher may change between releases).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Indices into a [`PackedPhotos`]: the seeded, stratified train/validation split.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Split {
+    pub train: Vec<usize>,
+    pub validation: Vec<usize>,
+    /// Validation photos dropped because a near-identical copy is in the training split.
+    pub duplicates: Vec<usize>,
+}
+
+impl Split {
+    /// Holds out `validation_fraction` of each class (shuffled with `seed`), optionally from
+    /// only `limit` photos (half of each class), then drops validation photos whose
+    /// perceptual hash equals a training photo's.
+    pub fn new(
+        packed: &PackedPhotos,
+        validation_fraction: f64,
+        limit: Option<usize>,
+        seed: u64,
+    ) -> Self {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut train = Vec::new();
+        let mut validation = Vec::new();
+        for label in [Label::Cat, Label::Dog] {
+            let mut indices: Vec<usize> = (0..packed.len())
+                .filter(|&i| packed.entries[i].label == Some(label))
+                .collect();
+            indices.shuffle(&mut rng);
+            if let Some(limit) = limit {
+                indices.truncate(limit / 2);
+            }
+            let held_out = (indices.len() as f64 * validation_fraction).round() as usize;
+            validation.extend_from_slice(&indices[..held_out]);
+            train.extend_from_slice(&indices[held_out..]);
+        }
+        let train_hashes: HashSet<u64> = train.iter().map(|&i| packed.entries[i].hash).collect();
+        let (duplicates, validation): (Vec<usize>, Vec<usize>) = validation
+            .into_iter()
+            .partition(|&i| train_hashes.contains(&packed.entries[i].hash));
+        train.sort_unstable();
+        Split {
+            train,
+            validation,
+            duplicates,
+        }
+    }
 }
 
 /// A progress bar with rate and ETA.

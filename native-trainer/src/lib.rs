@@ -1,9 +1,27 @@
 //! The catdog trainer as a library: the `native-trainer` binary only parses arguments and
 //! calls into these modules.
+//!
+//! - [`download`]: fetch and unpack Microsoft's PetImages zip, resumably;
+//! - [`photos`]: folders and zips of photos in the Kaggle, PetImages or folder-per-class layout;
+//! - [`dataset`]: checked, packed, cached photos and the seeded train/validation split;
+//! - [`augment`]: training-time augmentation;
+//! - [`train`]: the resumable training loop; [`runlog`]: its logs, curves and comparisons;
+//! - [`evaluate`]: evaluation, prediction, Kaggle submission, dataset inspection;
+//! - [`bench`]: decode and training speed per backend;
+//! - [`export`]: the web weight file; [`plot`]: the PNG pictures; [`files`]: atomic writes.
 
+pub mod augment;
+pub mod bench;
 pub mod dataset;
+pub mod download;
+pub mod evaluate;
+pub mod export;
 pub mod files;
+pub mod photos;
+pub mod plot;
+pub mod runlog;
 pub mod train;
 
-pub use dataset::{Dataset, Example, SkippedFile};
+pub use dataset::{PackedPhotos, SkippedFile, Split};
+pub use photos::{Layout, PhotoSet};
 pub use train::{TrainConfig, TrainReport};

@@ -1,16 +1,19 @@
 //! `native-trainer`: parses arguments and calls the `catdog_trainer` library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use catdog_model::weights::WeightsDtype;
 use catdog_model::{Backend, CnnConfig};
-use catdog_trainer::train::{self, TrainConfig};
-use clap::{Parser, Subcommand};
+use catdog_trainer::augment::Augment;
+use catdog_trainer::train::{OptimizerKind, Schedule, TrainConfig};
+use catdog_trainer::{bench, download, evaluate, export, runlog, train};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
 #[command(
     version,
-    about = "Train, evaluate and export the catdog cats-vs-dogs model"
+    about = "Download, inspect, train, evaluate and export the catdog cats-vs-dogs model"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -19,92 +22,459 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train the from-scratch CNN on a Kaggle-layout folder and write the web weight file.
-    Train {
-        /// Folder of cat.N.jpg / dog.N.jpg photos.
+    /// Download Microsoft's PetImages zip (resumable, checked) and unpack it.
+    Download {
+        /// Folder to put the zip and the unpacked photos in.
+        #[arg(long, default_value = "data")]
+        dir: PathBuf,
+        #[arg(long, default_value = download::PETIMAGES_URL)]
+        url: String,
+        /// Expected SHA-256 of the zip (hex).
         #[arg(long)]
+        sha256: Option<String>,
+    },
+    /// Count a dataset's classes and draw a contact sheet of random photos.
+    Inspect {
+        /// A folder or zip: Kaggle flat, PetImages or folder per class.
         data: PathBuf,
-        /// Weight file to write (atomically).
-        #[arg(long, default_value = "www/model/catdog.bpk")]
+        #[arg(long, default_value = "inspect.png")]
         out: PathBuf,
-        /// Square input size in pixels.
-        #[arg(long, default_value_t = 64)]
-        input_size: u32,
-        /// Output channels of each convolution block, comma-separated.
-        #[arg(long, value_delimiter = ',', default_values_t = CnnConfig::default().channels)]
-        channels: Vec<usize>,
-        #[arg(long, default_value_t = CnnConfig::default().dropout)]
-        dropout: f64,
-        #[arg(long, default_value_t = 3)]
-        epochs: usize,
-        #[arg(long, default_value_t = 32)]
-        batch_size: usize,
-        #[arg(long, default_value_t = 1e-3)]
-        learning_rate: f64,
-        /// Use at most this many photos, half of each class.
-        #[arg(long)]
-        limit: Option<usize>,
-        /// Fraction of each class held out for validation.
-        #[arg(long, default_value_t = 0.1)]
-        validation: f64,
+        #[arg(long, default_value_t = 36)]
+        samples: usize,
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        /// wgpu, flex or ndarray.
-        #[arg(long, default_value_t = Backend::DEFAULT_CPU)]
-        backend: Backend,
+    },
+    /// Train the from-scratch CNN; --resume continues a killed run.
+    Train(TrainArgs),
+    /// Compare runs: a table of their figures and a plot of their validation curves.
+    Compare {
+        /// Run folders.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        #[arg(long, default_value = "compare.png")]
+        out: PathBuf,
+    },
+    /// Accuracy, log loss, precision/recall, confusion matrix and worst mistakes.
+    Evaluate {
+        #[arg(long)]
+        model: PathBuf,
+        /// Labelled photos (folder or zip).
+        #[arg(long)]
+        data: PathBuf,
+        /// Where confusion.png and mistakes.png go.
+        #[arg(long, default_value = "evaluation")]
+        report: PathBuf,
+        #[command(flatten)]
+        common: Common,
+        /// End with one line of JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Classify photos (files or folders).
+    Predict {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[arg(long, value_parser = parse_backend)]
+        backend: Option<Backend>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Kaggle submission: `id,label` with the dog probability, for a folder of N.jpg.
+    Submission {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value = "submission.csv")]
+        out: PathBuf,
+        #[arg(long, value_parser = parse_backend)]
+        backend: Option<Backend>,
+    },
+    /// Benchmark: decode+preprocess images/s and train images/s per backend, as a table.
+    Bench {
+        /// Labelled photos to decode and train on.
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value_t = 512)]
+        photos: usize,
+        #[arg(long, default_value_t = 64)]
+        input_size: u32,
+        #[arg(long, value_delimiter = ',', default_values_t = CnnConfig::default().channels)]
+        channels: Vec<usize>,
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        /// Backends to train on, comma-separated.
+        #[arg(long, value_delimiter = ',', value_parser = parse_backend, default_value = "wgpu,flex,ndarray")]
+        backends: Vec<Backend>,
+    },
+    /// Rewrite a model file (e.g. a run's best.bpk) as the web weight file.
+    Export {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long, default_value = "www/model/catdog.bpk")]
+        out: PathBuf,
+        /// f16 halves the file (logits change ~3e-5); f32 keeps full precision.
+        #[arg(long, value_enum, default_value_t = Precision::F16)]
+        precision: Precision,
     },
 }
 
+#[derive(Args)]
+struct Common {
+    /// wgpu, flex or ndarray.
+    #[arg(long, value_parser = parse_backend)]
+    backend: Option<Backend>,
+    /// Folder for packed photo caches.
+    #[arg(long, default_value_os_t = default_cache())]
+    cache: PathBuf,
+    /// Decode every photo again instead of using or writing a cache.
+    #[arg(long)]
+    no_cache: bool,
+}
+
+impl Common {
+    fn cache(&self) -> Option<&Path> {
+        (!self.no_cache).then_some(self.cache.as_path())
+    }
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Continue the run in --run from its last checkpoint, with its saved settings.
+    #[arg(long)]
+    resume: bool,
+    /// The run's folder: config, checkpoint, logs, curves, best model.
+    #[arg(long, default_value = "runs/latest")]
+    run: PathBuf,
+    /// Photos: a folder or zip, Kaggle flat, PetImages or folder per class.
+    #[arg(long, required_unless_present = "resume")]
+    data: Option<PathBuf>,
+    /// The web weight file to write at the end (f16).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Square input size in pixels.
+    #[arg(long, default_value_t = 64)]
+    input_size: u32,
+    /// Output channels of each convolution block, comma-separated (the depth is their number).
+    #[arg(long, value_delimiter = ',', default_values_t = CnnConfig::default().channels)]
+    channels: Vec<usize>,
+    #[arg(long, default_value_t = CnnConfig::default().dropout)]
+    dropout: f64,
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    #[arg(long, value_enum, default_value_t = OptimizerKind::Adam)]
+    optimizer: OptimizerKind,
+    #[arg(long, default_value_t = 1e-3)]
+    learning_rate: f64,
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f64,
+    #[arg(long, value_enum, default_value_t = Schedule::Cosine)]
+    schedule: Schedule,
+    #[arg(long, default_value_t = 0)]
+    warmup_epochs: usize,
+    /// Stop after this many epochs without a better validation accuracy.
+    #[arg(long)]
+    early_stopping: Option<usize>,
+    /// Use at most this many photos, half of each class.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Fraction of each class held out for validation.
+    #[arg(long, default_value_t = 0.1)]
+    validation: f64,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Train without augmentation (crop, flip, colour jitter).
+    #[arg(long)]
+    no_augment: bool,
+    /// Save a checkpoint mid-epoch at least this often.
+    #[arg(long, default_value_t = 2.0)]
+    checkpoint_minutes: f64,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Precision {
+    F16,
+    F32,
+}
+
+fn parse_backend(name: &str) -> Result<Backend, String> {
+    name.parse()
+}
+
+fn default_cache() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"))
+        .join("catdog")
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Train {
-            data,
-            out,
-            input_size,
-            channels,
-            dropout,
-            epochs,
-            batch_size,
-            learning_rate,
-            limit,
-            validation,
-            seed,
-            backend,
-        } => train::run(&TrainConfig {
-            data,
-            out: out.clone(),
-            cnn: CnnConfig { channels, dropout },
-            input_size,
-            epochs,
-            batch_size,
-            learning_rate,
-            limit,
-            validation_fraction: validation,
-            seed,
-            backend,
-        })
-        .map(|report| {
-            println!(
-                "wrote {} ({} bytes): {} training and {} validation photos, {} skipped, \
-                 validation accuracy {}",
-                out.display(),
-                report.file_bytes,
-                report.summary.train_images,
-                report.summary.validation_images,
-                report.skipped,
-                report
-                    .summary
-                    .validation_accuracy
-                    .map_or("not measured".into(), |a| format!("{:.2}%", a * 100.0)),
-            );
-        }),
-    };
-    match result {
+    match run(Cli::parse().command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("native-trainer: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+type Error = Box<dyn std::error::Error>;
+
+fn run(command: Command) -> Result<(), Error> {
+    match command {
+        Command::Download { dir, url, sha256 } => {
+            let zip = dir.join("kagglecatsanddogs_5340.zip");
+            // The official URL gets its published size and checksum; another URL only what
+            // the user gives.
+            let mut spec = if url == download::PETIMAGES_URL {
+                download::Download::petimages(zip.clone())
+            } else {
+                download::Download {
+                    url,
+                    dest: zip.clone(),
+                    expected_size: None,
+                    sha256: None,
+                }
+            };
+            if sha256.is_some() {
+                spec.sha256 = sha256;
+            }
+            let downloaded = download::download(&spec)?;
+            println!(
+                "{}: {} bytes, sha256 {}",
+                downloaded.path.display(),
+                downloaded.bytes,
+                downloaded.sha256
+            );
+            let extracted = download::extract_zip(&zip, &dir.join("PetImages-unpacked"))?;
+            println!(
+                "unpacked {} files into {}; train with --data {}",
+                extracted.files,
+                extracted.dir.display(),
+                extracted.dir.display()
+            );
+        }
+        Command::Inspect {
+            data,
+            out,
+            samples,
+            seed,
+        } => {
+            let found = evaluate::inspect(&data, &out, samples, seed)?;
+            println!(
+                "{}: {}; {} cats, {} dogs, {} unlabelled",
+                data.display(),
+                found.layout,
+                found.cats,
+                found.dogs,
+                found.unlabelled
+            );
+            for line in &found.unreadable {
+                println!("unreadable: {line}");
+            }
+            println!("contact sheet: {}", out.display());
+        }
+        Command::Train(args) => {
+            let report = if args.resume {
+                train::resume(&args.run)?
+            } else {
+                train::train(&train_config(args))?
+            };
+            println!(
+                "{} epochs in {:.1} min on {}{}; best validation accuracy {}; best model {}",
+                report.epochs_run,
+                report.seconds / 60.0,
+                report.backend,
+                if report.stopped_early {
+                    " (stopped early)"
+                } else {
+                    ""
+                },
+                report
+                    .summary
+                    .validation_accuracy
+                    .map_or("not measured".into(), |a| format!("{:.2}%", a * 100.0)),
+                report.best_model.display()
+            );
+            if let Some((path, bytes)) = &report.exported {
+                println!("wrote {} ({bytes} bytes)", path.display());
+            }
+        }
+        Command::Compare { runs, out } => {
+            let mut histories = Vec::new();
+            for run in &runs {
+                histories.push((run.display().to_string(), runlog::read_history(run)?));
+            }
+            print!("{}", runlog::compare_table(&histories));
+            let named: Vec<(&str, &[runlog::EpochRecord])> = histories
+                .iter()
+                .map(|(name, history)| (name.as_str(), history.as_slice()))
+                .collect();
+            catdog_trainer::plot::save_png(&runlog::curves(&named), &out)?;
+            println!("curves: {}", out.display());
+        }
+        Command::Evaluate {
+            model,
+            data,
+            report,
+            common,
+            json,
+        } => {
+            let classifier = evaluate::load_model(&model, common.backend)?;
+            let result = evaluate::evaluate(&classifier, &data, &report, common.cache())?;
+            println!(
+                "{} photos ({} skipped): accuracy {:.2}%, log loss {:.4}",
+                result.n,
+                result.skipped,
+                result.accuracy * 100.0,
+                result.log_loss
+            );
+            for class in &result.classes {
+                println!(
+                    "{:>4}: {} photos, precision {:.2}%, recall {:.2}%",
+                    class.class,
+                    class.photos,
+                    class.precision * 100.0,
+                    class.recall * 100.0
+                );
+            }
+            let [[cc, cd], [dc, dd]] = result.confusion;
+            println!(
+                "confusion (rows actual, columns predicted cat/dog): cat {cc} {cd}, dog {dc} {dd}"
+            );
+            println!(
+                "pictures: {}, {}",
+                result.confusion_png.display(),
+                result.mistakes_png.display()
+            );
+            if json {
+                println!("{}", serde_json::to_string(&result)?);
+            }
+        }
+        Command::Predict {
+            model,
+            paths,
+            backend,
+            json,
+        } => {
+            let classifier = evaluate::load_model(&model, backend)?;
+            let predictions = evaluate::predict(&classifier, &paths)?;
+            if json {
+                println!("{}", serde_json::to_string(&predictions)?);
+            } else {
+                for p in &predictions {
+                    match (&p.label, p.cat, p.dog, &p.error) {
+                        (Some(label), Some(cat), Some(dog), _) => println!(
+                            "{}\t{label}\tcat {:.1}%\tdog {:.1}%",
+                            p.path,
+                            cat * 100.0,
+                            dog * 100.0
+                        ),
+                        (_, _, _, error) => {
+                            println!("{}\terror: {}", p.path, error.as_deref().unwrap_or("?"))
+                        }
+                    }
+                }
+            }
+        }
+        Command::Submission {
+            model,
+            data,
+            out,
+            backend,
+        } => {
+            let classifier = evaluate::load_model(&model, backend)?;
+            let written = evaluate::submission(&classifier, &data, &out)?;
+            for line in &written.unreadable {
+                eprintln!("unreadable (submitted as 0.5): {line}");
+            }
+            println!("wrote {} ({} rows)", out.display(), written.rows);
+        }
+        Command::Bench {
+            data,
+            photos,
+            input_size,
+            channels,
+            batch_size,
+            steps,
+            backends,
+        } => {
+            let (rows, failures) = bench::run(&bench::BenchConfig {
+                data,
+                photos,
+                input_size,
+                cnn: CnnConfig {
+                    channels,
+                    ..CnnConfig::default()
+                },
+                batch_size,
+                steps,
+                backends,
+            })?;
+            print!("{}", bench::table(&rows));
+            for failure in failures {
+                println!("not measured: {failure}");
+            }
+        }
+        Command::Export {
+            model,
+            out,
+            precision,
+        } => {
+            let dtype = match precision {
+                Precision::F16 => WeightsDtype::F16,
+                Precision::F32 => WeightsDtype::F32,
+            };
+            let exported = export::export(&model, &out, dtype)?;
+            println!(
+                "wrote {} ({} bytes); largest logit change from {}: {:.2e}",
+                out.display(),
+                exported.bytes.len(),
+                model.display(),
+                exported.max_logit_change
+            );
+        }
+    }
+    Ok(())
+}
+
+fn train_config(args: TrainArgs) -> TrainConfig {
+    TrainConfig {
+        data: args.data.expect("clap requires --data without --resume"),
+        run: args.run,
+        out: args.out,
+        cnn: CnnConfig {
+            channels: args.channels,
+            dropout: args.dropout,
+        },
+        input_size: args.input_size,
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        optimizer: args.optimizer,
+        learning_rate: args.learning_rate,
+        weight_decay: args.weight_decay,
+        schedule: args.schedule,
+        warmup_epochs: args.warmup_epochs,
+        early_stopping: args.early_stopping,
+        limit: args.limit,
+        validation_fraction: args.validation,
+        seed: args.seed,
+        backend: args.common.backend,
+        augment: if args.no_augment {
+            Augment::NONE
+        } else {
+            Augment::default()
+        },
+        cache: args.common.cache().map(Path::to_path_buf),
+        checkpoint_minutes: args.checkpoint_minutes,
     }
 }

@@ -1,46 +1,126 @@
-//! The training loop: the from-scratch CNN on real photos, exported as the web weight file.
+//! The training loop: the from-scratch CNN on real photos, resumable, logged and exported.
+//!
+//! A run lives in its own folder (`--run`):
+//!
+//! | file | what |
+//! |---|---|
+//! | `config.json` | the run's whole configuration; `--resume` reads it back |
+//! | `checkpoint.ckpt` | network, optimiser state and progress, rewritten atomically every few minutes and after each epoch |
+//! | `log.csv`, `log.json`, `curves.png` | per-epoch train/validation loss and accuracy |
+//! | `best.bpk` | the best network so far (by validation accuracy), a full-precision model file |
+//! | `skipped.tsv`, `duplicates.tsv` | photos that could not be used, and validation photos dropped as near-copies of training ones |
+//! | `summary.json` | the final figures |
+//!
+//! The order of each epoch and the augmentation of each batch are derived from the seed, the
+//! epoch and the batch number, so a resumed run continues exactly where the killed one was.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamConfig, GradientsParams};
-use burn::tensor::{Device, Int, Tensor, TensorData};
-use catdog_model::weights::TrainingSummary;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::store::ModuleRecord;
+use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
+use catdog_model::weights::{TrainingSummary, WeightsDtype};
 use catdog_model::{
-    Architecture, Backend, Classifier, CnnConfig, ModelFile, ModelHeader, Network, Normalization,
+    Architecture, Backend, CnnConfig, Label, ModelFile, ModelHeader, Network, Normalization,
     Preprocess,
 };
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
 
-use crate::dataset::{Dataset, Example, progress_bar};
+use crate::augment::{self, Augment};
+use crate::dataset::{DatasetError, PackedPhotos, Split, progress_bar};
+use crate::export;
 use crate::files::write_atomic;
+use crate::photos::PhotoSet;
+use crate::runlog::{EpochRecord, RunLog};
 
-/// Everything a training run needs.
-#[derive(Debug, Clone)]
+/// The optimiser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    Adam,
+    #[value(name = "adamw")]
+    AdamW,
+    /// SGD with Nesterov momentum 0.9.
+    Sgd,
+}
+
+/// How the learning rate changes over the run (after any warm-up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    Constant,
+    /// Cosine decay to zero at the last step.
+    Cosine,
+    /// Divided by ten at 50% and again at 75% of the run.
+    Step,
+}
+
+/// Everything a training run needs; saved as the run's `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
-    /// A Kaggle-layout folder of `cat.N.jpg` / `dog.N.jpg` photos.
+    /// A folder or zip of photos in any supported layout.
     pub data: PathBuf,
-    /// Where the weight file goes.
-    pub out: PathBuf,
+    /// The run's folder: config, checkpoint, logs, best model.
+    pub run: PathBuf,
+    /// Where the web weight file goes at the end, if anywhere.
+    pub out: Option<PathBuf>,
     pub cnn: CnnConfig,
     pub input_size: u32,
     pub epochs: usize,
     pub batch_size: usize,
+    pub optimizer: OptimizerKind,
     pub learning_rate: f64,
+    pub weight_decay: f64,
+    pub schedule: Schedule,
+    pub warmup_epochs: usize,
+    /// Stop after this many epochs without a better validation accuracy.
+    pub early_stopping: Option<usize>,
     /// Use at most this many photos (half of each class).
     pub limit: Option<usize>,
     pub validation_fraction: f64,
     pub seed: u64,
-    pub backend: Backend,
+    /// `None`: the GPU when there is a real one, else the default CPU backend.
+    pub backend: Option<Backend>,
+    pub augment: Augment,
+    /// Where packed photo caches live; `None` decodes every run.
+    pub cache: Option<PathBuf>,
+    /// Save a checkpoint mid-epoch at least this often (and always at each epoch's end).
+    pub checkpoint_minutes: f64,
+}
+
+impl TrainConfig {
+    pub fn preprocess(&self) -> Preprocess {
+        Preprocess {
+            input_size: self.input_size,
+            normalization: Normalization::IMAGENET,
+        }
+    }
+
+    pub fn architecture(&self) -> Architecture {
+        Architecture::Cnn(self.cnn.clone())
+    }
 }
 
 /// What a finished run measured.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainReport {
     pub summary: TrainingSummary,
+    pub epochs_run: usize,
+    pub stopped_early: bool,
     pub skipped: usize,
-    pub file_bytes: usize,
+    pub duplicates_removed: usize,
+    pub backend: Backend,
+    pub seconds: f64,
+    pub best_model: PathBuf,
+    /// The web weight file and its size, when one was written.
+    pub exported: Option<(PathBuf, usize)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,152 +130,632 @@ pub enum TrainError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
     #[error("{0}")]
     Backend(#[from] catdog_model::BackendError),
     #[error("{0}")]
     Weights(#[from] catdog_model::WeightsError),
-    #[error("no usable photos in {0}")]
+    #[error("{0}")]
+    Export(#[from] export::ExportError),
+    #[error("no usable training photos in {0}")]
     NoPhotos(PathBuf),
+    #[error(
+        "{0} already holds a training run; pass --resume to continue it, or choose another --run"
+    )]
+    RunExists(PathBuf),
+    #[error("{path}: cannot resume: {reason}")]
+    BadCheckpoint { path: PathBuf, reason: String },
 }
 
-pub fn run(config: &TrainConfig) -> Result<TrainReport, TrainError> {
-    let preprocess = Preprocess {
-        input_size: config.input_size,
-        normalization: Normalization::IMAGENET,
-    };
-    let io_error = |path: &PathBuf| {
-        let path = path.clone();
-        move |source| TrainError::Io { path, source }
-    };
-    let dataset = Dataset::load(
-        &config.data,
-        &preprocess,
-        config.limit,
-        config.validation_fraction,
-        config.seed,
-    )
-    .map_err(io_error(&config.data))?;
-    for skipped in &dataset.skipped {
-        eprintln!("skipped {}: {}", skipped.path.display(), skipped.reason);
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + use<> {
+    let path = path.to_path_buf();
+    move |source| TrainError::Io { path, source }
+}
+
+/// Where a run stands: saved in the checkpoint with the network and optimiser.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Progress {
+    /// The epoch in progress (1-based).
+    epoch: usize,
+    /// Batches of that epoch already done.
+    batch: usize,
+    /// Optimiser steps so far, for the learning-rate schedule.
+    step: usize,
+    /// This epoch's running totals.
+    loss_sum: f64,
+    correct: usize,
+    seen: usize,
+    history: Vec<EpochRecord>,
+    best_accuracy: Option<f64>,
+    epochs_without_improvement: usize,
+    stopped_early: bool,
+    seconds: f64,
+}
+
+const CHECKPOINT_MAGIC: &[u8; 8] = b"CATDOGCK";
+
+/// The photos of a run, packed and split.
+struct RunData {
+    packed: PackedPhotos,
+    split: Split,
+}
+
+/// Starts a new run (refusing a folder that already holds one).
+pub fn train(config: &TrainConfig) -> Result<TrainReport, TrainError> {
+    if config.run.join("checkpoint.ckpt").exists() || config.run.join("config.json").exists() {
+        return Err(TrainError::RunExists(config.run.clone()));
     }
-    if dataset.train.is_empty() {
+    std::fs::create_dir_all(&config.run).map_err(io_error(&config.run))?;
+    let json = serde_json::to_vec_pretty(config).expect("a config always serialises");
+    let path = config.run.join("config.json");
+    write_atomic(&path, &json).map_err(io_error(&path))?;
+    run(config, Progress::default(), None)
+}
+
+/// Continues the run in `run` from its last checkpoint, with its saved configuration.
+pub fn resume(run_dir: &Path) -> Result<TrainReport, TrainError> {
+    let path = run_dir.join("config.json");
+    let json = std::fs::read(&path).map_err(io_error(&path))?;
+    let mut config: TrainConfig =
+        serde_json::from_slice(&json).map_err(|error| TrainError::BadCheckpoint {
+            path: path.clone(),
+            reason: error.to_string(),
+        })?;
+    // The folder may have moved since; it is where the user says it is now.
+    config.run = run_dir.to_path_buf();
+    let checkpoint = run_dir.join("checkpoint.ckpt");
+    if !checkpoint.exists() {
+        eprintln!(
+            "no checkpoint yet in {}: starting from the beginning",
+            run_dir.display()
+        );
+        return run(&config, Progress::default(), None);
+    }
+    let bytes = std::fs::read(&checkpoint).map_err(io_error(&checkpoint))?;
+    let (progress, model, optimizer) =
+        parse_checkpoint(&bytes).map_err(|reason| TrainError::BadCheckpoint {
+            path: checkpoint.clone(),
+            reason,
+        })?;
+    eprintln!(
+        "resuming {} at epoch {}, batch {}",
+        run_dir.display(),
+        progress.epoch,
+        progress.batch
+    );
+    run(&config, progress, Some((model, optimizer)))
+}
+
+/// Picks the backend: the named one, or the GPU when there is a real one (a software
+/// Vulkan such as lavapipe trains far slower than flex), else the default CPU backend.
+pub fn choose_backend(requested: Option<Backend>) -> Result<(Backend, Device), TrainError> {
+    if let Some(backend) = requested {
+        return Ok((backend, backend.device()?));
+    }
+    let cpu = Backend::DEFAULT_CPU;
+    match catdog_model::gpu_adapter() {
+        Ok(adapter) if !adapter.software => {
+            eprintln!("training on the GPU: {} (wgpu)", adapter.name);
+            Ok((Backend::Wgpu, Backend::Wgpu.device()?))
+        }
+        Ok(adapter) => {
+            eprintln!(
+                "wgpu found only a software adapter ({}); training on {cpu} instead \
+                 (--backend wgpu forces it)",
+                adapter.name
+            );
+            Ok((cpu, cpu.device()?))
+        }
+        Err(error) => {
+            eprintln!("{error}; training on {cpu}");
+            Ok((cpu, cpu.device()?))
+        }
+    }
+}
+
+fn load_data(config: &TrainConfig) -> Result<RunData, TrainError> {
+    let set = PhotoSet::open_labelled(&config.data).map_err(DatasetError::from)?;
+    let (cats, dogs) = set.class_counts();
+    eprintln!(
+        "{}: {} layout, {cats} cats and {dogs} dogs",
+        config.data.display(),
+        set.layout
+    );
+    let packed = PackedPhotos::load(&set, &config.preprocess(), config.cache.as_deref())?;
+    let report = config.run.join("skipped.tsv");
+    packed
+        .write_skipped_report(&report)
+        .map_err(io_error(&report))?;
+    if !packed.skipped.is_empty() {
+        eprintln!(
+            "skipped {} unusable files; see {}",
+            packed.skipped.len(),
+            report.display()
+        );
+    }
+    let split = Split::new(
+        &packed,
+        config.validation_fraction,
+        config.limit,
+        config.seed,
+    );
+    let duplicates = config.run.join("duplicates.tsv");
+    let mut lines = String::from("validation photo (dropped)\tperceptual hash\n");
+    for &index in &split.duplicates {
+        let entry = &packed.entries[index];
+        lines.push_str(&format!("{}\t{:016x}\n", entry.name, entry.hash));
+    }
+    write_atomic(&duplicates, lines.as_bytes()).map_err(io_error(&duplicates))?;
+    eprintln!(
+        "split (seed {}): {} training, {} validation photos; {} validation photos dropped as \
+         near-copies of training photos (see {})",
+        config.seed,
+        split.train.len(),
+        split.validation.len(),
+        split.duplicates.len(),
+        duplicates.display()
+    );
+    if split.train.is_empty() {
         return Err(TrainError::NoPhotos(config.data.clone()));
     }
+    Ok(RunData { packed, split })
+}
 
-    let base = config.backend.device()?;
+fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
+    let decay =
+        (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
+    match config.optimizer {
+        OptimizerKind::Adam => AdamConfig::new().with_weight_decay(decay).init(),
+        OptimizerKind::AdamW => AdamWConfig::new()
+            .with_weight_decay(config.weight_decay as f32)
+            .init(),
+        OptimizerKind::Sgd => SgdConfig::new()
+            .with_weight_decay(decay)
+            .with_momentum(Some(
+                MomentumConfig::new().with_momentum(0.9).with_nesterov(true),
+            ))
+            .init(),
+    }
+}
+
+/// The learning rate at optimiser step `step` of `total`.
+pub fn learning_rate(config: &TrainConfig, step: usize, total: usize, per_epoch: usize) -> f64 {
+    let warmup = config.warmup_epochs * per_epoch;
+    if step < warmup {
+        return config.learning_rate * (step + 1) as f64 / warmup as f64;
+    }
+    let progress = (step - warmup) as f64 / (total - warmup).max(1) as f64;
+    config.learning_rate
+        * match config.schedule {
+            Schedule::Constant => 1.0,
+            Schedule::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
+            Schedule::Step if progress < 0.5 => 1.0,
+            Schedule::Step if progress < 0.75 => 0.1,
+            Schedule::Step => 0.01,
+        }
+}
+
+fn run(
+    config: &TrainConfig,
+    mut progress: Progress,
+    saved: Option<(Vec<u8>, Vec<u8>)>,
+) -> Result<TrainReport, TrainError> {
+    let data = load_data(config)?;
+    let (backend, base) = choose_backend(config.backend)?;
     let device = base.clone().autodiff();
-    let architecture = Architecture::Cnn(config.cnn.clone());
+    let architecture = config.architecture();
     let mut network = architecture.init(&device);
-    let mut optimizer = AdamConfig::new().init();
+    let mut optimizer = optimizer(config);
+    if let Some((model, optim)) = saved {
+        let bad = |reason: String| TrainError::BadCheckpoint {
+            path: config.run.join("checkpoint.ckpt"),
+            reason,
+        };
+        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(model))
+            .map_err(|error| bad(error.to_string()))?;
+        network = network
+            .try_load_record(record)
+            .map_err(|error| bad(error.to_string()))?;
+        optimizer = optimizer
+            .from_bytes(Bytes::from_bytes_vec(optim))
+            .map_err(|error| bad(error.to_string()))?;
+    }
+    if progress.epoch == 0 {
+        progress.epoch = 1;
+    }
     let loss = CrossEntropyLossConfig::new().init(&device);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed);
-    let mut order: Vec<usize> = (0..dataset.train.len()).collect();
-    let mut validation_accuracy = None;
+    let size = config.input_size as usize;
+    let normalization = config.preprocess().normalization;
+    let per_epoch = data.split.train.len().div_ceil(config.batch_size);
+    let total_steps = per_epoch * config.epochs;
+    let log = RunLog::new(&config.run);
+    let started = Instant::now();
+    let seconds_before = progress.seconds;
 
-    for epoch in 1..=config.epochs {
-        use rand::seq::SliceRandom;
-        order.shuffle(&mut rng);
-        let progress = progress_bar(
-            dataset.train.len() as u64,
+    while progress.epoch <= config.epochs && !progress.stopped_early {
+        let epoch = progress.epoch;
+        let epoch_started = Instant::now();
+        let mut order = data.split.train.clone();
+        order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(batch_seed(
+            config.seed,
+            epoch,
+            usize::MAX,
+        )));
+        let bar = progress_bar(
+            order.len() as u64,
             &format!("epoch {epoch}/{}", config.epochs),
         );
-        for batch in order.chunks(config.batch_size) {
-            let examples: Vec<&Example> = batch.iter().map(|&i| &dataset.train[i]).collect();
-            let flips: Vec<bool> = examples.iter().map(|_| rng.random_bool(0.5)).collect();
-            let (images, targets) = batch_tensors(&examples, &flips, &device);
-            let batch_loss = loss.forward(network.forward(images), targets);
-            progress.set_prefix(format!(
-                "loss {:.3}",
-                batch_loss.clone().into_scalar::<f32>()
-            ));
-            let gradients = GradientsParams::from_grads(batch_loss.backward(), &network);
-            network = optimizer.step(config.learning_rate, network, gradients);
-            progress.inc(batch.len() as u64);
-        }
-        progress.finish();
-        if !dataset.validation.is_empty() {
-            let accuracy = evaluate(&network.valid(), &dataset.validation, &base);
-            println!(
-                "epoch {epoch}: validation accuracy {:.2}%",
-                accuracy * 100.0
+        bar.set_position((progress.batch * config.batch_size).min(order.len()) as u64);
+        bar.reset_eta();
+        let mut last_checkpoint = Instant::now();
+        for (batch_index, batch) in order
+            .chunks(config.batch_size)
+            .enumerate()
+            .skip(progress.batch)
+        {
+            let mut rng =
+                rand::rngs::StdRng::seed_from_u64(batch_seed(config.seed, epoch, batch_index));
+            let mut pixels = Vec::with_capacity(batch.len() * 3 * size * size);
+            for &index in batch {
+                config.augment.apply(
+                    data.packed.pixels(index),
+                    size,
+                    &normalization,
+                    &mut rng,
+                    &mut pixels,
+                );
+            }
+            let labels = labels_of(&data.packed, batch);
+            let images = Tensor::<4>::from_data(
+                TensorData::new(pixels, [batch.len(), 3, size, size]),
+                &device,
             );
-            validation_accuracy = Some(accuracy);
+            let targets = Tensor::<1, Int>::from_data(
+                TensorData::new(labels.clone(), [batch.len()]),
+                &device,
+            );
+            let logits = network.forward(images);
+            let predicted = logits.clone().argmax(1);
+            let batch_loss = loss.forward(logits, targets);
+            let loss_value = batch_loss.clone().into_scalar::<f32>() as f64;
+            let predicted = predicted
+                .into_data()
+                .convert::<i64>()
+                .try_to_vec::<i64>()
+                .expect("argmax gives integers");
+            progress.correct += predicted
+                .iter()
+                .zip(&labels)
+                .filter(|(p, l)| p == l)
+                .count();
+            progress.loss_sum += loss_value * batch.len() as f64;
+            progress.seen += batch.len();
+            let gradients = GradientsParams::from_grads(batch_loss.backward(), &network);
+            let lr = learning_rate(config, progress.step, total_steps, per_epoch);
+            network = optimizer.step(lr, network, gradients);
+            progress.step += 1;
+            progress.batch = batch_index + 1;
+            bar.inc(batch.len() as u64);
+            bar.set_prefix(format!(
+                "loss {:.3} acc {:.1}%",
+                progress.loss_sum / progress.seen as f64,
+                100.0 * progress.correct as f64 / progress.seen as f64
+            ));
+            let minutes = last_checkpoint.elapsed().as_secs_f64() / 60.0;
+            if minutes >= config.checkpoint_minutes && progress.batch < per_epoch {
+                progress.seconds = seconds_before + started.elapsed().as_secs_f64();
+                save_checkpoint(config, &progress, &network, &optimizer)?;
+                note(
+                    &bar,
+                    format!("checkpoint saved (epoch {epoch}, batch {})", progress.batch),
+                );
+                last_checkpoint = Instant::now();
+            }
         }
+        bar.finish_and_clear();
+
+        let (validation_loss, validation_accuracy) = if data.split.validation.is_empty() {
+            (None, None)
+        } else {
+            let scores = score(
+                &network.valid(),
+                &base,
+                &data.packed,
+                &data.split.validation,
+                size,
+                &normalization,
+            );
+            (Some(scores.log_loss), Some(scores.accuracy))
+        };
+        let seconds = epoch_started.elapsed().as_secs_f64();
+        let record = EpochRecord {
+            epoch,
+            train_loss: progress.loss_sum / progress.seen.max(1) as f64,
+            train_accuracy: progress.correct as f64 / progress.seen.max(1) as f64,
+            validation_loss,
+            validation_accuracy,
+            learning_rate: learning_rate(
+                config,
+                progress.step.saturating_sub(1),
+                total_steps,
+                per_epoch,
+            ),
+            seconds,
+            images_per_second: progress.seen as f64 / seconds.max(1e-9),
+        };
+        eprintln!("{}", record.describe());
+        progress.history.push(record);
+        let improved = match (validation_accuracy, progress.best_accuracy) {
+            (Some(accuracy), Some(best)) => accuracy > best,
+            _ => true,
+        };
+        if improved {
+            progress.best_accuracy = validation_accuracy;
+            progress.epochs_without_improvement = 0;
+            save_best(config, &progress, &network.valid(), &data, backend)?;
+        } else {
+            progress.epochs_without_improvement += 1;
+        }
+        if let Some(patience) = config.early_stopping
+            && progress.epochs_without_improvement >= patience
+            && epoch < config.epochs
+        {
+            eprintln!("stopping early: no better validation accuracy for {patience} epochs");
+            progress.stopped_early = true;
+        }
+        log.write(&progress.history)
+            .map_err(io_error(&config.run))?;
+        progress.epoch += 1;
+        progress.batch = 0;
+        progress.loss_sum = 0.0;
+        progress.correct = 0;
+        progress.seen = 0;
+        progress.seconds = seconds_before + started.elapsed().as_secs_f64();
+        save_checkpoint(config, &progress, &network, &optimizer)?;
     }
 
-    let mut header = ModelHeader::new(architecture, preprocess);
-    let summary = TrainingSummary {
+    finish(config, &progress, &data, backend, &base)
+}
+
+/// After the last epoch: the best network becomes the web weight file, and its validation
+/// accuracy is measured again through the exported file, the way the page will run it.
+fn finish(
+    config: &TrainConfig,
+    progress: &Progress,
+    data: &RunData,
+    backend: Backend,
+    base: &Device,
+) -> Result<TrainReport, TrainError> {
+    let best = config.run.join("best.bpk");
+    let mut exported = None;
+    let mut summary = ModelFile::parse(&std::fs::read(&best).map_err(io_error(&best))?)?
+        .header
+        .training
+        .unwrap_or_default();
+    if let Some(out) = &config.out {
+        let written = export::export(&best, out, WeightsDtype::F16)?;
+        if !data.split.validation.is_empty() {
+            let classifier = catdog_model::Classifier::load(&written.bytes, base)?;
+            let scores = score(
+                classifier.network(),
+                base,
+                &data.packed,
+                &data.split.validation,
+                config.input_size as usize,
+                &config.preprocess().normalization,
+            );
+            eprintln!(
+                "{} (f16): validation accuracy {:.2}%, log loss {:.4}",
+                out.display(),
+                scores.accuracy * 100.0,
+                scores.log_loss
+            );
+            summary.validation_accuracy = Some(scores.accuracy);
+        }
+        exported = Some((out.clone(), written.bytes.len()));
+    }
+    let report = TrainReport {
+        summary,
+        epochs_run: progress.history.len(),
+        stopped_early: progress.stopped_early,
+        skipped: data.packed.skipped.len(),
+        duplicates_removed: data.split.duplicates.len(),
+        backend,
+        seconds: progress.seconds,
+        best_model: best,
+        exported,
+    };
+    let path = config.run.join("summary.json");
+    let json = serde_json::to_vec_pretty(&report).expect("a report always serialises");
+    write_atomic(&path, &json).map_err(io_error(&path))?;
+    Ok(report)
+}
+
+/// A line above the progress bar, or on stderr where the bar is hidden (not a terminal), so
+/// logs and scripts watching the run see it too.
+fn note(bar: &indicatif::ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
+/// Seeds for each epoch's order (`batch = usize::MAX`) and each batch's augmentation.
+fn batch_seed(seed: u64, epoch: usize, batch: usize) -> u64 {
+    seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (batch as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+}
+
+fn labels_of(packed: &PackedPhotos, indices: &[usize]) -> Vec<i64> {
+    indices
+        .iter()
+        .map(|&i| {
+            packed.entries[i]
+                .label
+                .expect("training photos are labelled")
+                .index() as i64
+        })
+        .collect()
+}
+
+/// Accuracy and mean log loss.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scores {
+    pub accuracy: f64,
+    pub log_loss: f64,
+}
+
+/// The network's (cat, dog) logits for packed photos, without augmentation, 64 at a time.
+pub fn logits(
+    network: &Network,
+    device: &Device,
+    packed: &PackedPhotos,
+    indices: &[usize],
+    size: usize,
+    normalization: &Normalization,
+) -> Vec<[f32; 2]> {
+    let mut out = Vec::with_capacity(indices.len());
+    for chunk in indices.chunks(64) {
+        let mut pixels = Vec::with_capacity(chunk.len() * 3 * size * size);
+        for &index in chunk {
+            augment::plain(packed.pixels(index), size, normalization, &mut pixels);
+        }
+        let images = Tensor::<4>::from_data(
+            TensorData::new(pixels, [chunk.len(), 3, size, size]),
+            device,
+        );
+        let values = network
+            .forward(images)
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("logits are floats");
+        out.extend(values.chunks_exact(2).map(|pair| [pair[0], pair[1]]));
+    }
+    out
+}
+
+/// Accuracy and log loss of `network` on labelled packed photos.
+pub fn score(
+    network: &Network,
+    device: &Device,
+    packed: &PackedPhotos,
+    indices: &[usize],
+    size: usize,
+    normalization: &Normalization,
+) -> Scores {
+    let logits = logits(network, device, packed, indices, size, normalization);
+    let labels: Vec<Label> = indices
+        .iter()
+        .map(|&i| packed.entries[i].label.expect("scored photos are labelled"))
+        .collect();
+    scores_from_logits(&logits, &labels)
+}
+
+pub fn scores_from_logits(logits: &[[f32; 2]], labels: &[Label]) -> Scores {
+    let mut correct = 0;
+    let mut loss = 0.0;
+    for (pair, label) in logits.iter().zip(labels) {
+        let prediction = catdog_model::Prediction::from_logits(pair[0], pair[1]);
+        correct += usize::from(prediction.label == *label);
+        let p = f64::from(match label {
+            Label::Cat => prediction.cat,
+            Label::Dog => prediction.dog,
+        });
+        loss -= p.max(1e-15).ln();
+    }
+    let n = logits.len().max(1) as f64;
+    Scores {
+        accuracy: correct as f64 / n,
+        log_loss: loss / n,
+    }
+}
+
+fn save_best(
+    config: &TrainConfig,
+    progress: &Progress,
+    network: &Network,
+    data: &RunData,
+    backend: Backend,
+) -> Result<(), TrainError> {
+    let mut header = ModelHeader::new(config.architecture(), config.preprocess());
+    header.weights_dtype = WeightsDtype::F32;
+    let last = progress.history.last();
+    header.training = Some(TrainingSummary {
         dataset: config.data.display().to_string(),
-        epochs: config.epochs,
-        train_images: dataset.train.len(),
-        validation_images: dataset.validation.len(),
-        validation_accuracy,
+        epochs: last.map_or(0, |record| record.epoch),
+        train_images: data.split.train.len(),
+        validation_images: data.split.validation.len(),
+        validation_accuracy: last.and_then(|record| record.validation_accuracy),
         notes: format!(
-            "seeded ({}) stratified {:.0}% validation split of the photos used; backend {}; \
-             horizontal-flip augmentation; Adam lr {}",
+            "seeded ({}) stratified {:.0}% validation split, {} near-copies of training photos \
+             removed from it; {:?} lr {} ({:?} schedule, {} warm-up epochs), weight decay {}, \
+             batch {}; augmentation {:?}; backend {backend}",
             config.seed,
             config.validation_fraction * 100.0,
-            config.backend,
-            config.learning_rate
+            data.split.duplicates.len(),
+            config.optimizer,
+            config.learning_rate,
+            config.schedule,
+            config.warmup_epochs,
+            config.weight_decay,
+            config.batch_size,
+            config.augment,
         ),
+    });
+    let bytes = ModelFile::from_network(header, network)?.to_bytes();
+    let path = config.run.join("best.bpk");
+    write_atomic(&path, &bytes).map_err(io_error(&path))
+}
+
+fn save_checkpoint(
+    config: &TrainConfig,
+    progress: &Progress,
+    network: &Network,
+    optimizer: &ModuleOptimizer,
+) -> Result<(), TrainError> {
+    let path = config.run.join("checkpoint.ckpt");
+    let fail = |reason: String| TrainError::BadCheckpoint {
+        path: path.clone(),
+        reason,
     };
-    header.training = Some(summary.clone());
-    let bytes = ModelFile::from_network(header, &network.valid())?.to_bytes();
-    // Read the file back as the page will, so an export that cannot be loaded never lands.
-    Classifier::load(&bytes, &base)?;
-    write_atomic(&config.out, &bytes).map_err(io_error(&config.out))?;
-    Ok(TrainReport {
-        summary,
-        skipped: dataset.skipped.len(),
-        file_bytes: bytes.len(),
-    })
+    let state = serde_json::to_vec(progress).expect("progress always serialises");
+    let model = network
+        .valid()
+        .into_record()
+        .into_bytes()
+        .map_err(|error| fail(error.to_string()))?;
+    let optim = optimizer
+        .into_bytes()
+        .map_err(|error| fail(error.to_string()))?;
+    let mut bytes = Vec::with_capacity(32 + state.len() + model.len() + optim.len());
+    bytes.extend_from_slice(CHECKPOINT_MAGIC);
+    for part in [&state[..], &model[..], &optim[..]] {
+        bytes.extend_from_slice(&(part.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(part);
+    }
+    // One file written atomically: a kill at any moment leaves the previous checkpoint whole.
+    write_atomic(&path, &bytes).map_err(io_error(&path))
 }
 
-/// Stacks examples into an image batch (optionally mirrored left-right) and label targets.
-fn batch_tensors(
-    examples: &[&Example],
-    flips: &[bool],
-    device: &Device,
-) -> (Tensor<4>, Tensor<1, Int>) {
-    let size = examples[0].input.size as usize;
-    let mut data = Vec::with_capacity(examples.len() * 3 * size * size);
-    for (example, &flip) in examples.iter().zip(flips) {
-        if flip {
-            for row in example.input.data.chunks_exact(size) {
-                data.extend(row.iter().rev());
-            }
-        } else {
-            data.extend_from_slice(&example.input.data);
-        }
+fn parse_checkpoint(bytes: &[u8]) -> Result<(Progress, Vec<u8>, Vec<u8>), String> {
+    let mut rest = bytes
+        .strip_prefix(CHECKPOINT_MAGIC)
+        .ok_or("not a catdog checkpoint")?;
+    let mut parts = Vec::new();
+    for _ in 0..3 {
+        let len = rest
+            .get(..8)
+            .map(|len| u64::from_le_bytes(len.try_into().expect("8 bytes")) as usize)
+            .ok_or("truncated checkpoint")?;
+        let part = rest.get(8..8 + len).ok_or("truncated checkpoint")?;
+        parts.push(part.to_vec());
+        rest = &rest[8 + len..];
     }
-    let labels: Vec<i64> = examples.iter().map(|e| e.label.index() as i64).collect();
-    let images = Tensor::from_data(
-        TensorData::new(data, [examples.len(), 3, size, size]),
-        device,
-    );
-    let targets = Tensor::from_data(TensorData::new(labels, [examples.len()]), device);
-    (images, targets)
-}
-
-/// Accuracy of `network` on `examples`.
-pub fn evaluate(network: &Network, examples: &[Example], device: &Device) -> f64 {
-    let mut correct = 0;
-    for chunk in examples.chunks(64) {
-        let refs: Vec<&Example> = chunk.iter().collect();
-        let flips = vec![false; refs.len()];
-        let (images, _) = batch_tensors(&refs, &flips, device);
-        let predicted = network
-            .forward(images)
-            .argmax(1)
-            .into_data()
-            .convert::<i64>()
-            .try_to_vec::<i64>()
-            .expect("argmax gives integers");
-        correct += predicted
-            .iter()
-            .zip(chunk)
-            .filter(|(p, e)| **p == e.label.index() as i64)
-            .count();
-    }
-    correct as f64 / examples.len() as f64
+    let progress = serde_json::from_slice(&parts[0]).map_err(|error| error.to_string())?;
+    let optim = parts.pop().expect("three parts");
+    let model = parts.pop().expect("three parts");
+    Ok((progress, model, optim))
 }

@@ -1,0 +1,496 @@
+//! The trainer end to end on real photos (the fixtures under `tests/fixtures`): layouts,
+//! folder and zip input, the skipped-files report, training, kill-and-resume, evaluation,
+//! prediction, the Kaggle submission, export and compare, all through the real binary.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use catdog_model::{Label, Normalization, Preprocess};
+use catdog_trainer::dataset::{PackedPhotos, Split};
+use catdog_trainer::photos::{Layout, PhotoSet};
+
+const BIN: &str = env!("CARGO_BIN_EXE_native-trainer");
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(fixtures().join(name)).unwrap()
+}
+
+/// A fresh, empty folder for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("catdog-trainer-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+const CATS: [&str; 3] = ["cat.jpg", "cat-grey.jpg", "cat-exif-rotated.jpg"];
+const DOGS: [&str; 3] = ["dog.jpg", "dog-cmyk.jpg", "dog-alpha.png"];
+
+/// The six real fixture photos, Kaggle flat, plus `copies` re-encoded copies of each (so a
+/// training run has a few batches) and the unusable files a real download contains.
+fn kaggle_folder(name: &str, copies: usize) -> PathBuf {
+    let dir = scratch(name);
+    for (label, files) in [("cat", CATS), ("dog", DOGS)] {
+        for (i, file) in files.iter().enumerate() {
+            let bytes = fixture(file);
+            let extension = file.rsplit('.').next().unwrap();
+            std::fs::write(dir.join(format!("{label}.{i}.{extension}")), &bytes).unwrap();
+            for copy in 0..copies {
+                // A slightly different crop of the same photo: a different file, a real photo.
+                let photo = image::load_from_memory(&bytes).unwrap().to_rgb8();
+                let (w, h) = photo.dimensions();
+                let cropped =
+                    image::imageops::crop_imm(&photo, copy as u32 + 1, 0, w - copy as u32 - 1, h)
+                        .to_image();
+                cropped
+                    .save(dir.join(format!("{label}.{i}{copy}.png")))
+                    .unwrap();
+            }
+        }
+    }
+    dir
+}
+
+fn add_bad_files(dir: &Path) -> Vec<&'static str> {
+    let cat = fixture("cat.jpg");
+    std::fs::write(dir.join("cat.900.jpg"), b"").unwrap();
+    std::fs::write(dir.join("cat.901.jpg"), &cat[..cat.len() / 2]).unwrap();
+    std::fs::write(dir.join("dog.902.jpg"), b"<html>not found</html>").unwrap();
+    std::fs::write(dir.join("dog.903.png"), png_bomb(20_000)).unwrap();
+    vec!["cat.900.jpg", "cat.901.jpg", "dog.902.jpg", "dog.903.png"]
+}
+
+/// A real PNG header claiming `side` x `side` pixels with no pixel data: a decompression bomb.
+fn png_bomb(side: u32) -> Vec<u8> {
+    let chunk = |png: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]| {
+        let mut body = kind.to_vec();
+        body.extend_from_slice(data);
+        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        png.extend_from_slice(&body);
+        png.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
+    };
+    let mut header = side.to_be_bytes().to_vec();
+    header.extend_from_slice(&side.to_be_bytes());
+    header.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    chunk(&mut png, b"IHDR", &header);
+    chunk(
+        &mut png,
+        b"IDAT",
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    );
+    chunk(&mut png, b"IEND", &[]);
+    png
+}
+
+fn preprocess(size: u32) -> Preprocess {
+    Preprocess {
+        input_size: size,
+        normalization: Normalization::IMAGENET,
+    }
+}
+
+#[test]
+fn every_layout_from_a_folder_or_a_zip_gives_the_same_photos() {
+    let dir = scratch("layouts");
+    let zip_path = dir.join("PetImages.zip");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (folder, files) in [("Cat", CATS), ("Dog", DOGS)] {
+        for (i, file) in files.iter().enumerate() {
+            zip.start_file(format!("PetImages/{folder}/{i}.jpg"), stored)
+                .unwrap();
+            zip.write_all(&fixture(file)).unwrap();
+            let per_class = dir.join("per-class").join(folder.to_lowercase() + "s");
+            std::fs::create_dir_all(&per_class).unwrap();
+            std::fs::write(per_class.join(format!("{i}.jpg")), fixture(file)).unwrap();
+        }
+    }
+    zip.start_file("PetImages/Cat/Thumbs.db", stored).unwrap();
+    zip.write_all(b"\xd0\xcf\x11\xe0 not a photo").unwrap();
+    zip.finish().unwrap();
+
+    let kaggle = kaggle_folder("layouts-kaggle", 0);
+    let cases = [
+        (kaggle.clone(), Layout::KaggleFlat),
+        (zip_path.clone(), Layout::PetImages),
+        (dir.join("per-class"), Layout::FolderPerClass),
+    ];
+    for (path, layout) in cases {
+        let set = PhotoSet::open_labelled(&path).unwrap();
+        assert_eq!(set.layout, layout, "{}", path.display());
+        let packed = PackedPhotos::load(&set, &preprocess(32), None).unwrap();
+        let cats = packed
+            .entries
+            .iter()
+            .filter(|e| e.label == Some(Label::Cat))
+            .count();
+        let dogs = packed
+            .entries
+            .iter()
+            .filter(|e| e.label == Some(Label::Dog))
+            .count();
+        assert_eq!((cats, dogs), (3, 3), "{}", path.display());
+    }
+    // The zip's Thumbs.db is reported, not silently dropped.
+    let set = PhotoSet::open_labelled(&zip_path).unwrap();
+    let packed = PackedPhotos::load(&set, &preprocess(32), None).unwrap();
+    assert_eq!(packed.skipped.len(), 1);
+    assert!(
+        packed.skipped[0]
+            .path
+            .ends_with("PetImages.zip!/PetImages/Cat/Thumbs.db")
+    );
+    assert!(
+        packed.skipped[0].reason.contains("not an image"),
+        "{:?}",
+        packed.skipped
+    );
+}
+
+#[test]
+fn unusable_files_are_skipped_and_reported_and_the_cache_is_reused() {
+    let dir = kaggle_folder("skipped", 0);
+    let bad = add_bad_files(&dir);
+    let cache = scratch("skipped-cache");
+    let set = PhotoSet::open_labelled(&dir).unwrap();
+    let packed = PackedPhotos::load(&set, &preprocess(32), Some(&cache)).unwrap();
+    assert_eq!(packed.len(), 6);
+    let mut reported: Vec<&str> = packed
+        .skipped
+        .iter()
+        .map(|s| s.path.rsplit('/').next().unwrap())
+        .collect();
+    reported.sort();
+    assert_eq!(reported, bad);
+    let reason = |name: &str| {
+        packed
+            .skipped
+            .iter()
+            .find(|s| s.path.ends_with(name))
+            .unwrap()
+            .reason
+            .clone()
+    };
+    assert!(reason("cat.900.jpg").contains("empty"));
+    assert!(reason("cat.901.jpg").contains("truncated"));
+    assert!(reason("dog.902.jpg").contains("not an image"));
+    assert!(reason("dog.903.png").contains("over the limit"));
+
+    // The second load reads the pack: same photos, same pixels, same report.
+    let cached = PackedPhotos::load(&set, &preprocess(32), Some(&cache)).unwrap();
+    assert_eq!(cached.entries, packed.entries);
+    assert_eq!(cached.skipped, packed.skipped);
+    assert_eq!(cached.pixels(5), packed.pixels(5));
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 1);
+    // A changed folder is not served from the stale pack.
+    std::fs::remove_file(dir.join("cat.900.jpg")).unwrap();
+    let set = PhotoSet::open_labelled(&dir).unwrap();
+    let fresh = PackedPhotos::load(&set, &preprocess(32), Some(&cache)).unwrap();
+    assert_eq!(fresh.skipped.len(), 3);
+}
+
+#[test]
+fn the_split_is_stratified_seeded_and_drops_copies_of_training_photos() {
+    let dir = kaggle_folder("split", 0);
+    // An exact copy of a cat under another name: wherever the split puts the two, they must
+    // not end up on both sides.
+    std::fs::write(dir.join("cat.50.jpg"), fixture("cat.jpg")).unwrap();
+    let set = PhotoSet::open_labelled(&dir).unwrap();
+    let packed = PackedPhotos::load(&set, &preprocess(32), None).unwrap();
+    for seed in 0..8 {
+        let split = Split::new(&packed, 0.5, None, seed);
+        assert_eq!(split, Split::new(&packed, 0.5, None, seed), "seeded");
+        let held_out = split.validation.len() + split.duplicates.len();
+        assert_eq!(held_out, 4, "half of 4 cats and half of 3 dogs, rounded");
+        let hashes: Vec<u64> = split
+            .train
+            .iter()
+            .map(|&i| packed.entries[i].hash)
+            .collect();
+        for &i in &split.validation {
+            assert!(!hashes.contains(&packed.entries[i].hash));
+        }
+    }
+}
+
+fn run_ok(args: &[&str]) -> String {
+    let output = Command::new(BIN).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "native-trainer {args:?} failed:\n{stderr}"
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn train_args<'a>(data: &'a str, run: &'a str, out: &'a str, batch: &'a str) -> Vec<&'a str> {
+    vec![
+        "train",
+        "--data",
+        data,
+        "--run",
+        run,
+        "--out",
+        out,
+        "--input-size",
+        "32",
+        "--channels",
+        "8,16",
+        "--epochs",
+        "3",
+        "--batch-size",
+        batch,
+        "--validation",
+        "0.25",
+        "--backend",
+        "flex",
+        "--no-cache",
+        "--checkpoint-minutes",
+        "0",
+    ]
+}
+
+#[test]
+fn a_killed_run_resumes_and_finishes_with_the_same_number_of_epochs() {
+    let data = kaggle_folder("resume", 1);
+    let run = scratch("resume-run").join("run");
+    let out = run.with_file_name("model.bpk");
+    let (data_s, run_s, out_s) = (
+        data.to_str().unwrap(),
+        run.to_str().unwrap(),
+        out.to_str().unwrap(),
+    );
+
+    // Start a run and kill it (SIGKILL, no chance to clean up) mid-way through epoch 2.
+    let args = train_args(data_s, run_s, out_s, "1");
+    let mut child = Command::new(BIN)
+        .args(&args)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seen = Vec::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let kill_now = line.starts_with("checkpoint saved (epoch 2, batch 2)");
+        seen.push(line);
+        if kill_now {
+            child.kill().unwrap();
+            break;
+        }
+    }
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the run was killed, it did not finish:\n{}",
+        seen.join("\n")
+    );
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("checkpoint saved (epoch 2, batch 2)")),
+        "the run never reached epoch 2:\n{}",
+        seen.join("\n")
+    );
+    assert!(!out.exists(), "a killed run exported nothing");
+    // Starting it again without --resume is refused rather than overwriting the run.
+    let refused = Command::new(BIN).args(&args).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--resume"));
+
+    let resumed = Command::new(BIN)
+        .args(["train", "--resume", "--run", run_s])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert!(resumed.status.success(), "{stderr}");
+    // It continues from the last checkpoint written before the kill: epoch 2, batch 2 or a
+    // moment later; not from the start.
+    let position = stderr
+        .lines()
+        .find_map(|l| {
+            l.split_once(" at epoch ")
+                .filter(|_| l.starts_with("resuming"))
+        })
+        .map(|(_, at)| at.to_string())
+        .unwrap_or_else(|| panic!("no resume line:\n{stderr}"));
+    let (epoch, batch) = position.split_once(", batch ").unwrap();
+    let (epoch, batch): (usize, usize) = (epoch.parse().unwrap(), batch.trim().parse().unwrap());
+    assert!(
+        (epoch, batch) >= (2, 2) && epoch <= 3,
+        "resumed at {position}"
+    );
+
+    let log: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(run.join("log.json")).unwrap()).unwrap();
+    let epochs: Vec<u64> = log.iter().map(|r| r["epoch"].as_u64().unwrap()).collect();
+    assert_eq!(epochs, [1, 2, 3]);
+    let csv = std::fs::read_to_string(run.join("log.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4);
+    let curves = image::open(run.join("curves.png")).unwrap();
+    assert!(
+        curves.width() > curves.height(),
+        "loss and accuracy side by side"
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["epochs"], 3);
+    // The exported web file loads and carries its training summary.
+    let file = catdog_model::ModelFile::parse(&std::fs::read(&out).unwrap()).unwrap();
+    let summary = file.header.training.unwrap();
+    assert!(summary.validation_accuracy.is_some());
+    assert_eq!(file.header.preprocess.input_size, 32);
+}
+
+#[test]
+fn evaluate_predict_submission_export_and_compare_work_on_a_trained_model() {
+    let data = kaggle_folder("results", 0);
+    add_bad_files(&data);
+    let base = scratch("results-run");
+    let run = base.join("run");
+    let model = base.join("model.bpk");
+    let (data_s, run_s, model_s) = (
+        data.to_str().unwrap(),
+        run.to_str().unwrap(),
+        model.to_str().unwrap(),
+    );
+    let mut args = train_args(data_s, run_s, model_s, "2");
+    args.extend(["--early-stopping", "1"]);
+    run_ok(&args);
+    let skipped = std::fs::read_to_string(run.join("skipped.tsv")).unwrap();
+    assert_eq!(
+        skipped.lines().count(),
+        5,
+        "header and four files:\n{skipped}"
+    );
+
+    // evaluate --json: the last line is one JSON object with the figures.
+    let report = base.join("evaluation");
+    let stdout = run_ok(&[
+        "evaluate",
+        "--model",
+        model_s,
+        "--data",
+        data_s,
+        "--report",
+        report.to_str().unwrap(),
+        "--no-cache",
+        "--json",
+    ]);
+    let json: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(json["n"], 6);
+    let accuracy = json["accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&accuracy));
+    assert!(json["log_loss"].as_f64().unwrap() > 0.0);
+    let confusion: u64 = json["confusion"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()))
+        .sum();
+    assert_eq!(confusion, 6);
+    let correct =
+        json["confusion"][0][0].as_u64().unwrap() + json["confusion"][1][1].as_u64().unwrap();
+    assert!((correct as f64 / 6.0 - accuracy).abs() < 1e-9);
+    image::open(report.join("confusion.png")).unwrap();
+    image::open(report.join("mistakes.png")).unwrap();
+
+    // predict --json: every file, with probabilities or the reason it has none.
+    let stdout = run_ok(&["predict", "--model", model_s, "--json", data_s]);
+    let predictions: Vec<serde_json::Value> = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(predictions.len(), 10);
+    let errors = predictions
+        .iter()
+        .filter(|p| p["error"].is_string())
+        .count();
+    assert_eq!(errors, 4);
+    for p in predictions.iter().filter(|p| p["label"].is_string()) {
+        let sum = p["cat"].as_f64().unwrap() + p["dog"].as_f64().unwrap();
+        assert!((sum - 1.0).abs() < 1e-5);
+    }
+
+    // submission: Kaggle's id,label for N.jpg test photos, clipped, sorted by id.
+    let test = scratch("results-test");
+    for (id, file) in [(10, "dog.jpg"), (2, "cat.jpg"), (1, "cat-grey.jpg")] {
+        std::fs::write(test.join(format!("{id}.jpg")), fixture(file)).unwrap();
+    }
+    let csv_path = base.join("submission.csv");
+    run_ok(&[
+        "submission",
+        "--model",
+        model_s,
+        "--data",
+        test.to_str().unwrap(),
+        "--out",
+        csv_path.to_str().unwrap(),
+    ]);
+    let csv = std::fs::read_to_string(&csv_path).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "id,label");
+    let ids: Vec<&str> = lines[1..]
+        .iter()
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(ids, ["1", "2", "10"]);
+    for line in &lines[1..] {
+        let p: f64 = line.split(',').nth(1).unwrap().parse().unwrap();
+        assert!((0.005..=0.995).contains(&p), "{line}");
+    }
+
+    // export: f32 and f16 files of the run's best model; f16 is about half the size.
+    let f32_path = base.join("best-f32.bpk");
+    let f16_path = base.join("best-f16.bpk");
+    let best = run.join("best.bpk");
+    run_ok(&[
+        "export",
+        "--model",
+        best.to_str().unwrap(),
+        "--out",
+        f32_path.to_str().unwrap(),
+        "--precision",
+        "f32",
+    ]);
+    run_ok(&[
+        "export",
+        "--model",
+        best.to_str().unwrap(),
+        "--out",
+        f16_path.to_str().unwrap(),
+    ]);
+    let (big, small) = (
+        std::fs::metadata(&f32_path).unwrap().len(),
+        std::fs::metadata(&f16_path).unwrap().len(),
+    );
+    assert!(small < big * 6 / 10, "f16 {small} bytes vs f32 {big}");
+
+    // compare: a row per run and a picture.
+    let compare_png = base.join("compare.png");
+    let stdout = run_ok(&[
+        "compare",
+        run_s,
+        run_s,
+        "--out",
+        compare_png.to_str().unwrap(),
+    ]);
+    assert_eq!(stdout.lines().filter(|l| l.starts_with(run_s)).count(), 2);
+    image::open(&compare_png).unwrap();
+
+    // inspect: class counts and a contact sheet.
+    let sheet = base.join("inspect.png");
+    let stdout = run_ok(&[
+        "inspect",
+        data_s,
+        "--out",
+        sheet.to_str().unwrap(),
+        "--samples",
+        "8",
+    ]);
+    assert!(stdout.contains("5 cats, 5 dogs"), "{stdout}");
+    image::open(&sheet).unwrap();
+}
