@@ -146,10 +146,14 @@ impl ModelFile {
     pub fn from_network(header: ModelHeader, network: &Network) -> Result<Self, WeightsError> {
         let network = match header.weights_dtype {
             WeightsDtype::F32 => network.clone(),
-            // Narrowed on flex: not every backend has f16 tensors (ndarray has none).
-            WeightsDtype::F16 => network
-                .clone()
-                .to_device(&Device::flex())
+            // Narrowed on flex: not every backend has f16 tensors (ndarray has none). Into a
+            // fresh network first: clones of a module share their batch-norm running
+            // statistics, so narrowing a clone would narrow the caller's network too.
+            WeightsDtype::F16 => header
+                .architecture
+                .init(&Device::flex())
+                .try_load_record(network.clone().into_record())
+                .map_err(|error| WeightsError::Serialize(error.to_string()))?
                 .map(&mut CastFloats(DType::F16)),
         };
         let bytes = network

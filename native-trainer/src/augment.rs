@@ -44,9 +44,15 @@ impl Augment {
         rng: &mut impl Rng,
         out: &mut Vec<f32>,
     ) {
-        // The crop: a random area and aspect ratio (3:4 to 4:3), at a random place.
-        let area = rng.random_range(self.min_crop_area.min(1.0)..=1.0);
-        let aspect = (rng.random_range((0.75f32).ln()..=(4.0f32 / 3.0).ln())).exp();
+        // The crop: a random area and aspect ratio (3:4 to 4:3), at a random place; none at
+        // all when cropping is off.
+        let (area, aspect) = if self.min_crop_area >= 1.0 {
+            (1.0, 1.0)
+        } else {
+            let area = rng.random_range(self.min_crop_area..=1.0);
+            let aspect = (rng.random_range((0.75f32).ln()..=(4.0f32 / 3.0).ln())).exp();
+            (area, aspect)
+        };
         let crop_w = (size as f32 * (area * aspect).sqrt()).min(size as f32);
         let crop_h = (size as f32 * (area / aspect).sqrt()).min(size as f32);
         let x0 = rng.random_range(0.0..=(size as f32 - crop_w));

@@ -171,17 +171,13 @@ impl PhotoSet {
 
     /// How many photos of each class (cats, dogs).
     pub fn class_counts(&self) -> (usize, usize) {
-        let cats = self
-            .photos
-            .iter()
-            .filter(|photo| photo.label == Some(Label::Cat))
-            .count();
-        let dogs = self
-            .photos
-            .iter()
-            .filter(|photo| photo.label == Some(Label::Dog))
-            .count();
-        (cats, dogs)
+        let count = |label| {
+            self.photos
+                .iter()
+                .filter(|photo| photo.label == Some(label))
+                .count()
+        };
+        (count(Label::Cat), count(Label::Dog))
     }
 
     /// A reader for this source; each thread opens its own (a zip reader is stateful).

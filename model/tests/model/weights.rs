@@ -16,6 +16,19 @@ fn weights_offset(bytes: &[u8]) -> usize {
 }
 
 #[test]
+fn storing_as_f16_leaves_the_network_in_f32() {
+    // Batch-norm running statistics are shared between clones of a module: narrowing the
+    // stored copy must not narrow the network being trained (its next forward would fail on
+    // mixed dtypes, and its predictions would change).
+    let device = Device::flex();
+    let file = small_model(&device);
+    let classifier = Classifier::from_file(&file, &device).unwrap();
+    let before = logits(&classifier);
+    ModelFile::from_network(file.header.clone(), classifier.network()).unwrap();
+    assert_eq!(logits(&classifier), before);
+}
+
+#[test]
 fn round_trip_keeps_header_and_predictions() {
     let device = Device::flex();
     let file = small_model(&device);
@@ -127,16 +140,23 @@ fn other_architecture_is_refused_by_name() {
 fn weights_of_another_shape_are_refused() {
     let device = Device::flex();
     let small = small_model(&device);
-    // Claim a wider network than the weights hold.
+    // Writing a file whose header does not describe the network is refused...
     let mut header = small.header.clone();
     header.architecture = Architecture::Cnn(CnnConfig {
         channels: vec![8, 16, 32],
         dropout: 0.2,
     });
-    let mut bytes = ModelFile::from_network(header, &small.header.architecture.init(&device))
-        .unwrap()
-        .to_bytes();
-    // Re-label the file: parse succeeds, loading the weights must not.
+    let network = small.header.architecture.init(&device);
+    assert!(ModelFile::from_network(header.clone(), &network).is_err());
+    // ...so re-label a good file by hand, claiming a wider network than its weights hold.
+    let good = small.to_bytes();
+    let header_len = u32::from_le_bytes(good[12..16].try_into().unwrap()) as usize;
+    let header = serde_json::to_vec(&header).unwrap();
+    let mut bytes = good[..12].to_vec();
+    bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&header);
+    bytes.extend_from_slice(&good[16 + header_len..]);
+    // Parse succeeds, loading the weights must not.
     let file = ModelFile::parse(&bytes).unwrap();
     assert!(matches!(
         file.load_network(&device),
