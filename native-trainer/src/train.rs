@@ -389,6 +389,8 @@ fn run(
         bar.set_position((progress.batch * config.batch_size).min(order.len()) as u64);
         bar.reset_eta();
         let mut last_checkpoint = Instant::now();
+        let mut last_note = Instant::now();
+        let resumed_at = progress.seen;
         for (batch_index, batch) in order
             .chunks(config.batch_size)
             .enumerate()
@@ -442,6 +444,23 @@ fn run(
                 progress.loss_sum / progress.seen as f64,
                 100.0 * progress.correct as f64 / progress.seen as f64
             ));
+            // Where there is no terminal for the bar (a log file, CI), a line every half minute.
+            if bar.is_hidden() && last_note.elapsed().as_secs() >= 30 {
+                let done = progress.seen - resumed_at;
+                let rate = done as f64 / epoch_started.elapsed().as_secs_f64().max(1e-9);
+                let left = order.len().saturating_sub(progress.seen);
+                eprintln!(
+                    "epoch {epoch}/{}: {}/{} photos, {rate:.1} images/s, ETA {:.0} s, loss {:.3}, \
+                     accuracy {:.1}%",
+                    config.epochs,
+                    progress.seen,
+                    order.len(),
+                    left as f64 / rate.max(1e-9),
+                    progress.loss_sum / progress.seen as f64,
+                    100.0 * progress.correct as f64 / progress.seen as f64
+                );
+                last_note = Instant::now();
+            }
             let minutes = last_checkpoint.elapsed().as_secs_f64() / 60.0;
             if minutes >= config.checkpoint_minutes && progress.batch < per_epoch {
                 progress.seconds = seconds_before + started.elapsed().as_secs_f64();
@@ -482,7 +501,8 @@ fn run(
                 per_epoch,
             ),
             seconds,
-            images_per_second: progress.seen as f64 / seconds.max(1e-9),
+            // Photos trained in this process: a resumed epoch did part of its work before.
+            images_per_second: (progress.seen - resumed_at) as f64 / seconds.max(1e-9),
         };
         eprintln!("{}", record.describe());
         progress.history.push(record);
