@@ -100,16 +100,27 @@ impl Preprocess {
             (size, size),
             "normalize takes a photo already resized to the input size"
         );
-        let plane = (size * size) as usize;
-        let mut data = vec![0.0f32; 3 * plane];
-        let Normalization { mean, std } = self.normalization;
-        for (index, pixel) in resized.pixels().enumerate() {
+        let mut data = Vec::with_capacity(3 * (size * size) as usize);
+        self.normalization.append_chw(resized.as_raw(), &mut data);
+        InputTensor { size, data }
+    }
+}
+
+impl Normalization {
+    /// Appends interleaved RGB bytes (one photo, rows top to bottom) to `out` as normalised
+    /// channels-first values. Inference and the trainer's packed photos both go through here,
+    /// so validation sees exactly what the page sees.
+    pub fn append_chw(&self, rgb: &[u8], out: &mut Vec<f32>) {
+        let plane = rgb.len() / 3;
+        let start = out.len();
+        out.resize(start + 3 * plane, 0.0);
+        for (index, pixel) in rgb.chunks_exact(3).enumerate() {
             for channel in 0..3 {
-                let value = f32::from(pixel.0[channel]) / 255.0;
-                data[channel * plane + index] = (value - mean[channel]) / std[channel];
+                let value = f32::from(pixel[channel]) / 255.0;
+                out[start + channel * plane + index] =
+                    (value - self.mean[channel]) / self.std[channel];
             }
         }
-        InputTensor { size, data }
     }
 }
 

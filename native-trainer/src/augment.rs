@@ -1,8 +1,8 @@
 //! Training-time augmentation on packed photos: random resized crop, horizontal flip and
 //! colour jitter, written straight into the network's normalised channels-first input.
 //!
-//! Validation and evaluation use [`plain`], which is exactly the inference preprocessing
-//! (the packed pixels are the photo already resized as inference resizes it).
+//! Validation and evaluation use no augmentation: [`Normalization::append_chw`] on the packed
+//! pixels, which are the photo already resized as inference resizes it.
 
 use catdog_model::Normalization;
 use rand::Rng;
@@ -90,20 +90,6 @@ impl Augment {
     }
 }
 
-/// Appends one photo as normalised CHW with no augmentation: the inference preprocessing.
-pub fn plain(pixels: &[u8], size: usize, normalization: &Normalization, out: &mut Vec<f32>) {
-    let plane = size * size;
-    let start = out.len();
-    out.resize(start + 3 * plane, 0.0);
-    let Normalization { mean, std } = normalization;
-    for index in 0..plane {
-        for channel in 0..3 {
-            let value = f32::from(pixels[index * 3 + channel]) / 255.0;
-            out[start + channel * plane + index] = (value - mean[channel]) / std[channel];
-        }
-    }
-}
-
 /// The photo's colour at a fractional position, in `[0, 1]`, edges clamped.
 fn bilinear(pixels: &[u8], size: usize, x: f32, y: f32) -> [f32; 3] {
     let max = (size - 1) as f32;
@@ -154,7 +140,7 @@ mod tests {
             &mut rng,
             &mut augmented,
         );
-        plain(&pixels, size, &Normalization::IMAGENET, &mut expected);
+        Normalization::IMAGENET.append_chw(&pixels, &mut expected);
         assert_eq!(augmented.len(), expected.len());
         for (a, e) in augmented.iter().zip(&expected) {
             assert!((a - e).abs() < 1e-4, "{a} vs {e}");

@@ -6,13 +6,13 @@ use std::time::Instant;
 
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams};
-use burn::tensor::{Int, Tensor, TensorData};
 use catdog_model::{Architecture, Backend, CnnConfig, Normalization, Preprocess};
 use rand::SeedableRng;
 
 use crate::augment::Augment;
 use crate::dataset::{DatasetError, PackedPhotos};
 use crate::photos::PhotoSet;
+use crate::train;
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -88,30 +88,17 @@ fn train_row(
     let mut network = Architecture::Cnn(config.cnn.clone()).init(&device);
     let mut optimizer = AdamConfig::new().init();
     let loss = CrossEntropyLossConfig::new().init(&device);
-    let size = config.input_size as usize;
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let mut step = |network: catdog_model::Network| {
         let indices: Vec<usize> = (0..config.batch_size).map(|i| i % packed.len()).collect();
-        let mut pixels = Vec::new();
-        for &i in &indices {
-            Augment::default().apply(
-                packed.pixels(i),
-                size,
-                &Normalization::IMAGENET,
-                &mut rng,
-                &mut pixels,
-            );
-        }
-        let labels: Vec<i64> = indices
-            .iter()
-            .map(|&i| packed.entries[i].label.map_or(0, |l| l.index() as i64))
-            .collect();
-        let images = Tensor::<4>::from_data(
-            TensorData::new(pixels, [indices.len(), 3, size, size]),
+        let (images, targets, _) = train::training_batch(
+            packed,
+            &indices,
+            &Augment::default(),
+            &Normalization::IMAGENET,
+            &mut rng,
             &device,
         );
-        let targets =
-            Tensor::<1, Int>::from_data(TensorData::new(labels, [indices.len()]), &device);
         let batch_loss = loss.forward(network.forward(images), targets);
         let value = batch_loss.clone();
         let gradients = GradientsParams::from_grads(batch_loss.backward(), &network);

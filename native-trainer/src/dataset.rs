@@ -85,6 +85,18 @@ impl PackedPhotos {
         self.entries.len()
     }
 
+    /// The labels of the photos at `indices`, which must come from a labelled source.
+    pub fn labels(&self, indices: &[usize]) -> Vec<Label> {
+        indices
+            .iter()
+            .map(|&i| {
+                self.entries[i]
+                    .label
+                    .expect("photos from a labelled source")
+            })
+            .collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

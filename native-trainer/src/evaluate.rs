@@ -101,11 +101,7 @@ pub fn evaluate(
         size,
         &preprocess.normalization,
     );
-    let labels: Vec<Label> = packed
-        .entries
-        .iter()
-        .map(|entry| entry.label.expect("a labelled set"))
-        .collect();
+    let labels = packed.labels(&indices);
     let Scores { accuracy, log_loss } = train::scores_from_logits(&logits, &labels);
     let predictions: Vec<Prediction> = logits
         .iter()

@@ -33,7 +33,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use crate::augment::{self, Augment};
+use crate::augment::Augment;
 use crate::dataset::{DatasetError, PackedPhotos, Split, progress_bar};
 use crate::export;
 use crate::files::write_atomic;
@@ -398,23 +398,12 @@ fn run(
         {
             let mut rng =
                 rand::rngs::StdRng::seed_from_u64(batch_seed(config.seed, epoch, batch_index));
-            let mut pixels = Vec::with_capacity(batch.len() * 3 * size * size);
-            for &index in batch {
-                config.augment.apply(
-                    data.packed.pixels(index),
-                    size,
-                    &normalization,
-                    &mut rng,
-                    &mut pixels,
-                );
-            }
-            let labels = labels_of(&data.packed, batch);
-            let images = Tensor::<4>::from_data(
-                TensorData::new(pixels, [batch.len(), 3, size, size]),
-                &device,
-            );
-            let targets = Tensor::<1, Int>::from_data(
-                TensorData::new(labels.clone(), [batch.len()]),
+            let (images, targets, labels) = training_batch(
+                &data.packed,
+                batch,
+                &config.augment,
+                &normalization,
+                &mut rng,
                 &device,
             );
             let logits = network.forward(images);
@@ -608,16 +597,33 @@ fn batch_seed(seed: u64, epoch: usize, batch: usize) -> u64 {
         ^ (batch as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
 }
 
-fn labels_of(packed: &PackedPhotos, indices: &[usize]) -> Vec<i64> {
-    indices
+/// An augmented batch of packed photos: the images, the targets and the same labels on the
+/// host (for counting correct predictions without reading the targets back).
+pub fn training_batch(
+    packed: &PackedPhotos,
+    indices: &[usize],
+    augment: &Augment,
+    normalization: &Normalization,
+    rng: &mut impl rand::Rng,
+    device: &Device,
+) -> (Tensor<4>, Tensor<1, Int>, Vec<i64>) {
+    let size = packed.size as usize;
+    let mut pixels = Vec::with_capacity(indices.len() * 3 * size * size);
+    for &index in indices {
+        augment.apply(packed.pixels(index), size, normalization, rng, &mut pixels);
+    }
+    let labels: Vec<i64> = packed
+        .labels(indices)
         .iter()
-        .map(|&i| {
-            packed.entries[i]
-                .label
-                .expect("training photos are labelled")
-                .index() as i64
-        })
-        .collect()
+        .map(|label| label.index() as i64)
+        .collect();
+    let images = Tensor::<4>::from_data(
+        TensorData::new(pixels, [indices.len(), 3, size, size]),
+        device,
+    );
+    let targets =
+        Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [indices.len()]), device);
+    (images, targets, labels)
 }
 
 /// Accuracy and mean log loss.
@@ -640,7 +646,7 @@ pub fn logits(
     for chunk in indices.chunks(64) {
         let mut pixels = Vec::with_capacity(chunk.len() * 3 * size * size);
         for &index in chunk {
-            augment::plain(packed.pixels(index), size, normalization, &mut pixels);
+            normalization.append_chw(packed.pixels(index), &mut pixels);
         }
         let images = Tensor::<4>::from_data(
             TensorData::new(pixels, [chunk.len(), 3, size, size]),
@@ -667,11 +673,7 @@ pub fn score(
     normalization: &Normalization,
 ) -> Scores {
     let logits = logits(network, device, packed, indices, size, normalization);
-    let labels: Vec<Label> = indices
-        .iter()
-        .map(|&i| packed.entries[i].label.expect("scored photos are labelled"))
-        .collect();
-    scores_from_logits(&logits, &labels)
+    scores_from_logits(&logits, &packed.labels(indices))
 }
 
 pub fn scores_from_logits(logits: &[[f32; 2]], labels: &[Label]) -> Scores {
