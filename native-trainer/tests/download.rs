@@ -3,30 +3,22 @@
 //! resumed with a `Range` request, a server without range support, checksum and size
 //! mismatches, and extraction, zip-slip included.
 
+mod common;
+
 use std::io::{Cursor, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use catdog_trainer::download::{
     Download, DownloadError, download, extract_zip, partial_extract_path, partial_path,
 };
+use common::{Scratch, fixture};
 use sha2::{Digest, Sha256};
 use zip::write::SimpleFileOptions;
 
-fn fixture(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures")
-        .join(name);
-    std::fs::read(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
-}
-
-/// A fresh, empty folder for one test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("catdog-download-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn scratch(name: &str) -> Scratch {
+    Scratch::new(&format!("download-{name}"))
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

@@ -2,30 +2,21 @@
 //! folder and zip input, the skipped-files report, training, kill-and-resume, evaluation,
 //! prediction, the Kaggle submission, export and compare, all through the real binary.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use catdog_model::{Label, Normalization, Preprocess};
 use catdog_trainer::dataset::{PackedPhotos, Split};
 use catdog_trainer::photos::{Layout, PhotoSet};
+use common::{Scratch, fixture};
 
 const BIN: &str = env!("CARGO_BIN_EXE_native-trainer");
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
-}
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(fixtures().join(name)).unwrap()
-}
-
-/// A fresh, empty folder for one test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("catdog-trainer-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn scratch(name: &str) -> Scratch {
+    Scratch::new(&format!("trainer-{name}"))
 }
 
 const CATS: [&str; 3] = ["cat.jpg", "cat-grey.jpg", "cat-exif-rotated.jpg"];
@@ -33,7 +24,7 @@ const DOGS: [&str; 3] = ["dog.jpg", "dog-cmyk.jpg", "dog-alpha.png"];
 
 /// The six real fixture photos, Kaggle flat, plus `copies` re-encoded copies of each (so a
 /// training run has a few batches) and the unusable files a real download contains.
-fn kaggle_folder(name: &str, copies: usize) -> PathBuf {
+fn kaggle_folder(name: &str, copies: usize) -> Scratch {
     let dir = scratch(name);
     for (label, files) in [("cat", CATS), ("dog", DOGS)] {
         for (i, file) in files.iter().enumerate() {
@@ -118,7 +109,7 @@ fn every_layout_from_a_folder_or_a_zip_gives_the_same_photos() {
 
     let kaggle = kaggle_folder("layouts-kaggle", 0);
     let cases = [
-        (kaggle.clone(), Layout::KaggleFlat),
+        (kaggle.to_path_buf(), Layout::KaggleFlat),
         (zip_path.clone(), Layout::PetImages),
         (dir.join("per-class"), Layout::FolderPerClass),
     ];
@@ -260,7 +251,8 @@ fn train_args<'a>(data: &'a str, run: &'a str, out: &'a str, batch: &'a str) -> 
 #[test]
 fn a_killed_run_resumes_and_finishes_with_the_same_number_of_epochs() {
     let data = kaggle_folder("resume", 1);
-    let run = scratch("resume-run").join("run");
+    let base = scratch("resume-run");
+    let run = base.join("run");
     let out = run.with_file_name("model.bpk");
     let (data_s, run_s, out_s) = (
         data.to_str().unwrap(),
