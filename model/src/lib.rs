@@ -1,7 +1,8 @@
 //! The catdog model, written once and compiled for both the native trainer and the web page:
 //!
 //! - [`preprocess`]: photo bytes in any common format to the network's input;
-//! - [`network`]: the architecture;
+//! - [`network`]: the architectures: the from-scratch CNN and, from [`efficientnet`],
+//!   EfficientNet-Lite0 with a cat/dog head;
 //! - [`weights`]: the self-describing weight file;
 //! - [`classifier`]: load a weight file and classify photos;
 //! - [`backend`]: the compute backends (wgpu, flex, ndarray) as runtime choices.
@@ -12,6 +13,8 @@ pub mod preprocess;
 pub mod backend;
 #[cfg(feature = "inference")]
 pub mod classifier;
+#[cfg(feature = "inference")]
+pub mod efficientnet;
 #[cfg(feature = "inference")]
 pub mod network;
 #[cfg(feature = "inference")]
@@ -26,6 +29,6 @@ pub use backend::{Acquired, Backend, BackendError, GpuAdapter};
 #[cfg(feature = "inference")]
 pub use classifier::{Classifier, ClassifyError, Label, Prediction};
 #[cfg(feature = "inference")]
-pub use network::{Architecture, CnnConfig, Network};
+pub use network::{Architecture, CnnConfig, HeadConfig, Network};
 #[cfg(feature = "inference")]
 pub use weights::{ModelFile, ModelHeader, TrainingSummary, WeightsError};

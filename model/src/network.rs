@@ -1,4 +1,5 @@
-//! The network: its architecture description (stored in the weight file) and the Burn module.
+//! The network: its architecture description (stored in the weight file) and the Burn module,
+//! either the from-scratch CNN or EfficientNet-Lite0 with a cat/dog head.
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -6,9 +7,12 @@ use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxP
 use burn::nn::{
     BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d,
 };
+use burn::store::{ModuleRecord, RecordError};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
+
+use crate::efficientnet::{self, EfficientNetLite0};
 
 /// The number of classes: cat and dog.
 pub const NUM_CLASSES: usize = 2;
@@ -22,23 +26,32 @@ pub const NUM_CLASSES: usize = 2;
 pub enum Architecture {
     /// The from-scratch CNN.
     Cnn(CnnConfig),
+    /// The ImageNet-pretrained EfficientNet-Lite0 backbone with a cat/dog head.
+    EfficientnetLite0(HeadConfig),
 }
 
 impl Architecture {
     /// The names of the architectures this build can load.
-    pub const KNOWN: &'static [&'static str] = &["cnn"];
+    pub const KNOWN: &'static [&'static str] = &["cnn", "efficientnet_lite0"];
 
     /// The architecture's `kind` as written in the weight file.
     pub fn kind(&self) -> &'static str {
         match self {
             Architecture::Cnn(_) => "cnn",
+            Architecture::EfficientnetLite0(_) => "efficientnet_lite0",
         }
     }
 
     /// Builds the network with freshly initialised weights.
     pub fn init(&self, device: &Device) -> Network {
         match self {
-            Architecture::Cnn(config) => config.init(device),
+            Architecture::Cnn(config) => Network::Cnn(config.init(device)),
+            Architecture::EfficientnetLite0(head) => {
+                Network::EfficientnetLite0(EfficientNetClassifier {
+                    backbone: EfficientNetLite0::new(device),
+                    head: head.init(efficientnet::FEATURES, device),
+                })
+            }
         }
     }
 }
@@ -63,7 +76,7 @@ impl Default for CnnConfig {
 }
 
 impl CnnConfig {
-    pub fn init(&self, device: &Device) -> Network {
+    pub fn init(&self, device: &Device) -> Cnn {
         let mut in_channels = 3;
         let blocks = self
             .channels
@@ -74,7 +87,7 @@ impl CnnConfig {
                 block
             })
             .collect();
-        Network {
+        Cnn {
             blocks,
             pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
             dropout: DropoutConfig::new(self.dropout).init(),
@@ -110,20 +123,126 @@ impl ConvBlock {
     }
 }
 
-/// The classifier network. Input: `[batch, 3, size, size]` normalised photos; output:
-/// `[batch, 2]` logits (cat, dog).
+/// The from-scratch CNN's module.
 #[derive(Module, Debug)]
-pub struct Network {
+pub struct Cnn {
     blocks: Vec<ConvBlock>,
     pool: AdaptiveAvgPool2d,
     dropout: Dropout,
     head: Linear,
 }
 
-impl Network {
+impl Cnn {
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let features = self.blocks.iter().fold(images, |x, block| block.forward(x));
         let features: Tensor<2> = self.pool.forward(features).flatten(1, 3);
         self.head.forward(self.dropout.forward(features))
+    }
+}
+
+/// The cat/dog head on a backbone's pooled features: dropout, then either one dense layer or a
+/// small MLP (a hidden ReLU layer and a second dropout).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeadConfig {
+    /// Units of the hidden layer; 0 for a linear head.
+    pub hidden: usize,
+    /// Dropout probability before each dense layer (used in training only).
+    pub dropout: f64,
+}
+
+impl Default for HeadConfig {
+    fn default() -> Self {
+        Self {
+            hidden: 0,
+            dropout: 0.2,
+        }
+    }
+}
+
+impl HeadConfig {
+    pub fn init(&self, features: usize, device: &Device) -> Head {
+        let hidden =
+            (self.hidden > 0).then(|| LinearConfig::new(features, self.hidden).init(device));
+        let last_in = if self.hidden > 0 {
+            self.hidden
+        } else {
+            features
+        };
+        Head {
+            dropout: DropoutConfig::new(self.dropout).init(),
+            hidden,
+            out: LinearConfig::new(last_in, NUM_CLASSES).init(device),
+        }
+    }
+}
+
+/// See [`HeadConfig`].
+#[derive(Module, Debug)]
+pub struct Head {
+    dropout: Dropout,
+    hidden: Option<Linear>,
+    out: Linear,
+}
+
+impl Head {
+    /// `[batch, features]` to `[batch, 2]` logits.
+    pub fn forward(&self, features: Tensor<2>) -> Tensor<2> {
+        let x = self.dropout.forward(features);
+        let x = match &self.hidden {
+            Some(hidden) => self.dropout.forward(relu(hidden.forward(x))),
+            None => x,
+        };
+        self.out.forward(x)
+    }
+}
+
+/// EfficientNet-Lite0 and its cat/dog head.
+#[derive(Module, Debug)]
+pub struct EfficientNetClassifier {
+    pub backbone: EfficientNetLite0,
+    pub head: Head,
+}
+
+impl EfficientNetClassifier {
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        self.head.forward(self.backbone.features(images))
+    }
+}
+
+/// The classifier network. Input: `[batch, 3, size, size]` normalised photos; output:
+/// `[batch, 2]` logits (cat, dog).
+// One network per loaded model: the variants' size difference costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
+#[derive(Module, Debug)]
+pub enum Network {
+    Cnn(Cnn),
+    EfficientnetLite0(EfficientNetClassifier),
+}
+
+impl Network {
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        match self {
+            Network::Cnn(cnn) => cnn.forward(images),
+            Network::EfficientnetLite0(network) => network.forward(images),
+        }
+    }
+
+    /// The weights, with tensor paths that do not name the variant: the file's header already
+    /// says which network it holds, and a CNN file stays what it was before there were two.
+    pub fn into_weights(self) -> ModuleRecord {
+        match self {
+            Network::Cnn(cnn) => cnn.into_record(),
+            Network::EfficientnetLite0(network) => network.into_record(),
+        }
+    }
+
+    /// Loads weights taken with [`into_weights`](Self::into_weights).
+    pub fn try_load_weights(self, weights: ModuleRecord) -> Result<Self, RecordError> {
+        Ok(match self {
+            Network::Cnn(cnn) => Network::Cnn(cnn.try_load_record(weights)?),
+            Network::EfficientnetLite0(network) => {
+                Network::EfficientnetLite0(network.try_load_record(weights)?)
+            }
+        })
     }
 }

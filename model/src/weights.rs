@@ -152,12 +152,12 @@ impl ModelFile {
             WeightsDtype::F16 => header
                 .architecture
                 .init(&Device::flex())
-                .try_load_record(network.clone().into_record())
+                .try_load_weights(network.clone().into_weights())
                 .map_err(|error| WeightsError::Serialize(error.to_string()))?
                 .map(&mut CastFloats(DType::F16)),
         };
         let bytes = network
-            .into_record()
+            .into_weights()
             .into_bytes()
             .map_err(|error| WeightsError::Serialize(error.to_string()))?;
         Ok(Self {
@@ -222,7 +222,7 @@ impl ModelFile {
             .map_err(|error| WeightsError::WeightsMismatch(error.to_string()))?
             .cast_to_module_dtype();
         let network = network
-            .try_load_record(record)
+            .try_load_weights(record)
             .map_err(|error| WeightsError::WeightsMismatch(error.to_string()))?;
         Ok(network.valid())
     }

@@ -8,6 +8,7 @@
 //! - [`train`]: the resumable training loop; [`runlog`]: its logs, curves and comparisons;
 //! - [`evaluate`]: evaluation, prediction, Kaggle submission, dataset inspection;
 //! - [`bench`]: decode and training speed per backend;
+//! - [`pretrained`]: ImageNet-pretrained EfficientNet-Lite0 and its import check;
 //! - [`export`]: the web weight file; [`plot`]: the PNG pictures; [`files`]: atomic writes.
 
 pub mod augment;
@@ -19,6 +20,7 @@ pub mod export;
 pub mod files;
 pub mod photos;
 pub mod plot;
+pub mod pretrained;
 pub mod runlog;
 pub mod train;
 

@@ -7,7 +7,7 @@ use catdog_model::weights::WeightsDtype;
 use catdog_model::{Backend, CnnConfig};
 use catdog_trainer::augment::Augment;
 use catdog_trainer::train::{OptimizerKind, Schedule, TrainConfig};
-use catdog_trainer::{bench, download, evaluate, export, runlog, train};
+use catdog_trainer::{bench, download, evaluate, export, pretrained, runlog, train};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
@@ -91,6 +91,20 @@ enum Command {
         out: PathBuf,
         #[arg(long, value_parser = parse_backend)]
         backend: Option<Backend>,
+    },
+    /// Check the pretrained EfficientNet-Lite0 import: classify labelled photos with the
+    /// ImageNet cat classes summed against the dog classes, before any fine-tuning.
+    ImagenetCheck {
+        /// Labelled photos (folder or zip).
+        data: PathBuf,
+        /// The pretrained weights: safetensors, or the original PyTorch .pth.
+        #[arg(long, default_value = pretrained::DEFAULT_PRETRAINED)]
+        pretrained: PathBuf,
+        #[arg(long, value_parser = parse_backend)]
+        backend: Option<Backend>,
+        /// End with one line of JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Benchmark: decode+preprocess images/s and train images/s per backend, as a table.
     Bench {
@@ -321,6 +335,25 @@ fn run(command: Command) -> Result<(), Error> {
                 .collect();
             catdog_trainer::plot::save_png(&runlog::curves(&named), &out)?;
             println!("curves: {}", out.display());
+        }
+        Command::ImagenetCheck {
+            data,
+            pretrained,
+            backend,
+            json,
+        } => {
+            let device = backend.unwrap_or(Backend::DEFAULT_CPU).device()?;
+            let check = pretrained::imagenet_check(&pretrained, &data, &device)?;
+            println!(
+                "{} of {} photos right ({} skipped): accuracy {:.2}% from the ImageNet classes alone",
+                check.correct,
+                check.n,
+                check.skipped,
+                check.accuracy * 100.0
+            );
+            if json {
+                println!("{}", serde_json::to_string(&check)?);
+            }
         }
         Command::Evaluate {
             model,

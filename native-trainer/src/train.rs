@@ -355,7 +355,7 @@ fn run(
         let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(model))
             .map_err(|error| bad(error.to_string()))?;
         network = network
-            .try_load_record(record)
+            .try_load_weights(record)
             .map_err(|error| bad(error.to_string()))?;
         optimizer = optimizer
             .from_bytes(Bytes::from_bytes_vec(optim))
@@ -746,7 +746,7 @@ fn save_checkpoint(
     let state = serde_json::to_vec(progress).expect("progress always serialises");
     let model = network
         .valid()
-        .into_record()
+        .into_weights()
         .into_bytes()
         .map_err(|error| fail(error.to_string()))?;
     let optim = optimizer

