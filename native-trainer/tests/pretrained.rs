@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor, TensorData};
 use catdog_trainer::pretrained::{self, ImagenetNetwork, PretrainedError, imagenet_check};
 use common::{Scratch, fixture};
 
@@ -43,6 +43,44 @@ fn the_imagenet_classes_alone_tell_the_fixture_cats_from_the_dogs() {
         check.correct, 6,
         "the pretrained network, imported right, gets every fixture right: {check:?}"
     );
+}
+
+#[test]
+fn the_import_computes_what_an_independent_numpy_forward_pass_computes() {
+    // `scripts/efficientnet-reference.py tests/fixtures/dog-224.png` (numpy, written from the
+    // architecture description alone) gives these top-5 ImageNet logits. A 224 px PNG, so no
+    // resizing stands between the two.
+    const REFERENCE: [(usize, f32); 5] = [
+        (262, 7.3645),
+        (243, 5.9926),
+        (182, 5.7607),
+        (260, 5.7319),
+        (179, 5.2138),
+    ];
+    let device = Device::flex();
+    let network = ImagenetNetwork::load(&pretrained_file(), &device).unwrap();
+    let input = pretrained::PREPROCESS
+        .apply(&fixture("dog-224.png"))
+        .unwrap();
+    let images = Tensor::<4>::from_data(
+        TensorData::new(input.data.clone(), input.batch_shape()),
+        &device,
+    );
+    let logits = network
+        .forward(images)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let mut ranked: Vec<usize> = (0..logits.len()).collect();
+    ranked.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    for (rank, (class, logit)) in REFERENCE.iter().enumerate() {
+        assert_eq!(ranked[rank], *class, "class at rank {rank}");
+        assert!(
+            (logits[*class] - logit).abs() < 2e-3,
+            "class {class}: logit {} here, {logit} in the reference",
+            logits[*class]
+        );
+    }
 }
 
 /// A safetensors file with the given tensors (all zeros, f32).
