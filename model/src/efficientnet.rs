@@ -62,17 +62,6 @@ const fn stage(
     }
 }
 
-/// The number of MBConv blocks (16).
-pub const BLOCKS: usize = {
-    let mut total = 0;
-    let mut i = 0;
-    while i < STAGES.len() {
-        total += STAGES[i].blocks;
-        i += 1;
-    }
-    total
-};
-
 /// A bias-free convolution and its batch-norm, optionally followed by ReLU6.
 #[derive(Module, Debug)]
 pub struct ConvNorm {
@@ -160,7 +149,7 @@ pub struct EfficientNetLite0 {
 impl EfficientNetLite0 {
     pub fn new(device: &Device) -> Self {
         let mut in_channels = STEM_CHANNELS;
-        let mut blocks = Vec::with_capacity(BLOCKS);
+        let mut blocks = Vec::new();
         for stage in &STAGES {
             for index in 0..stage.blocks {
                 let stride = if index == 0 { stage.stride } else { 1 };
@@ -185,23 +174,10 @@ impl EfficientNetLite0 {
 
     /// `[batch, 3, h, w]` normalised photos to `[batch, 1280]` features.
     pub fn features(&self, images: Tensor<4>) -> Tensor<2> {
-        self.features_from(0, self.stem.forward_relu6(images))
-    }
-
-    /// The activations entering block `first`: the part of the network that stays frozen when
-    /// only the blocks from `first` on are fine-tuned, so it can be computed once and cached.
-    pub fn activations_before(&self, first: usize, images: Tensor<4>) -> Tensor<4> {
-        self.blocks[..first]
+        let x = self
+            .blocks
             .iter()
-            .fold(self.stem.forward_relu6(images), |x, block| block.forward(x))
-    }
-
-    /// Features from the activations entering block `first` (see
-    /// [`activations_before`](Self::activations_before)).
-    pub fn features_from(&self, first: usize, activations: Tensor<4>) -> Tensor<2> {
-        let x = self.blocks[first..]
-            .iter()
-            .fold(activations, |x, block| block.forward(x));
+            .fold(self.stem.forward_relu6(images), |x, block| block.forward(x));
         self.pool.forward(self.head.forward_relu6(x)).flatten(1, 3)
     }
 }

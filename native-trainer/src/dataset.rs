@@ -10,7 +10,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use catdog_model::{Label, Preprocess};
+use burn::tensor::{Device, Tensor, TensorData};
+use catdog_model::{Label, Normalization, Preprocess};
 use image::RgbImage;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
@@ -95,6 +96,25 @@ impl PackedPhotos {
                     .expect("photos from a labelled source")
             })
             .collect()
+    }
+
+    /// The photos at `indices` as one normalised `[n, 3, size, size]` batch, exactly as
+    /// inference sees them (no augmentation).
+    pub fn batch(
+        &self,
+        indices: &[usize],
+        normalization: &Normalization,
+        device: &Device,
+    ) -> Tensor<4> {
+        let size = self.size as usize;
+        let mut pixels = Vec::with_capacity(indices.len() * 3 * size * size);
+        for &index in indices {
+            normalization.append_chw(self.pixels(index), &mut pixels);
+        }
+        Tensor::from_data(
+            TensorData::new(pixels, [indices.len(), 3, size, size]),
+            device,
+        )
     }
 
     pub fn is_empty(&self) -> bool {

@@ -92,13 +92,11 @@ pub fn evaluate(
         return Err(EvaluateError::NoPhotos(data.to_path_buf()));
     }
     let indices: Vec<usize> = (0..packed.len()).collect();
-    let size = preprocess.input_size as usize;
     let logits = train::logits(
         classifier.network(),
         classifier.device(),
         &packed,
         &indices,
-        size,
         &preprocess.normalization,
     );
     let labels = packed.labels(&indices);

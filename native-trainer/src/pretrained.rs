@@ -15,7 +15,7 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::store::{ApplyResult, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use burn::tensor::activation::softmax;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use catdog_model::efficientnet::{self, EfficientNetLite0};
 use catdog_model::{Label, Normalization, Preprocess};
 use serde::Serialize;
@@ -136,9 +136,9 @@ impl ImagenetNetwork {
         self.classifier.forward(self.backbone.features(images))
     }
 
-    /// Cat or dog from the ImageNet classes alone, and the probability of the label's group
-    /// among the two groups: the import check, before any fine-tuning.
-    pub fn cat_or_dog(&self, images: Tensor<4>) -> Vec<(Label, f32)> {
+    /// Cat or dog from the ImageNet classes alone (the likelier of the two groups of
+    /// classes): the import check, before any fine-tuning.
+    pub fn cat_or_dog(&self, images: Tensor<4>) -> Vec<Label> {
         let probabilities = softmax(self.forward(images), 1);
         let cats = probabilities
             .clone()
@@ -154,11 +154,10 @@ impl ImagenetNetwork {
         values
             .chunks_exact(2)
             .map(|pair| {
-                let (cat, dog) = (pair[0], pair[1]);
-                if dog > cat {
-                    (Label::Dog, dog / (cat + dog))
+                if pair[1] > pair[0] {
+                    Label::Dog
                 } else {
-                    (Label::Cat, cat / (cat + dog))
+                    Label::Cat
                 }
             })
             .collect()
@@ -203,7 +202,7 @@ fn check_complete(path: &Path, result: &ApplyResult) -> Result<(), PretrainedErr
         return Err(wrong(path, format!("it has no tensor for {missing}")));
     }
     if let Some(error) = result.errors.first() {
-        return Err(wrong(path, format!("{error:?}")));
+        return Err(wrong(path, error));
     }
     let unexpected: Vec<&String> = result
         .unused
@@ -258,30 +257,18 @@ pub fn imagenet_check(
     if packed.is_empty() {
         return Err(CheckError::NoPhotos(data.to_path_buf()));
     }
-    const BATCH: usize = 8;
-    let size = PREPROCESS.input_size as usize;
-    let labels = packed.labels(&(0..packed.len()).collect::<Vec<_>>());
+    let indices: Vec<usize> = (0..packed.len()).collect();
     let bar = progress_bar(packed.len() as u64, "ImageNet check");
     let mut correct = 0;
-    for start in (0..packed.len()).step_by(BATCH) {
-        let end = (start + BATCH).min(packed.len());
-        let mut pixels = Vec::with_capacity((end - start) * 3 * size * size);
-        for index in start..end {
-            PREPROCESS
-                .normalization
-                .append_chw(packed.pixels(index), &mut pixels);
-        }
-        let images = Tensor::<4>::from_data(
-            TensorData::new(pixels, [end - start, 3, size, size]),
-            device,
-        );
+    for chunk in indices.chunks(8) {
+        let images = packed.batch(chunk, &PREPROCESS.normalization, device);
         correct += network
             .cat_or_dog(images)
             .iter()
-            .zip(&labels[start..end])
-            .filter(|((predicted, _), actual)| predicted == *actual)
+            .zip(packed.labels(chunk))
+            .filter(|(predicted, actual)| **predicted == *actual)
             .count();
-        bar.inc((end - start) as u64);
+        bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
     Ok(ImagenetCheck {

@@ -365,7 +365,6 @@ fn run(
         progress.epoch = 1;
     }
     let loss = CrossEntropyLossConfig::new().init(&device);
-    let size = config.input_size as usize;
     let normalization = config.preprocess().normalization;
     let per_epoch = data.split.train.len().div_ceil(config.batch_size);
     let total_steps = per_epoch * config.epochs;
@@ -471,7 +470,6 @@ fn run(
                 &base,
                 &data.packed,
                 &data.split.validation,
-                size,
                 &normalization,
             );
             (Some(scores.log_loss), Some(scores.accuracy))
@@ -551,7 +549,6 @@ fn finish(
                 base,
                 &data.packed,
                 &data.split.validation,
-                config.input_size as usize,
                 &config.preprocess().normalization,
             );
             eprintln!(
@@ -639,21 +636,12 @@ pub fn logits(
     device: &Device,
     packed: &PackedPhotos,
     indices: &[usize],
-    size: usize,
     normalization: &Normalization,
 ) -> Vec<[f32; 2]> {
     let mut out = Vec::with_capacity(indices.len());
     for chunk in indices.chunks(64) {
-        let mut pixels = Vec::with_capacity(chunk.len() * 3 * size * size);
-        for &index in chunk {
-            normalization.append_chw(packed.pixels(index), &mut pixels);
-        }
-        let images = Tensor::<4>::from_data(
-            TensorData::new(pixels, [chunk.len(), 3, size, size]),
-            device,
-        );
         let values = network
-            .forward(images)
+            .forward(packed.batch(chunk, normalization, device))
             .into_data()
             .convert::<f32>()
             .try_to_vec::<f32>()
@@ -669,10 +657,9 @@ pub fn score(
     device: &Device,
     packed: &PackedPhotos,
     indices: &[usize],
-    size: usize,
     normalization: &Normalization,
 ) -> Scores {
-    let logits = logits(network, device, packed, indices, size, normalization);
+    let logits = logits(network, device, packed, indices, normalization);
     scores_from_logits(&logits, &packed.labels(indices))
 }
 
