@@ -22,6 +22,10 @@ pub const FEATURES: usize = 1280;
 pub const IMAGENET_CLASSES: usize = 1000;
 /// The input size the backbone was trained at.
 pub const INPUT_SIZE: u32 = 224;
+/// Blocks in the tail: the part after the trunk, which fine-tuning may unfreeze.
+pub const TAIL_BLOCKS: usize = 1;
+/// Channels and spatial size of the trunk's output (the input of the last block) at 224 px.
+pub const TRUNK_SHAPE: [usize; 3] = [192, 7, 7];
 
 /// The batch-norm epsilon of the TensorFlow original (PyTorch's default is 1e-5).
 const BATCH_NORM_EPSILON: f64 = 1e-3;
@@ -174,10 +178,24 @@ impl EfficientNetLite0 {
 
     /// `[batch, 3, h, w]` normalised photos to `[batch, 1280]` features.
     pub fn features(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = self
-            .blocks
+        self.tail(self.trunk(images))
+    }
+
+    /// The stem and every block but the last [`TAIL_BLOCKS`]: what fine-tuning on a CPU keeps
+    /// frozen, so its output can be computed once per photo and cached.
+    pub fn trunk(&self, images: Tensor<4>) -> Tensor<4> {
+        let trunk = self.blocks.len() - TAIL_BLOCKS;
+        self.blocks[..trunk]
             .iter()
-            .fold(self.stem.forward_relu6(images), |x, block| block.forward(x));
+            .fold(self.stem.forward_relu6(images), |x, block| block.forward(x))
+    }
+
+    /// The last blocks, the 1x1 head and the pooling: trunk output to `[batch, 1280]`.
+    pub fn tail(&self, trunk: Tensor<4>) -> Tensor<2> {
+        let first = self.blocks.len() - TAIL_BLOCKS;
+        let x = self.blocks[first..]
+            .iter()
+            .fold(trunk, |x, block| block.forward(x));
         self.pool.forward(self.head.forward_relu6(x)).flatten(1, 3)
     }
 }
@@ -199,7 +217,8 @@ mod tests {
             backbone.num_params() + classifier,
             4_652_008 + running_statistics
         );
-        let features = backbone.features(Tensor::zeros([2, 3, 224, 224], &device));
-        assert_eq!(features.dims(), [2, FEATURES]);
+        let trunk = backbone.trunk(Tensor::zeros([2, 3, 224, 224], &device));
+        assert_eq!(trunk.dims()[1..], TRUNK_SHAPE);
+        assert_eq!(backbone.tail(trunk).dims(), [2, FEATURES]);
     }
 }

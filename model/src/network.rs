@@ -194,6 +194,15 @@ impl Head {
         };
         self.out.forward(x)
     }
+
+    /// The same head with its logits divided by `temperature`: temperature scaling folded
+    /// into the output layer, so a calibrated model file needs no extra step at inference.
+    pub fn with_temperature(mut self, temperature: f64) -> Self {
+        let scale = 1.0 / temperature;
+        self.out.weight = self.out.weight.map(|weight| weight * scale);
+        self.out.bias = self.out.bias.map(|bias| bias.map(|bias| bias * scale));
+        self
+    }
 }
 
 /// EfficientNet-Lite0 and its cat/dog head.
@@ -206,6 +215,12 @@ pub struct EfficientNetClassifier {
 impl EfficientNetClassifier {
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         self.head.forward(self.backbone.features(images))
+    }
+
+    /// Logits from the backbone's trunk output (see [`EfficientNetLite0::trunk`]): how the
+    /// trainer fine-tunes the tail on cached trunk outputs.
+    pub fn forward_from_trunk(&self, trunk: Tensor<4>) -> Tensor<2> {
+        self.head.forward(self.backbone.tail(trunk))
     }
 }
 

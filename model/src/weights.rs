@@ -17,7 +17,10 @@
 //! silently wrong model.
 
 use burn::module::{Module, ModuleMapper, Param};
-use burn::store::ModuleRecord;
+use burn::store::{ModuleRecord, RecordError};
+use burn::tensor::quantization::{
+    Calibration, QuantScheme, QuantValue, ScaleDtype, compute_q_params, compute_range,
+};
 use burn::tensor::{Bytes, DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -63,12 +66,17 @@ pub enum WeightsError {
     Serialize(String),
 }
 
-/// How the weights are stored. f16 halves the file; logits change by about 3e-5.
+/// How the weights are stored. f16 halves the file (logits change by about 3e-5); int8
+/// quarters it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WeightsDtype {
     F32,
     F16,
+    /// Convolution and dense weights as 8-bit symmetric integers with one f32 scale per
+    /// tensor (Burn's Q8S quantisation), everything else f16. The network computes in f32:
+    /// the weights are widened as they load.
+    Int8,
 }
 
 /// What a training run reports about itself, kept inside the file it produced.
@@ -149,12 +157,12 @@ impl ModelFile {
             // Narrowed on flex: not every backend has f16 tensors (ndarray has none). Into a
             // fresh network first: clones of a module share their batch-norm running
             // statistics, so narrowing a clone would narrow the caller's network too.
-            WeightsDtype::F16 => header
+            WeightsDtype::F16 | WeightsDtype::Int8 => header
                 .architecture
                 .init(&Device::flex())
                 .try_load_weights(network.clone().into_weights())
                 .map_err(|error| WeightsError::Serialize(error.to_string()))?
-                .map(&mut CastFloats(DType::F16)),
+                .map(&mut Narrow(header.weights_dtype)),
         };
         let bytes = network
             .into_weights()
@@ -216,24 +224,62 @@ impl ModelFile {
     /// Builds the header's network on `device` and loads the weights into it, refusing
     /// weights that do not fit (a missing, extra or wrongly shaped tensor).
     pub fn load_network(&self, device: &Device) -> Result<Network, WeightsError> {
+        let mismatch = |error: RecordError| WeightsError::WeightsMismatch(error.to_string());
         let network = self.header.architecture.init(device);
-        // Stored f16 weights are widened to the network's f32 as they load.
         let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(self.weights.clone()))
-            .map_err(|error| WeightsError::WeightsMismatch(error.to_string()))?
-            .cast_to_module_dtype();
+            .map_err(mismatch)?;
+        let record = match self.header.weights_dtype {
+            // Quantised weights are widened on the CPU, where every build can dequantise,
+            // and then handed to the device the network runs on.
+            WeightsDtype::Int8 => self
+                .header
+                .architecture
+                .init(&Device::flex())
+                .try_load_weights(record)
+                .map_err(mismatch)?
+                .map(&mut Widen)
+                .into_weights(),
+            // Stored f16 weights are widened to the network's f32 as they load.
+            WeightsDtype::F32 | WeightsDtype::F16 => record,
+        };
         let network = network
-            .try_load_weights(record)
-            .map_err(|error| WeightsError::WeightsMismatch(error.to_string()))?;
+            .try_load_weights(record.cast_to_module_dtype())
+            .map_err(mismatch)?;
         Ok(network.valid())
     }
 }
 
-/// Casts every float parameter to one dtype: how weights are narrowed for storage.
-struct CastFloats(DType);
+/// Narrows every float parameter for storage: to f16, or for int8 storage convolution and
+/// dense weights (two or more dimensions) to Q8S and the rest (biases, batch-norm
+/// statistics, whose ranges per tensor are wide) to f16.
+struct Narrow(WeightsDtype);
 
-impl ModuleMapper for CastFloats {
+impl ModuleMapper for Narrow {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        param.map(|tensor| tensor.cast(self.0))
+        param.map(|tensor| match self.0 {
+            WeightsDtype::Int8 if D >= 2 => {
+                let scheme = QuantScheme::default()
+                    .with_value(QuantValue::Q8S)
+                    .per_tensor(ScaleDtype::F32);
+                let range = compute_range(&scheme, &tensor, &Calibration::MinMax);
+                let parameters = compute_q_params(&scheme, range);
+                tensor.quantize(&scheme, parameters)
+            }
+            WeightsDtype::F32 => tensor,
+            WeightsDtype::F16 | WeightsDtype::Int8 => tensor.cast(DType::F16),
+        })
+    }
+}
+
+/// Widens stored weights back to f32: dequantises int8, casts f16.
+struct Widen;
+
+impl ModuleMapper for Widen {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        param.map(|tensor| match tensor.dtype() {
+            DType::QFloat(_) => tensor.dequantize(),
+            _ => tensor.cast(DType::F32),
+        })
     }
 }
 

@@ -9,20 +9,26 @@
 //! - [`evaluate`]: evaluation, prediction, Kaggle submission, dataset inspection;
 //! - [`bench`]: decode and training speed per backend;
 //! - [`pretrained`]: ImageNet-pretrained EfficientNet-Lite0 and its import check;
+//! - [`features`]: its frozen trunk's outputs, cached; [`transfer`]: fine-tuning from them;
+//!   [`tune`]: the hyper-parameter search; [`calibrate`]: temperature scaling;
 //! - [`export`]: the web weight file; [`plot`]: the PNG pictures; [`files`]: atomic writes.
 
 pub mod augment;
 pub mod bench;
+pub mod calibrate;
 pub mod dataset;
 pub mod download;
 pub mod evaluate;
 pub mod export;
+pub mod features;
 pub mod files;
 pub mod photos;
 pub mod plot;
 pub mod pretrained;
 pub mod runlog;
 pub mod train;
+pub mod transfer;
+pub mod tune;
 
 pub use dataset::{PackedPhotos, SkippedFile, Split};
 pub use photos::{Layout, PhotoSet};

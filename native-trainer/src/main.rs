@@ -3,11 +3,12 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use catdog_model::HeadConfig;
 use catdog_model::weights::WeightsDtype;
 use catdog_model::{Backend, CnnConfig};
 use catdog_trainer::augment::Augment;
-use catdog_trainer::train::{OptimizerKind, Schedule, TrainConfig};
-use catdog_trainer::{bench, download, evaluate, export, pretrained, runlog, train};
+use catdog_trainer::train::{Backbone, OptimizerKind, Schedule, TrainConfig};
+use catdog_trainer::{bench, download, evaluate, export, pretrained, runlog, train, tune};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
@@ -44,8 +45,24 @@ enum Command {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
-    /// Train the from-scratch CNN; --resume continues a killed run.
+    /// Train the from-scratch CNN, or fine-tune EfficientNet-Lite0 (--backbone
+    /// efficientnet-lite0); --resume continues a killed run.
     Train(TrainArgs),
+    /// Random search over the fine-tuning hyper-parameters: a leaderboard (table, JSON, plot)
+    /// and the best trial's settings, chosen on the validation split only.
+    Tune {
+        #[command(flatten)]
+        train: TrainArgs,
+        /// How many trials.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+        trials: u64,
+        /// Epochs every trial runs before the median rule may stop it.
+        #[arg(long, default_value_t = 3)]
+        grace_epochs: usize,
+        /// The numbers of blocks to unfreeze that trials may pick, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "0")]
+        unfreeze_choices: Vec<usize>,
+    },
     /// Compare runs: a table of their figures and a plot of their validation curves.
     Compare {
         /// Run folders.
@@ -131,7 +148,7 @@ enum Command {
         model: PathBuf,
         #[arg(long, default_value = "www/model/catdog.bpk")]
         out: PathBuf,
-        /// f16 halves the file (logits change ~3e-5); f32 keeps full precision.
+        /// f16 halves the file (logits change ~3e-5), int8 quarters it; f32 keeps full precision.
         #[arg(long, value_enum, default_value_t = Precision::F16)]
         precision: Precision,
     },
@@ -167,15 +184,38 @@ struct TrainArgs {
     /// Photos: a folder or zip, Kaggle flat, PetImages or folder per class.
     #[arg(long, required_unless_present = "resume")]
     data: Option<PathBuf>,
-    /// The web weight file to write at the end (f16).
+    /// The web weight file to write at the end.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Square input size in pixels.
+    /// How --out stores the weights (default: int8 for a pretrained backbone, whose f16 file
+    /// would be 6.9 MB; f16 for the CNN).
+    #[arg(long, value_enum)]
+    precision: Option<Precision>,
+    /// What the network starts from: the CNN from scratch, or ImageNet-pretrained
+    /// EfficientNet-Lite0 (transfer learning; its trunk's outputs are cached).
+    #[arg(long, value_enum, default_value_t = Backbone::Scratch)]
+    backbone: Backbone,
+    /// The pretrained backbone's weights (safetensors; a PyTorch .pth gets the command that
+    /// converts it).
+    #[arg(long, default_value = pretrained::DEFAULT_PRETRAINED)]
+    pretrained: PathBuf,
+    /// Square input size in pixels (the CNN; EfficientNet-Lite0 always sees 224).
     #[arg(long, default_value_t = 64)]
     input_size: u32,
+    /// Hidden units of the head on the pretrained backbone (0: a linear head).
+    #[arg(long, default_value_t = 0)]
+    hidden: usize,
+    /// Blocks of the pretrained backbone to train with the head (0 or 1).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1))]
+    unfreeze: u64,
+    /// Fraction of each class held out as a test split that no decision sees (default: 0.1
+    /// with a pretrained backbone, none for the CNN).
+    #[arg(long)]
+    test: Option<f64>,
     /// Output channels of each convolution block, comma-separated (the depth is their number).
     #[arg(long, value_delimiter = ',', default_values_t = CnnConfig::default().channels)]
     channels: Vec<usize>,
+    /// Dropout before the last dense layer(s).
     #[arg(long, default_value_t = CnnConfig::default().dropout)]
     dropout: f64,
     #[arg(long, default_value_t = 10)]
@@ -217,6 +257,18 @@ struct TrainArgs {
 enum Precision {
     F16,
     F32,
+    /// Convolution and dense weights in 8 bits (one scale per tensor), the rest f16.
+    Int8,
+}
+
+impl Precision {
+    fn dtype(self) -> WeightsDtype {
+        match self {
+            Precision::F16 => WeightsDtype::F16,
+            Precision::F32 => WeightsDtype::F32,
+            Precision::Int8 => WeightsDtype::Int8,
+        }
+    }
 }
 
 fn parse_backend(name: &str) -> Result<Backend, String> {
@@ -322,6 +374,37 @@ fn run(command: Command) -> Result<(), Error> {
             if let Some((path, bytes)) = &report.exported {
                 println!("wrote {} ({bytes} bytes)", path.display());
             }
+            if let Some(figures) = &report.transfer {
+                println!("{}", serde_json::to_string(figures)?);
+            }
+        }
+        Command::Tune {
+            train,
+            trials,
+            grace_epochs,
+            unfreeze_choices,
+        } => {
+            let base = train_config(train);
+            let board = tune::tune(&tune::TuneConfig {
+                base: base.clone(),
+                trials: trials as usize,
+                seed: base.seed,
+                grace_epochs,
+                unfreeze_choices,
+            })?;
+            print!("{}", tune::table(&board));
+            let best = &board.trials[0];
+            println!(
+                "leaderboard: {0}/leaderboard.md, {0}/leaderboard.png; best settings: {0}/best.json",
+                base.run.display()
+            );
+            println!(
+                "train the best trial with: native-trainer train --backbone efficientnet-lite0 --data {} --epochs {} --seed {} {}",
+                base.data.display(),
+                base.epochs,
+                base.seed,
+                best.params.train_args()
+            );
         }
         Command::Compare { runs, out } => {
             let mut histories = Vec::new();
@@ -463,11 +546,7 @@ fn run(command: Command) -> Result<(), Error> {
             out,
             precision,
         } => {
-            let dtype = match precision {
-                Precision::F16 => WeightsDtype::F16,
-                Precision::F32 => WeightsDtype::F32,
-            };
-            let exported = export::export(&model, &out, dtype)?;
+            let exported = export::export(&model, &out, precision.dtype())?;
             println!(
                 "wrote {} ({} bytes); largest logit change from {}: {:.2e}",
                 out.display(),
@@ -481,6 +560,7 @@ fn run(command: Command) -> Result<(), Error> {
 }
 
 fn train_config(args: TrainArgs) -> TrainConfig {
+    let transfer = args.backbone != Backbone::Scratch;
     TrainConfig {
         data: args.data.expect("clap requires --data without --resume"),
         run: args.run,
@@ -489,7 +569,11 @@ fn train_config(args: TrainArgs) -> TrainConfig {
             channels: args.channels,
             dropout: args.dropout,
         },
-        input_size: args.input_size,
+        input_size: if transfer {
+            catdog_model::efficientnet::INPUT_SIZE
+        } else {
+            args.input_size
+        },
         epochs: args.epochs,
         batch_size: args.batch_size,
         optimizer: args.optimizer,
@@ -509,5 +593,21 @@ fn train_config(args: TrainArgs) -> TrainConfig {
         },
         cache: args.common.cache().map(Path::to_path_buf),
         checkpoint_minutes: args.checkpoint_minutes,
+        backbone: args.backbone,
+        pretrained: transfer.then_some(args.pretrained),
+        head: HeadConfig {
+            hidden: args.hidden,
+            dropout: args.dropout,
+        },
+        unfreeze: args.unfreeze as usize,
+        test_fraction: args.test.unwrap_or(if transfer { 0.1 } else { 0.0 }),
+        out_precision: args.precision.map_or(
+            if transfer {
+                WeightsDtype::Int8
+            } else {
+                WeightsDtype::F16
+            },
+            Precision::dtype,
+        ),
     }
 }

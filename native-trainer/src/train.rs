@@ -26,19 +26,20 @@ use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
 use catdog_model::weights::{TrainingSummary, WeightsDtype};
 use catdog_model::{
-    Architecture, Backend, CnnConfig, Label, ModelFile, ModelHeader, Network, Normalization,
-    Preprocess,
+    Architecture, Backend, CnnConfig, HeadConfig, Label, ModelFile, ModelHeader, Network,
+    Normalization, Preprocess,
 };
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use crate::augment::Augment;
-use crate::dataset::{DatasetError, PackedPhotos, Split, progress_bar};
+use crate::dataset::{DatasetError, PackedPhotos, Split, SplitSpec, progress_bar};
 use crate::export;
 use crate::files::write_atomic;
 use crate::photos::PhotoSet;
 use crate::runlog::{EpochRecord, RunLog};
+use crate::transfer::{self, TransferFigures};
 
 /// The optimiser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -60,6 +61,18 @@ pub enum Schedule {
     Cosine,
     /// Divided by ten at 50% and again at 75% of the run.
     Step,
+}
+
+/// What the network starts from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backbone {
+    /// The CNN, trained from random weights.
+    #[default]
+    Scratch,
+    /// ImageNet-pretrained EfficientNet-Lite0 with a cat/dog head (transfer learning).
+    #[value(name = "efficientnet-lite0")]
+    EfficientnetLite0,
 }
 
 /// Everything a training run needs; saved as the run's `config.json`.
@@ -93,6 +106,28 @@ pub struct TrainConfig {
     pub cache: Option<PathBuf>,
     /// Save a checkpoint mid-epoch at least this often (and always at each epoch's end).
     pub checkpoint_minutes: f64,
+    /// The from-scratch CNN, or transfer learning from a pretrained backbone.
+    #[serde(default)]
+    pub backbone: Backbone,
+    /// The pretrained backbone's weights (transfer learning only).
+    #[serde(default)]
+    pub pretrained: Option<PathBuf>,
+    /// The cat/dog head on the pretrained backbone.
+    #[serde(default)]
+    pub head: HeadConfig,
+    /// Blocks of the backbone trained with the head (0: the backbone stays frozen).
+    #[serde(default)]
+    pub unfreeze: usize,
+    /// Fraction of each class held out as a test split that no decision sees.
+    #[serde(default)]
+    pub test_fraction: f64,
+    /// How `out` stores the weights.
+    #[serde(default = "default_out_precision")]
+    pub out_precision: WeightsDtype,
+}
+
+fn default_out_precision() -> WeightsDtype {
+    WeightsDtype::F16
 }
 
 impl TrainConfig {
@@ -104,7 +139,19 @@ impl TrainConfig {
     }
 
     pub fn architecture(&self) -> Architecture {
-        Architecture::Cnn(self.cnn.clone())
+        match self.backbone {
+            Backbone::Scratch => Architecture::Cnn(self.cnn.clone()),
+            Backbone::EfficientnetLite0 => Architecture::EfficientnetLite0(self.head.clone()),
+        }
+    }
+
+    pub fn split_spec(&self) -> SplitSpec {
+        SplitSpec {
+            validation_fraction: self.validation_fraction,
+            test_fraction: self.test_fraction,
+            limit: self.limit,
+            seed: self.seed,
+        }
     }
 }
 
@@ -121,6 +168,9 @@ pub struct TrainReport {
     pub best_model: PathBuf,
     /// The web weight file and its size, when one was written.
     pub exported: Option<(PathBuf, usize)>,
+    /// Calibration and test figures of a transfer-learning run.
+    #[serde(default)]
+    pub transfer: Option<TransferFigures>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +188,10 @@ pub enum TrainError {
     Weights(#[from] catdog_model::WeightsError),
     #[error("{0}")]
     Export(#[from] export::ExportError),
+    #[error("{0}")]
+    Pretrained(String),
+    #[error("{0}: no validation photos: a transfer run needs them to pick its epoch and calibrate")]
+    NoValidation(PathBuf),
     #[error("no usable training photos in {0}")]
     NoPhotos(PathBuf),
     #[error(
@@ -148,7 +202,7 @@ pub enum TrainError {
     BadCheckpoint { path: PathBuf, reason: String },
 }
 
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + use<> {
+pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + use<> {
     let path = path.to_path_buf();
     move |source| TrainError::Io { path, source }
 }
@@ -176,9 +230,9 @@ struct Progress {
 const CHECKPOINT_MAGIC: &[u8; 8] = b"CATDOGCK";
 
 /// The photos of a run, packed and split.
-struct RunData {
-    packed: PackedPhotos,
-    split: Split,
+pub struct RunData {
+    pub packed: PackedPhotos,
+    pub split: Split,
 }
 
 /// Starts a new run (refusing a folder that already holds one).
@@ -190,7 +244,10 @@ pub fn train(config: &TrainConfig) -> Result<TrainReport, TrainError> {
     let json = serde_json::to_vec_pretty(config).expect("a config always serialises");
     let path = config.run.join("config.json");
     write_atomic(&path, &json).map_err(io_error(&path))?;
-    run(config, Progress::default(), None)
+    match config.backbone {
+        Backbone::Scratch => run(config, Progress::default(), None),
+        Backbone::EfficientnetLite0 => transfer::run(config),
+    }
 }
 
 /// Continues the run in `run` from its last checkpoint, with its saved configuration.
@@ -204,6 +261,15 @@ pub fn resume(run_dir: &Path) -> Result<TrainReport, TrainError> {
         })?;
     // The folder may have moved since; it is where the user says it is now.
     config.run = run_dir.to_path_buf();
+    if config.backbone != Backbone::Scratch {
+        // The expensive part, the frozen trunk's outputs, is cached shard by shard; the head
+        // trains again from those in minutes.
+        eprintln!(
+            "resuming {}: the trunk's outputs come from the cache, the head trains again",
+            run_dir.display()
+        );
+        return transfer::run(&config);
+    }
     let checkpoint = run_dir.join("checkpoint.ckpt");
     if !checkpoint.exists() {
         eprintln!(
@@ -254,7 +320,7 @@ pub fn choose_backend(requested: Option<Backend>) -> Result<(Backend, Device), T
     }
 }
 
-fn load_data(config: &TrainConfig) -> Result<RunData, TrainError> {
+pub(crate) fn load_data(config: &TrainConfig) -> Result<RunData, TrainError> {
     let set = PhotoSet::open_labelled(&config.data).map_err(DatasetError::from)?;
     let (cats, dogs) = set.class_counts();
     eprintln!(
@@ -274,12 +340,7 @@ fn load_data(config: &TrainConfig) -> Result<RunData, TrainError> {
             report.display()
         );
     }
-    let split = Split::new(
-        &packed,
-        config.validation_fraction,
-        config.limit,
-        config.seed,
-    );
+    let split = Split::new(&packed, config.split_spec());
     let duplicates = config.run.join("duplicates.tsv");
     let mut lines = String::from("validation photo (dropped)\tperceptual hash\n");
     for &index in &split.duplicates {
@@ -302,7 +363,7 @@ fn load_data(config: &TrainConfig) -> Result<RunData, TrainError> {
     Ok(RunData { packed, split })
 }
 
-fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
+pub(crate) fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
     let decay =
         (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
     match config.optimizer {
@@ -541,7 +602,7 @@ fn finish(
         .training
         .unwrap_or_default();
     if let Some(out) = &config.out {
-        let written = export::export(&best, out, WeightsDtype::F16)?;
+        let written = export::export(&best, out, config.out_precision)?;
         if !data.split.validation.is_empty() {
             let classifier = catdog_model::Classifier::load(&written.bytes, base)?;
             let scores = score(
@@ -552,8 +613,9 @@ fn finish(
                 &config.preprocess().normalization,
             );
             eprintln!(
-                "{} (f16): validation accuracy {:.2}%, log loss {:.4}",
+                "{} ({:?}): validation accuracy {:.2}%, log loss {:.4}",
                 out.display(),
+                config.out_precision,
                 scores.accuracy * 100.0,
                 scores.log_loss
             );
@@ -571,6 +633,7 @@ fn finish(
         seconds: progress.seconds,
         best_model: best,
         exported,
+        transfer: None,
     };
     let path = config.run.join("summary.json");
     let json = serde_json::to_vec_pretty(&report).expect("a report always serialises");
@@ -589,7 +652,7 @@ fn note(bar: &indicatif::ProgressBar, line: String) {
 }
 
 /// Seeds for each epoch's order (`batch = usize::MAX`) and each batch's augmentation.
-fn batch_seed(seed: u64, epoch: usize, batch: usize) -> u64 {
+pub(crate) fn batch_seed(seed: u64, epoch: usize, batch: usize) -> u64 {
     seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
         ^ (batch as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
 }
@@ -624,7 +687,7 @@ pub fn training_batch(
 }
 
 /// Accuracy and mean log loss.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Scores {
     pub accuracy: f64,
     pub log_loss: f64,

@@ -9,42 +9,14 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use catdog_model::{Label, Normalization, Preprocess};
-use catdog_trainer::dataset::{PackedPhotos, Split};
+use catdog_trainer::dataset::{PackedPhotos, Split, SplitSpec};
 use catdog_trainer::photos::{Layout, PhotoSet};
-use common::{Scratch, fixture};
+use common::{CATS, DOGS, Scratch, fixture, kaggle_folder};
 
 const BIN: &str = env!("CARGO_BIN_EXE_native-trainer");
 
 fn scratch(name: &str) -> Scratch {
     Scratch::new(&format!("trainer-{name}"))
-}
-
-const CATS: [&str; 3] = ["cat.jpg", "cat-grey.jpg", "cat-exif-rotated.jpg"];
-const DOGS: [&str; 3] = ["dog.jpg", "dog-cmyk.jpg", "dog-alpha.png"];
-
-/// The six real fixture photos, Kaggle flat, plus `copies` re-encoded copies of each (so a
-/// training run has a few batches) and the unusable files a real download contains.
-fn kaggle_folder(name: &str, copies: usize) -> Scratch {
-    let dir = scratch(name);
-    for (label, files) in [("cat", CATS), ("dog", DOGS)] {
-        for (i, file) in files.iter().enumerate() {
-            let bytes = fixture(file);
-            let extension = file.rsplit('.').next().unwrap();
-            std::fs::write(dir.join(format!("{label}.{i}.{extension}")), &bytes).unwrap();
-            for copy in 0..copies {
-                // A slightly different crop of the same photo: a different file, a real photo.
-                let photo = image::load_from_memory(&bytes).unwrap().to_rgb8();
-                let (w, h) = photo.dimensions();
-                let cropped =
-                    image::imageops::crop_imm(&photo, copy as u32 + 1, 0, w - copy as u32 - 1, h)
-                        .to_image();
-                cropped
-                    .save(dir.join(format!("{label}.{i}{copy}.png")))
-                    .unwrap();
-            }
-        }
-    }
-    dir
 }
 
 fn add_bad_files(dir: &Path) -> Vec<&'static str> {
@@ -196,8 +168,15 @@ fn the_split_is_stratified_seeded_and_drops_copies_of_training_photos() {
     let set = PhotoSet::open_labelled(&dir).unwrap();
     let packed = PackedPhotos::load(&set, &preprocess(32), None).unwrap();
     for seed in 0..8 {
-        let split = Split::new(&packed, 0.5, None, seed);
-        assert_eq!(split, Split::new(&packed, 0.5, None, seed), "seeded");
+        let spec = SplitSpec {
+            validation_fraction: 0.5,
+            test_fraction: 0.0,
+            limit: None,
+            seed,
+        };
+        let split = Split::new(&packed, spec);
+        assert_eq!(split, Split::new(&packed, spec), "seeded");
+        assert!(split.test.is_empty());
         let held_out = split.validation.len() + split.duplicates.len();
         assert_eq!(held_out, 4, "half of 4 cats and half of 3 dogs, rounded");
         let hashes: Vec<u64> = split
@@ -208,6 +187,27 @@ fn the_split_is_stratified_seeded_and_drops_copies_of_training_photos() {
         for &i in &split.validation {
             assert!(!hashes.contains(&packed.entries[i].hash));
         }
+        // With a test split: three disjoint parts, the test photos taken first.
+        let three = Split::new(
+            &packed,
+            SplitSpec {
+                test_fraction: 0.25,
+                ..spec
+            },
+        );
+        let mut all: Vec<usize> = [
+            &three.train,
+            &three.validation,
+            &three.test,
+            &three.duplicates,
+        ]
+        .into_iter()
+        .flatten()
+        .copied()
+        .collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..packed.len()).collect::<Vec<_>>());
+        assert!(!three.test.is_empty());
     }
 }
 

@@ -67,9 +67,9 @@ fn ModelStatus(model: ReadSignal<ModelSlot, LocalStorage>) -> impl IntoView {
                 .clone()
                 .map(|reason| view! { <span class="fallback">" — no WebGPU here: " {reason}</span> });
             view! {
-                <p id="model-status" class="status ready" data-backend=loaded.backend.name()>
-                    "Model ready, running " {where_} " with the " <code>{loaded.backend.name()}</code>
-                    " backend." {fallback}
+                <p id="model-status" class="status ready" data-backend=loaded.backend.name() data-model=loaded.model.name>
+                    "Model ready (" {loaded.model.description} "), running " {where_} " with the "
+                    <code>{loaded.backend.name()}</code> " backend." {fallback}
                 </p>
             }
             .into_any()
@@ -115,7 +115,8 @@ fn PredictionView(
                 let label = outcome.prediction.label.name();
                 let percent = |p: f32| format!("{:.1}%", p * 100.0);
                 view! {
-                    <section id="prediction" class="result" data-label=label data-backend=outcome.backend.name()>
+                    <section id="prediction" class="result" data-label=label data-backend=outcome.backend.name()
+                        data-file=outcome.file_name.clone() data-ms=format!("{:.1}", outcome.millis)>
                         <p class="verdict">"It's a " <strong>{label}</strong> "!"</p>
                         <p class="file">{outcome.file_name.clone()}</p>
                         <dl class="probabilities">

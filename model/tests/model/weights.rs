@@ -183,6 +183,40 @@ fn foreign_file_is_refused() {
 }
 
 #[test]
+fn int8_storage_quarters_the_file_and_keeps_the_logits_close() {
+    // EfficientNet-Lite0 with its head at a small input: convolution and dense weights go to
+    // 8 bits, the rest to f16, and the network still computes what the f32 one does.
+    let device = Device::flex();
+    let architecture = Architecture::EfficientnetLite0(HeadConfig::default());
+    let preprocess = Preprocess {
+        input_size: 96,
+        normalization: Normalization::IMAGENET,
+    };
+    let network = architecture.init(&device);
+    let stored = |weights_dtype| {
+        let header = ModelHeader {
+            weights_dtype,
+            ..ModelHeader::new(architecture.clone(), preprocess)
+        };
+        ModelFile::from_network(header, &network)
+            .unwrap()
+            .to_bytes()
+    };
+    let (f32_bytes, int8_bytes) = (stored(WeightsDtype::F32), stored(WeightsDtype::Int8));
+    let ratio = int8_bytes.len() as f64 / f32_bytes.len() as f64;
+    assert!(ratio < 0.3, "int8 file is {ratio:.3} of the f32 one");
+    let full = logits(&Classifier::load(&f32_bytes, &device).unwrap());
+    let int8 = Classifier::load(&int8_bytes, &device).unwrap();
+    assert_eq!(int8.header().weights_dtype, WeightsDtype::Int8);
+    let int8 = logits(&int8);
+    let scale = full.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-3);
+    for (a, b) in full.iter().zip(&int8) {
+        assert!((a - b).abs() <= 0.05 * scale, "{full:?} vs {int8:?}");
+    }
+    assert_ne!(full, int8, "the weights really were narrowed");
+}
+
+#[test]
 fn an_efficientnet_file_round_trips_and_keeps_its_head() {
     // The backbone with a small MLP head, at a small input (the network takes any size):
     // stored, parsed and loaded, it predicts what the network it came from predicts.

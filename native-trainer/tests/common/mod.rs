@@ -47,3 +47,31 @@ impl Drop for Scratch {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+pub const CATS: [&str; 3] = ["cat.jpg", "cat-grey.jpg", "cat-exif-rotated.jpg"];
+pub const DOGS: [&str; 3] = ["dog.jpg", "dog-cmyk.jpg", "dog-alpha.png"];
+
+/// The six real fixture photos, Kaggle flat, plus `copies` re-encoded copies of each (so a
+/// training run has a few batches) and the unusable files a real download contains.
+pub fn kaggle_folder(name: &str, copies: usize) -> Scratch {
+    let dir = Scratch::new(&format!("trainer-{name}"));
+    for (label, files) in [("cat", CATS), ("dog", DOGS)] {
+        for (i, file) in files.iter().enumerate() {
+            let bytes = fixture(file);
+            let extension = file.rsplit('.').next().unwrap();
+            std::fs::write(dir.join(format!("{label}.{i}.{extension}")), &bytes).unwrap();
+            for copy in 0..copies {
+                // A slightly different crop of the same photo: a different file, a real photo.
+                let photo = image::load_from_memory(&bytes).unwrap().to_rgb8();
+                let (w, h) = photo.dimensions();
+                let cropped =
+                    image::imageops::crop_imm(&photo, copy as u32 + 1, 0, w - copy as u32 - 1, h)
+                        .to_image();
+                cropped
+                    .save(dir.join(format!("{label}.{i}{copy}.png")))
+                    .unwrap();
+            }
+        }
+    }
+    dir
+}

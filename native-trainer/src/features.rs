@@ -1,0 +1,180 @@
+//! The frozen trunk's outputs, computed once per photo and cached.
+//!
+//! Fine-tuning on a CPU keeps EfficientNet-Lite0's trunk (every block but the last) frozen, so
+//! its output never changes: it is computed once for each photo and once for the photo's
+//! mirror image (the augmentation), then cached on disk in shards of [`SHARD`] photos, each
+//! written atomically. An interrupted extraction continues at the shard it was in, and later
+//! runs and `tune` trials read the cache in seconds.
+
+use std::path::Path;
+
+use burn::tensor::{Device, Tensor, TensorData, f16};
+use catdog_model::Normalization;
+use catdog_model::efficientnet::{EfficientNetLite0, FEATURES, TRUNK_SHAPE};
+
+use crate::dataset::{PackedPhotos, fnv1a, progress_bar};
+use crate::files::write_atomic;
+
+/// Photos per cache shard (about 9.6 MB of f16 values).
+pub const SHARD: usize = 512;
+/// Values of one photo's trunk output (192 x 7 x 7).
+pub const TRUNK_LEN: usize = TRUNK_SHAPE[0] * TRUNK_SHAPE[1] * TRUNK_SHAPE[2];
+const SHARD_MAGIC: &[u8; 8] = b"CATDOGTR";
+/// Photos per forward pass while extracting.
+const BATCH: usize = 16;
+
+/// How a photo is shown to the trunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Original,
+    /// Flipped left to right: the augmentation that costs nothing once cached.
+    Mirrored,
+}
+
+impl View {
+    fn name(self) -> &'static str {
+        match self {
+            View::Original => "original",
+            View::Mirrored => "mirrored",
+        }
+    }
+}
+
+/// The trunk's outputs for every photo of a pack, one `[photos * TRUNK_LEN]` vector per view.
+pub struct TrunkOutputs {
+    pub views: Vec<Vec<f32>>,
+}
+
+impl TrunkOutputs {
+    /// Photo `index`'s trunk output in view `view`.
+    pub fn get(&self, view: usize, index: usize) -> &[f32] {
+        &self.views[view][index * TRUNK_LEN..(index + 1) * TRUNK_LEN]
+    }
+
+    /// The frozen tail's pooled features (`[photos * 1280]` per view), 128 photos at a time.
+    pub fn pooled(&self, backbone: &EfficientNetLite0, device: &Device) -> Vec<Vec<f32>> {
+        let photos = self.views[0].len() / TRUNK_LEN;
+        let bar = progress_bar((photos * self.views.len()) as u64, "pooled features");
+        let pooled = self
+            .views
+            .iter()
+            .map(|values| {
+                let mut out = Vec::with_capacity(photos * FEATURES);
+                for chunk in values.chunks(128 * TRUNK_LEN) {
+                    let n = chunk.len() / TRUNK_LEN;
+                    let trunk = trunk_tensor(chunk.to_vec(), n, device);
+                    out.extend(floats(backbone.tail(trunk).into_data()));
+                    bar.inc(n as u64);
+                }
+                out
+            })
+            .collect();
+        bar.finish_and_clear();
+        pooled
+    }
+}
+
+/// Trunk outputs, `n * TRUNK_LEN` values, as a `[n, 192, 7, 7]` tensor.
+pub fn trunk_tensor(values: Vec<f32>, n: usize, device: &Device) -> Tensor<4> {
+    let [c, h, w] = TRUNK_SHAPE;
+    Tensor::from_data(TensorData::new(values, [n, c, h, w]), device)
+}
+
+pub fn floats(data: TensorData) -> Vec<f32> {
+    data.convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("float tensor")
+}
+
+/// Computes (or reads from `cache`) the trunk outputs of every packed photo, at 224 px with
+/// ImageNet normalisation, for each of `views`. `weights_id` identifies the backbone's weights,
+/// so another pretrained file never reuses these.
+pub fn trunk_outputs(
+    packed: &PackedPhotos,
+    backbone: &EfficientNetLite0,
+    weights_id: u64,
+    views: &[View],
+    cache: Option<&Path>,
+    device: &Device,
+) -> std::io::Result<TrunkOutputs> {
+    let shards = packed.len().div_ceil(SHARD);
+    let bar = progress_bar((packed.len() * views.len()) as u64, "trunk features");
+    let mut outputs = Vec::new();
+    for &view in views {
+        let dir = cache
+            .map(|cache| cache.join(format!("trunk-{:016x}", cache_id(packed, weights_id, view))));
+        let mut values = Vec::with_capacity(packed.len() * TRUNK_LEN);
+        for shard in 0..shards {
+            let indices: Vec<usize> =
+                (shard * SHARD..((shard + 1) * SHARD).min(packed.len())).collect();
+            let file = dir
+                .as_ref()
+                .map(|dir| dir.join(format!("shard-{shard:05}.f16")));
+            if let Some(cached) = file
+                .as_deref()
+                .and_then(|file| read_shard(file, indices.len()))
+            {
+                values.extend(cached);
+                bar.inc(indices.len() as u64);
+                continue;
+            }
+            let start = values.len();
+            for chunk in indices.chunks(BATCH) {
+                let images = packed.batch(chunk, &Normalization::IMAGENET, device);
+                let images = match view {
+                    View::Original => images,
+                    View::Mirrored => images.flip([3]),
+                };
+                values.extend(floats(backbone.trunk(images).into_data()));
+                bar.inc(chunk.len() as u64);
+            }
+            if let (Some(dir), Some(file)) = (&dir, &file) {
+                std::fs::create_dir_all(dir)?;
+                write_shard(file, &values[start..])?;
+            }
+        }
+        outputs.push(values);
+    }
+    bar.finish_and_clear();
+    Ok(TrunkOutputs { views: outputs })
+}
+
+/// Names a cache: the photos (names and perceptual hashes, in pack order), the weights, the
+/// view and the cut.
+fn cache_id(packed: &PackedPhotos, weights_id: u64, view: View) -> u64 {
+    let mut key =
+        format!("trunk v1 {TRUNK_SHAPE:?} {weights_id:016x} {}", view.name()).into_bytes();
+    for entry in &packed.entries {
+        key.extend_from_slice(entry.name.as_bytes());
+        key.extend_from_slice(&entry.hash.to_le_bytes());
+    }
+    fnv1a(&key)
+}
+
+/// Identifies a weights file by its contents.
+pub fn weights_id(path: &Path) -> std::io::Result<u64> {
+    Ok(fnv1a(&std::fs::read(path)?))
+}
+
+fn write_shard(path: &Path, values: &[f32]) -> std::io::Result<()> {
+    let mut bytes = Vec::with_capacity(12 + values.len() * 2);
+    bytes.extend_from_slice(SHARD_MAGIC);
+    bytes.extend_from_slice(&((values.len() / TRUNK_LEN) as u32).to_le_bytes());
+    for value in values {
+        bytes.extend_from_slice(&f16::from_f32(*value).to_le_bytes());
+    }
+    write_atomic(path, &bytes)
+}
+
+/// A whole shard of `photos` photos, or `None` (missing, damaged, other size): computed again.
+fn read_shard(path: &Path, photos: usize) -> Option<Vec<f32>> {
+    let bytes = std::fs::read(path).ok()?;
+    let body = bytes.strip_prefix(SHARD_MAGIC)?;
+    let count = u32::from_le_bytes(body.get(..4)?.try_into().ok()?) as usize;
+    let body = &body[4..];
+    (count == photos && body.len() == photos * TRUNK_LEN * 2).then(|| {
+        body.chunks_exact(2)
+            .map(|pair| f16::from_le_bytes([pair[0], pair[1]]).to_f32())
+            .collect()
+    })
+}

@@ -1,0 +1,465 @@
+//! Transfer learning from ImageNet-pretrained EfficientNet-Lite0, made practical on a CPU.
+//!
+//! The backbone's trunk stays frozen and its outputs are cached ([`crate::features`]). A run
+//! then trains either the head alone on the pooled features (seconds per epoch), or, with
+//! `--unfreeze 1`, the last block and the 1x1 head convolution too, from the cached trunk
+//! outputs (its batch-norms keep their ImageNet statistics, as Keras fine-tuning does).
+//!
+//! Every decision (the best epoch, early stopping, the calibration temperature, and `tune`'s
+//! choice of hyper-parameters) looks at the validation split only. The test split is measured
+//! once, at the end, through the exported file on the photos themselves, the way the page
+//! runs it.
+
+use std::path::Path;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use catdog_model::efficientnet::{EfficientNetLite0, FEATURES};
+use catdog_model::network::EfficientNetClassifier;
+use catdog_model::weights::{TrainingSummary, WeightsDtype};
+use catdog_model::{Backend, ModelFile, ModelHeader, Network};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::augment::Augment;
+use crate::calibrate::{self, CalibrationScores};
+use crate::dataset::progress_bar;
+use crate::export;
+use crate::features::{self, TRUNK_LEN, TrunkOutputs, View};
+use crate::files::write_atomic;
+use crate::pretrained::{self, ImagenetNetwork};
+use crate::runlog::{EpochRecord, RunLog};
+use crate::train::{
+    self, RunData, Scores, TrainConfig, TrainError, TrainReport, batch_seed, io_error,
+    learning_rate, scores_from_logits,
+};
+
+/// The photos of a transfer run with the frozen backbone's outputs for each.
+pub struct TransferData {
+    pub run: RunData,
+    pub backbone: EfficientNetLite0,
+    pub trunk: TrunkOutputs,
+    /// The frozen tail's pooled features, `[photos * 1280]` per view.
+    pub pooled: Vec<Vec<f32>>,
+    pub backend: Backend,
+    pub device: Device,
+}
+
+/// What a transfer run measured beyond the epochs: calibration and the test split.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TransferFigures {
+    pub best_epoch: usize,
+    pub temperature: f64,
+    pub validation_before_calibration: CalibrationScores,
+    pub validation_after_calibration: CalibrationScores,
+    pub test_before_calibration: Option<CalibrationScores>,
+    pub test_after_calibration: Option<CalibrationScores>,
+    /// The test split through the model file stored each way, from the photos, as the page
+    /// would run it; the figure to quote is the shipped storage's.
+    pub storage: Vec<StorageFigures>,
+    pub train_photos: usize,
+    pub validation_photos: usize,
+    pub test_photos: usize,
+}
+
+/// One way of storing the weights: its file size and its test figures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StorageFigures {
+    pub dtype: WeightsDtype,
+    pub bytes: usize,
+    pub test: Scores,
+}
+
+/// A trained network and its history.
+pub struct Fitted {
+    pub network: EfficientNetClassifier,
+    pub history: Vec<EpochRecord>,
+    pub best_epoch: usize,
+    pub best: Scores,
+    pub stopped_early: bool,
+}
+
+/// Packs and splits the photos, loads the pretrained backbone and computes (or reads) the
+/// frozen outputs: everything a run or a `tune` search needs before training.
+pub fn prepare(config: &TrainConfig) -> Result<TransferData, TrainError> {
+    let run = train::load_data(config)?;
+    let (backend, device) = train::choose_backend(config.backend)?;
+    let path = config
+        .pretrained
+        .clone()
+        .unwrap_or_else(|| pretrained::DEFAULT_PRETRAINED.into());
+    let backbone = ImagenetNetwork::load(&path, &device)
+        .map_err(|error| TrainError::Pretrained(error.to_string()))?
+        .backbone;
+    let views: &[View] = if config.augment == Augment::NONE {
+        &[View::Original]
+    } else {
+        &[View::Original, View::Mirrored]
+    };
+    let weights_id = features::weights_id(&path).map_err(io_error(&path))?;
+    let cache = config.cache.as_deref();
+    let trunk = features::trunk_outputs(&run.packed, &backbone, weights_id, views, cache, &device)
+        .map_err(io_error(cache.unwrap_or(Path::new("."))))?;
+    let pooled = trunk.pooled(&backbone, &device);
+    Ok(TransferData {
+        run,
+        backbone,
+        trunk,
+        pooled,
+        backend,
+        device,
+    })
+}
+
+/// The network's logits for photos of the run, each in the given view: from pooled features
+/// when only the head trains, from trunk outputs when the tail trains too.
+fn logits(
+    network: &EfficientNetClassifier,
+    data: &TransferData,
+    indices: &[usize],
+    views: &[usize],
+    unfreeze: bool,
+    device: &Device,
+) -> Tensor<2> {
+    let n = indices.len();
+    if unfreeze {
+        let mut values = Vec::with_capacity(n * TRUNK_LEN);
+        for (&index, &view) in indices.iter().zip(views) {
+            values.extend_from_slice(data.trunk.get(view, index));
+        }
+        network.forward_from_trunk(features::trunk_tensor(values, n, device))
+    } else {
+        let mut values = Vec::with_capacity(n * FEATURES);
+        for (&index, &view) in indices.iter().zip(views) {
+            values.extend_from_slice(&data.pooled[view][index * FEATURES..(index + 1) * FEATURES]);
+        }
+        network.head.forward(Tensor::from_data(
+            TensorData::new(values, [n, FEATURES]),
+            device,
+        ))
+    }
+}
+
+/// (cat, dog) logits of a trained network for photos in their original view.
+pub fn evaluation_logits(
+    network: &EfficientNetClassifier,
+    data: &TransferData,
+    indices: &[usize],
+    unfreeze: bool,
+) -> Vec<[f32; 2]> {
+    let mut out = Vec::with_capacity(indices.len());
+    for chunk in indices.chunks(256) {
+        let views = vec![0; chunk.len()];
+        let values = features::floats(
+            logits(network, data, chunk, &views, unfreeze, &data.device).into_data(),
+        );
+        out.extend(values.chunks_exact(2).map(|pair| [pair[0], pair[1]]));
+    }
+    out
+}
+
+/// Trains the head (and the tail with `unfreeze`) and returns the epoch with the lowest
+/// validation log loss. `keep_going` sees each epoch's record and may end the run (how
+/// `tune` stops bad trials early).
+pub fn fit(
+    config: &TrainConfig,
+    data: &TransferData,
+    mut keep_going: impl FnMut(&EpochRecord) -> bool,
+) -> Fitted {
+    let device = data.device.clone().autodiff();
+    let unfreeze = config.unfreeze > 0;
+    // The backbone's batch-norms stay in inference mode (`freeze`) even where its weights
+    // train: fine-tuning from ImageNet statistics, as Keras does.
+    let backbone = data
+        .backbone
+        .clone()
+        .freeze()
+        .set_require_grad(unfreeze)
+        .train()
+        .fork(&device);
+    let mut network = EfficientNetClassifier {
+        backbone,
+        head: config.head.init(FEATURES, &device),
+    };
+    let mut optimizer = train::optimizer(config);
+    let loss = CrossEntropyLossConfig::new().init(&device);
+    let split = &data.run.split;
+    let labels = data.run.packed.labels(&split.validation);
+    let views = data.trunk.views.len();
+    let per_epoch = split.train.len().div_ceil(config.batch_size);
+    let total = per_epoch * config.epochs;
+    let mut step = 0;
+    let mut history = Vec::new();
+    let mut best: Option<(Scores, usize, EfficientNetClassifier)> = None;
+    let mut stale = 0;
+    let mut stopped_early = false;
+    for epoch in 1..=config.epochs {
+        let started = Instant::now();
+        let mut order = split.train.clone();
+        order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(batch_seed(
+            config.seed,
+            epoch,
+            usize::MAX,
+        )));
+        let bar = progress_bar(
+            order.len() as u64,
+            &format!("epoch {epoch}/{}", config.epochs),
+        );
+        let (mut loss_sum, mut correct) = (0.0, 0usize);
+        for (batch_index, batch) in order.chunks(config.batch_size).enumerate() {
+            let mut rng =
+                rand::rngs::StdRng::seed_from_u64(batch_seed(config.seed, epoch, batch_index));
+            let batch_views: Vec<usize> =
+                batch.iter().map(|_| rng.random_range(0..views)).collect();
+            let targets: Vec<i64> = data
+                .run
+                .packed
+                .labels(batch)
+                .iter()
+                .map(|label| label.index() as i64)
+                .collect();
+            let output = logits(&network, data, batch, &batch_views, unfreeze, &device);
+            let predicted = output.clone().argmax(1).into_data().convert::<i64>();
+            correct += predicted
+                .as_slice::<i64>()
+                .expect("argmax gives integers")
+                .iter()
+                .zip(&targets)
+                .filter(|(p, t)| p == t)
+                .count();
+            let batch_loss = loss.forward(
+                output,
+                Tensor::<1, Int>::from_data(TensorData::new(targets, [batch.len()]), &device),
+            );
+            loss_sum += batch_loss.clone().into_scalar::<f32>() as f64 * batch.len() as f64;
+            let gradients = GradientsParams::from_grads(batch_loss.backward(), &network);
+            let lr = learning_rate(config, step, total, per_epoch);
+            network = optimizer.step(lr, network, gradients);
+            step += 1;
+            bar.inc(batch.len() as u64);
+        }
+        bar.finish_and_clear();
+        let valid = network.valid();
+        let scores = scores_from_logits(
+            &evaluation_logits(&valid, data, &split.validation, unfreeze),
+            &labels,
+        );
+        let seconds = started.elapsed().as_secs_f64();
+        let record = EpochRecord {
+            epoch,
+            train_loss: loss_sum / order.len() as f64,
+            train_accuracy: correct as f64 / order.len() as f64,
+            validation_loss: Some(scores.log_loss),
+            validation_accuracy: Some(scores.accuracy),
+            learning_rate: learning_rate(config, step.saturating_sub(1), total, per_epoch),
+            seconds,
+            images_per_second: order.len() as f64 / seconds.max(1e-9),
+        };
+        let improved = best
+            .as_ref()
+            .is_none_or(|(best, _, _)| scores.log_loss < best.log_loss);
+        if improved {
+            best = Some((scores, epoch, valid));
+            stale = 0;
+        } else {
+            stale += 1;
+        }
+        history.push(record);
+        let go_on = keep_going(history.last().expect("just pushed"));
+        let patience_spent = config
+            .early_stopping
+            .is_some_and(|patience| stale >= patience);
+        if (!go_on || patience_spent) && epoch < config.epochs {
+            stopped_early = true;
+            break;
+        }
+    }
+    let (best, best_epoch, network) = best.expect("at least one epoch");
+    Fitted {
+        network,
+        history,
+        best_epoch,
+        best,
+        stopped_early,
+    }
+}
+
+/// A whole transfer run: prepare, fit, calibrate, save, export, and measure the test split.
+pub fn run(config: &TrainConfig) -> Result<TrainReport, TrainError> {
+    let started = Instant::now();
+    let data = prepare(config)?;
+    let split = &data.run.split;
+    if split.validation.is_empty() {
+        return Err(TrainError::NoValidation(config.data.clone()));
+    }
+    let log = RunLog::new(&config.run);
+    let mut history = Vec::new();
+    let fitted = fit(config, &data, |record| {
+        eprintln!("{}", record.describe());
+        history.push(record.clone());
+        if let Err(error) = log.write(&history) {
+            eprintln!("could not write the run's log: {error}");
+        }
+        true
+    });
+    log.write(&fitted.history).map_err(io_error(&config.run))?;
+    let unfreeze = config.unfreeze > 0;
+
+    // Temperature from the validation split; the test split only reports what it does.
+    let validation_logits = evaluation_logits(&fitted.network, &data, &split.validation, unfreeze);
+    let validation_labels = data.run.packed.labels(&split.validation);
+    let temperature = calibrate::fit_temperature(&validation_logits, &validation_labels);
+    let test_logits = evaluation_logits(&fitted.network, &data, &split.test, unfreeze);
+    let test_labels = data.run.packed.labels(&split.test);
+    let test_scores =
+        |t: f64| (!split.test.is_empty()).then(|| calibrate::scores(&test_logits, &test_labels, t));
+    let mut figures = TransferFigures {
+        best_epoch: fitted.best_epoch,
+        temperature,
+        validation_before_calibration: calibrate::scores(
+            &validation_logits,
+            &validation_labels,
+            1.0,
+        ),
+        validation_after_calibration: calibrate::scores(
+            &validation_logits,
+            &validation_labels,
+            temperature,
+        ),
+        test_before_calibration: test_scores(1.0),
+        test_after_calibration: test_scores(temperature),
+        storage: Vec::new(),
+        train_photos: split.train.len(),
+        validation_photos: split.validation.len(),
+        test_photos: split.test.len(),
+    };
+    eprintln!(
+        "calibration: temperature {temperature:.3}; validation log loss {:.4} -> {:.4}, ECE {:.4} -> {:.4}",
+        figures.validation_before_calibration.log_loss,
+        figures.validation_after_calibration.log_loss,
+        figures.validation_before_calibration.ece,
+        figures.validation_after_calibration.ece,
+    );
+
+    let network = EfficientNetClassifier {
+        backbone: fitted.network.backbone,
+        head: fitted.network.head.with_temperature(temperature),
+    };
+    let best = config.run.join("best.bpk");
+    let mut header = ModelHeader::new(config.architecture(), config.preprocess());
+    header.weights_dtype = WeightsDtype::F32;
+    let mut summary = TrainingSummary {
+        dataset: config.data.display().to_string(),
+        epochs: fitted.best_epoch,
+        train_images: split.train.len(),
+        validation_images: split.validation.len(),
+        validation_accuracy: Some(fitted.best.accuracy),
+        notes: describe(config, &data, &figures),
+    };
+    header.training = Some(summary.clone());
+    let bytes = ModelFile::from_network(header, &Network::EfficientnetLite0(network))?.to_bytes();
+    write_atomic(&best, &bytes).map_err(io_error(&best))?;
+
+    if !split.test.is_empty() {
+        for dtype in [WeightsDtype::F32, WeightsDtype::F16, WeightsDtype::Int8] {
+            let path = config.run.join(format!("best-{}.bpk", dtype_name(dtype)));
+            let stored = match dtype {
+                WeightsDtype::F32 => bytes.clone(),
+                _ => export::export(&best, &path, dtype)?.bytes,
+            };
+            let classifier = catdog_model::Classifier::load(&stored, &data.device)?;
+            let test = train::score(
+                classifier.network(),
+                &data.device,
+                &data.run.packed,
+                &split.test,
+                &config.preprocess().normalization,
+            );
+            eprintln!(
+                "stored as {}: {} bytes; test split ({} photos) accuracy {:.2}%, log loss {:.4}",
+                dtype_name(dtype),
+                stored.len(),
+                split.test.len(),
+                test.accuracy * 100.0,
+                test.log_loss
+            );
+            figures.storage.push(StorageFigures {
+                dtype,
+                bytes: stored.len(),
+                test,
+            });
+        }
+    }
+    let mut exported = None;
+    if let Some(out) = &config.out {
+        let written = export::export(&best, out, config.out_precision)?;
+        exported = Some((out.clone(), written.bytes.len()));
+    }
+    summary.notes = describe(config, &data, &figures);
+    let report = TrainReport {
+        summary,
+        epochs_run: fitted.history.len(),
+        stopped_early: fitted.stopped_early,
+        skipped: data.run.packed.skipped.len(),
+        duplicates_removed: split.duplicates.len(),
+        backend: data.backend,
+        seconds: started.elapsed().as_secs_f64(),
+        best_model: best,
+        exported,
+        transfer: Some(figures),
+    };
+    let path = config.run.join("summary.json");
+    let json = serde_json::to_vec_pretty(&report).expect("a report always serialises");
+    write_atomic(&path, &json).map_err(io_error(&path))?;
+    Ok(report)
+}
+
+fn describe(config: &TrainConfig, data: &TransferData, figures: &TransferFigures) -> String {
+    format!(
+        "EfficientNet-Lite0 (ImageNet) with {} unfrozen blocks and head {:?}; seeded ({}) \
+         stratified split: {} train, {} validation, {} test photos; {:?} lr {} weight decay {} \
+         batch {}; mirrored copies {}; best epoch {} by validation log loss; temperature {:.3} \
+         fitted on validation; test split through the stored file: {}; backend {}",
+        config.unfreeze,
+        config.head,
+        config.seed,
+        figures.train_photos,
+        figures.validation_photos,
+        figures.test_photos,
+        config.optimizer,
+        config.learning_rate,
+        config.weight_decay,
+        config.batch_size,
+        if data.trunk.views.len() > 1 {
+            "on"
+        } else {
+            "off"
+        },
+        figures.best_epoch,
+        figures.temperature,
+        figures
+            .storage
+            .iter()
+            .map(|stored| format!(
+                "{} accuracy {:.4} log loss {:.4}",
+                dtype_name(stored.dtype),
+                stored.test.accuracy,
+                stored.test.log_loss
+            ))
+            .collect::<Vec<_>>()
+            .join(", "),
+        data.backend,
+    )
+}
+
+fn dtype_name(dtype: WeightsDtype) -> &'static str {
+    match dtype {
+        WeightsDtype::F32 => "f32",
+        WeightsDtype::F16 => "f16",
+        WeightsDtype::Int8 => "int8",
+    }
+}

@@ -1,0 +1,234 @@
+//! Transfer learning from the real pretrained EfficientNet-Lite0 on real photos: a run caches
+//! the frozen trunk's outputs (and reuses them), trains the last block and the head, calibrates,
+//! and stores the result three ways; `tune` ranks its trials on the validation split only.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::SystemTime;
+
+use catdog_model::ModelFile;
+use catdog_model::weights::WeightsDtype;
+use common::{CATS, DOGS, Scratch, fixture};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_native-trainer");
+
+fn run_ok(args: &[&str]) -> String {
+    let output = Command::new(BIN).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "native-trainer {args:?} failed:\n{stderr}"
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// Every cached trunk shard with its modification time.
+fn shards(cache: &Path) -> Vec<(String, SystemTime)> {
+    let mut found = Vec::new();
+    for dir in std::fs::read_dir(cache).unwrap().flatten() {
+        if dir.file_name().to_string_lossy().starts_with("trunk-") {
+            for shard in std::fs::read_dir(dir.path()).unwrap().flatten() {
+                let modified = shard.metadata().unwrap().modified().unwrap();
+                found.push((shard.path().display().to_string(), modified));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The six fixture photos, each also mirrored and turned a quarter either way: 24 real photos
+/// whose perceptual hashes differ, so none is dropped from the held-out splits as a copy.
+fn photo_folder(name: &str) -> Scratch {
+    let dir = Scratch::new(&format!("transfer-{name}"));
+    for (label, files) in [("cat", CATS), ("dog", DOGS)] {
+        for (i, file) in files.iter().enumerate() {
+            let photo = image::load_from_memory(&fixture(file)).unwrap().to_rgb8();
+            let views = [
+                photo.clone(),
+                image::imageops::flip_horizontal(&photo),
+                image::imageops::rotate90(&photo),
+                image::imageops::rotate270(&photo),
+            ];
+            for (v, view) in views.iter().enumerate() {
+                view.save(dir.join(format!("{label}.{i}{v}.png"))).unwrap();
+            }
+        }
+    }
+    dir
+}
+
+fn pretrained() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../weights/efficientnet-lite0.safetensors")
+        .display()
+        .to_string()
+}
+
+/// The transfer options shared by the tests: two epochs of batch 4, a third of each class for
+/// validation and a third for test, the cache in `cache`.
+fn transfer_args<'a>(
+    data: &'a str,
+    run: &'a str,
+    cache: &'a str,
+    weights: &'a str,
+) -> Vec<&'a str> {
+    vec![
+        "--backbone",
+        "efficientnet-lite0",
+        "--pretrained",
+        weights,
+        "--data",
+        data,
+        "--run",
+        run,
+        "--cache",
+        cache,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--validation",
+        "0.34",
+        "--test",
+        "0.34",
+        "--backend",
+        "flex",
+    ]
+}
+
+#[test]
+fn a_transfer_run_caches_the_trunk_calibrates_and_stores_each_way() {
+    let data = photo_folder("run");
+    let weights = pretrained();
+    let work = Scratch::new("transfer-work");
+    let cache = work.join("cache");
+    let (run, out) = (work.join("run"), work.join("model.bpk"));
+    let (data_s, cache_s) = (data.to_str().unwrap(), cache.to_str().unwrap());
+    let mut args = vec!["train"];
+    args.extend(transfer_args(
+        data_s,
+        run.to_str().unwrap(),
+        cache_s,
+        &weights,
+    ));
+    args.extend(["--unfreeze", "1", "--out", out.to_str().unwrap()]);
+    run_ok(&args);
+
+    let summary = json(&run.join("summary.json"));
+    let figures = &summary["transfer"];
+    let temperature = figures["temperature"].as_f64().unwrap();
+    assert!(temperature > 0.05 && temperature < 20.0, "{figures}");
+    // The temperature is fitted on the validation split: there it can only lower the loss.
+    let before = figures["validation_before_calibration"]["log_loss"]
+        .as_f64()
+        .unwrap();
+    let after = figures["validation_after_calibration"]["log_loss"]
+        .as_f64()
+        .unwrap();
+    assert!(after <= before + 1e-6, "{before} -> {after}");
+    let test_photos = figures["test_photos"].as_u64().unwrap();
+    assert!(test_photos >= 4, "{figures}");
+    let storage = figures["storage"].as_array().unwrap();
+    let stored: Vec<(&str, u64)> = storage
+        .iter()
+        .map(|s| (s["dtype"].as_str().unwrap(), s["bytes"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        stored.iter().map(|s| s.0).collect::<Vec<_>>(),
+        ["f32", "f16", "int8"]
+    );
+    assert!(
+        stored[2].1 < stored[1].1 && stored[1].1 < stored[0].1,
+        "{stored:?}"
+    );
+    for s in storage {
+        let accuracy = s["test"]["accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&accuracy), "{s}");
+    }
+
+    // The page's file: int8 by default, the fine-tuned network, under the 6 MB bar.
+    let bytes = std::fs::read(&out).unwrap();
+    assert!(bytes.len() < 6_000_000, "{} bytes", bytes.len());
+    let file = ModelFile::parse(&bytes).unwrap();
+    assert_eq!(file.header.weights_dtype, WeightsDtype::Int8);
+    assert_eq!(file.header.architecture.kind(), "efficientnet_lite0");
+    assert_eq!(file.header.preprocess.input_size, 224);
+    let notes = file.header.training.unwrap().notes;
+    assert!(notes.contains("temperature"), "{notes}");
+
+    // Both views of every photo are cached; a second run reads them instead of computing.
+    let cached = shards(&cache);
+    assert_eq!(cached.len(), 2, "one shard per view: {cached:?}");
+    let again = work.join("again");
+    let mut args = vec!["train"];
+    args.extend(transfer_args(
+        data_s,
+        again.to_str().unwrap(),
+        cache_s,
+        &weights,
+    ));
+    run_ok(&args);
+    assert_eq!(shards(&cache), cached, "the cache was rewritten");
+    assert!(again.join("best.bpk").is_file());
+}
+
+#[test]
+fn tune_ranks_trials_on_validation_and_saves_the_best() {
+    let data = photo_folder("tune");
+    let weights = pretrained();
+    let work = Scratch::new("tune-work");
+    let run = work.join("search");
+    let cache = work.join("cache");
+    let mut args = vec!["tune"];
+    args.extend(transfer_args(
+        data.to_str().unwrap(),
+        run.to_str().unwrap(),
+        cache.to_str().unwrap(),
+        &weights,
+    ));
+    args.extend([
+        "--trials",
+        "3",
+        "--grace-epochs",
+        "1",
+        "--unfreeze-choices",
+        "0,1",
+    ]);
+    let stdout = run_ok(&args);
+    assert!(
+        stdout.contains("native-trainer train --backbone efficientnet-lite0"),
+        "{stdout}"
+    );
+
+    let board = json(&run.join("leaderboard.json"));
+    let trials = board["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 3);
+    let losses: Vec<f64> = trials
+        .iter()
+        .map(|t| t["validation_loss"].as_f64().unwrap())
+        .collect();
+    assert!(
+        losses.windows(2).all(|w| w[0] <= w[1]),
+        "best first: {losses:?}"
+    );
+    let mut numbers: Vec<u64> = trials
+        .iter()
+        .map(|t| t["number"].as_u64().unwrap())
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, [1, 2, 3]);
+    assert_eq!(json(&run.join("best.json")), trials[0]["params"]);
+    assert!(board["test_photos_left_untouched"].as_u64().unwrap() >= 4);
+    let table = std::fs::read_to_string(run.join("leaderboard.md")).unwrap();
+    assert_eq!(table.lines().count(), 2 + 3, "{table}");
+    let plot = image::open(run.join("leaderboard.png")).unwrap();
+    assert!(plot.width() >= 640, "a readable chart");
+}

@@ -1,0 +1,125 @@
+//! How fast the page classifies photos on the CPU in headless Chromium, per shipped model: a
+//! table of milliseconds per photo, warm (the first photo, which also compiles and allocates,
+//! is reported apart), as the page itself times them (decode, preprocessing and network).
+//!
+//! `scripts/bench-page` builds the release site first and runs this; by hand:
+//! `CATDOG_DIST=dist-release cargo bench -p catdog-tests --bench page`. `CATDOG_BENCH_PHOTOS`
+//! sets how many warm photos per model (default 12); `CATDOG_BENCH_BACKENDS` which CPU backends
+//! (default `flex,ndarray`).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use catdog_tests::webdriver::Browser;
+use catdog_tests::{SUB_PATH, dist, serve, workspace};
+
+/// The shipped models, as the page's `?model=` names them.
+const MODELS: [(&str, &str); 2] = [("accurate", "catdog.bpk"), ("small", "catdog-small.bpk")];
+const PHOTOS: [&str; 4] = ["cat.jpg", "dog.jpg", "cat-grey.jpg", "dog-cmyk.jpg"];
+
+struct Row {
+    model: &'static str,
+    file_bytes: u64,
+    backend: String,
+    ready_seconds: f64,
+    first_ms: f64,
+    warm_ms: Vec<f64>,
+}
+
+fn main() {
+    let dist = dist();
+    let warm: usize = std::env::var("CATDOG_BENCH_PHOTOS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(12);
+    let backends = std::env::var("CATDOG_BENCH_BACKENDS").unwrap_or("flex,ndarray".into());
+    let wasm: u64 = std::fs::read_dir(&dist)
+        .expect("the site")
+        .filter_map(Result::ok)
+        .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "wasm"))
+        .map(|entry| entry.metadata().map_or(0, |m| m.len()))
+        .sum();
+    let port = serve(dist.clone());
+    let fixtures = workspace().join("tests/fixtures");
+    let mut rows = Vec::new();
+    for (model, file) in MODELS {
+        let file_bytes = std::fs::metadata(dist.join("model").join(file))
+            .unwrap_or_else(|error| panic!("{}/model/{file}: {error}", dist.display()))
+            .len();
+        for backend in backends.split(',') {
+            let url = format!("http://127.0.0.1:{port}{SUB_PATH}?model={model}&backend={backend}");
+            let browser = Browser::start();
+            let started = Instant::now();
+            browser.goto(&url).unwrap_or_else(|error| panic!("{error}"));
+            let status =
+                browser.wait_for_element("#model-status[data-backend]", Duration::from_secs(300));
+            let ready_seconds = started.elapsed().as_secs_f64();
+            let backend = browser.attribute(&status, "data-backend");
+            let input =
+                browser.wait_for_element("#photo-input:not([disabled])", Duration::from_secs(60));
+            let mut times = Vec::new();
+            for round in 0..=warm {
+                let name = PHOTOS[round % PHOTOS.len()];
+                let path: PathBuf = fixtures.join(name).canonicalize().unwrap();
+                // Consecutive photos differ, so each choice is a change and the result for this
+                // one is told apart from the last by its file name.
+                browser.set_file(&input, &path);
+                let shown = browser.wait_for_element(
+                    &format!("#prediction[data-file=\"{name}\"]"),
+                    Duration::from_secs(300),
+                );
+                let ms: f64 = browser
+                    .attribute(&shown, "data-ms")
+                    .parse()
+                    .expect("the page's timing in data-ms");
+                times.push(ms);
+                // The input is re-rendered disabled while busy: find it again.
+                let _ = browser
+                    .wait_for_element("#photo-input:not([disabled])", Duration::from_secs(60));
+            }
+            let first_ms = times.remove(0);
+            eprintln!("{model} on {backend}: {times:?} ms");
+            rows.push(Row {
+                model,
+                file_bytes,
+                backend,
+                ready_seconds,
+                first_ms,
+                warm_ms: times,
+            });
+        }
+    }
+    println!(
+        "page in headless Chromium ({}), site {} (wasm {:.1} MB), {} warm photos per row\n",
+        std::env::var("CHROME_BIN").unwrap_or("/usr/bin/chromium".into()),
+        dist.display(),
+        wasm as f64 / 1e6,
+        warm
+    );
+    println!(
+        "| model | file | backend | model ready | first photo | warm median | warm min | warm max |"
+    );
+    println!("|---|---:|---|---:|---:|---:|---:|---:|");
+    for row in &rows {
+        let mut sorted = row.warm_ms.clone();
+        sorted.sort_by(f64::total_cmp);
+        let median = if sorted.is_empty() {
+            f64::NAN
+        } else if sorted.len() % 2 == 1 {
+            sorted[sorted.len() / 2]
+        } else {
+            (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) / 2.0
+        };
+        println!(
+            "| {} | {:.2} MB | {} | {:.1} s | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms |",
+            row.model,
+            row.file_bytes as f64 / 1e6,
+            row.backend,
+            row.ready_seconds,
+            row.first_ms,
+            median,
+            sorted.first().copied().unwrap_or(f64::NAN),
+            sorted.last().copied().unwrap_or(f64::NAN),
+        );
+    }
+}
