@@ -22,6 +22,8 @@ pub const FEATURES: usize = 1280;
 pub const IMAGENET_CLASSES: usize = 1000;
 /// The input size the backbone was trained at.
 pub const INPUT_SIZE: u32 = 224;
+/// MBConv blocks in the backbone.
+pub const BLOCKS: usize = 16;
 /// Blocks in the tail: the part after the trunk, which fine-tuning may unfreeze.
 pub const TAIL_BLOCKS: usize = 1;
 /// Channels and spatial size of the trunk's output (the input of the last block) at 224 px.
@@ -208,7 +210,7 @@ mod tests {
     fn the_architecture_has_the_pretrained_files_shape() {
         let device = Device::flex();
         let backbone = EfficientNetLite0::new(&device);
-        assert_eq!(backbone.blocks.len(), 16);
+        assert_eq!(backbone.blocks.len(), BLOCKS);
         // 4.65 M parameters with the 1.28 M of the ImageNet classifier (1280 x 1000 + 1000);
         // Burn also counts the batch-norm running means and variances (42,016 values).
         let classifier = FEATURES * IMAGENET_CLASSES + IMAGENET_CLASSES;

@@ -59,8 +59,9 @@ enum Command {
         /// Epochs every trial runs before the median rule may stop it.
         #[arg(long, default_value_t = 3)]
         grace_epochs: usize,
-        /// The numbers of blocks to unfreeze that trials may pick, comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "0")]
+        /// What trials may unfreeze, comma-separated: 0 (the head only) and 1 (also the last
+        /// block; about 6 min per epoch on two cores).
+        #[arg(long, value_delimiter = ',', default_value = "0", value_parser = parse_tail_unfreeze)]
         unfreeze_choices: Vec<usize>,
     },
     /// Compare runs: a table of their figures and a plot of their validation curves.
@@ -205,9 +206,11 @@ struct TrainArgs {
     /// Hidden units of the head on the pretrained backbone (0: a linear head).
     #[arg(long, default_value_t = 0)]
     hidden: usize,
-    /// Blocks of the pretrained backbone to train with the head (0 or 1).
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1))]
-    unfreeze: u64,
+    /// How much of the pretrained backbone trains with the head: 0 (none), 1 (the last block
+    /// and the 1x1 head convolution; both from cached trunk outputs, fast on a CPU) or `all`
+    /// (every layer, photos through the whole network each step with augmentation: for a GPU).
+    #[arg(long, default_value = "0", value_parser = parse_unfreeze)]
+    unfreeze: usize,
     /// Fraction of each class held out as a test split that no decision sees (default: 0.1
     /// with a pretrained backbone, none for the CNN).
     #[arg(long)]
@@ -268,6 +271,23 @@ impl Precision {
             Precision::F32 => WeightsDtype::F32,
             Precision::Int8 => WeightsDtype::Int8,
         }
+    }
+}
+
+fn parse_unfreeze(value: &str) -> Result<usize, String> {
+    match value {
+        "0" => Ok(0),
+        "1" => Ok(1),
+        "all" => Ok(catdog_model::efficientnet::BLOCKS),
+        _ => Err(format!("'{value}': expected 0, 1 or all")),
+    }
+}
+
+/// What runs from cached trunk outputs (`tune` trains nothing else).
+fn parse_tail_unfreeze(value: &str) -> Result<usize, String> {
+    match parse_unfreeze(value)? {
+        all if all > 1 => Err("tune trains from cached trunk outputs: 0 or 1".into()),
+        blocks => Ok(blocks),
     }
 }
 
@@ -599,7 +619,7 @@ fn train_config(args: TrainArgs) -> TrainConfig {
             hidden: args.hidden,
             dropout: args.dropout,
         },
-        unfreeze: args.unfreeze as usize,
+        unfreeze: args.unfreeze,
         test_fraction: args.test.unwrap_or(if transfer { 0.1 } else { 0.0 }),
         out_precision: args.precision.map_or(
             if transfer {

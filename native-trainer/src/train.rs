@@ -145,6 +145,13 @@ impl TrainConfig {
         }
     }
 
+    /// Whether every layer trains (`--unfreeze all`): the photos go through the whole network
+    /// with augmentation each step, as the CNN's do, instead of through cached trunk outputs.
+    pub fn fine_tunes_everything(&self) -> bool {
+        self.backbone != Backbone::Scratch
+            && self.unfreeze > catdog_model::efficientnet::TAIL_BLOCKS
+    }
+
     pub fn split_spec(&self) -> SplitSpec {
         SplitSpec {
             validation_fraction: self.validation_fraction,
@@ -244,9 +251,10 @@ pub fn train(config: &TrainConfig) -> Result<TrainReport, TrainError> {
     let json = serde_json::to_vec_pretty(config).expect("a config always serialises");
     let path = config.run.join("config.json");
     write_atomic(&path, &json).map_err(io_error(&path))?;
-    match config.backbone {
-        Backbone::Scratch => run(config, Progress::default(), None),
-        Backbone::EfficientnetLite0 => transfer::run(config),
+    if config.backbone == Backbone::Scratch || config.fine_tunes_everything() {
+        run(config, Progress::default(), None)
+    } else {
+        transfer::run(config)
     }
 }
 
@@ -261,7 +269,7 @@ pub fn resume(run_dir: &Path) -> Result<TrainReport, TrainError> {
         })?;
     // The folder may have moved since; it is where the user says it is now.
     config.run = run_dir.to_path_buf();
-    if config.backbone != Backbone::Scratch {
+    if config.backbone != Backbone::Scratch && !config.fine_tunes_everything() {
         // The expensive part, the frozen trunk's outputs, is cached shard by shard; the head
         // trains again from those in minutes.
         eprintln!(
@@ -406,7 +414,13 @@ fn run(
     let (backend, base) = choose_backend(config.backend)?;
     let device = base.clone().autodiff();
     let architecture = config.architecture();
-    let mut network = architecture.init(&device);
+    let mut network = match config.backbone {
+        Backbone::Scratch => architecture.init(&device),
+        // A resumed run's weights come from its checkpoint below; a new one starts from
+        // ImageNet.
+        Backbone::EfficientnetLite0 if saved.is_some() => architecture.init(&device),
+        Backbone::EfficientnetLite0 => transfer::pretrained_network(config, &base, &device)?,
+    };
     let mut optimizer = optimizer(config);
     if let Some((model, optim)) = saved {
         let bad = |reason: String| TrainError::BadCheckpoint {
@@ -620,6 +634,23 @@ fn finish(
                 scores.log_loss
             );
             summary.validation_accuracy = Some(scores.accuracy);
+        }
+        if !data.split.test.is_empty() {
+            let classifier = catdog_model::Classifier::load(&written.bytes, base)?;
+            let scores = score(
+                classifier.network(),
+                base,
+                &data.packed,
+                &data.split.test,
+                &config.preprocess().normalization,
+            );
+            eprintln!(
+                "{} on the test split ({} photos): accuracy {:.2}%, log loss {:.4}",
+                out.display(),
+                data.split.test.len(),
+                scores.accuracy * 100.0,
+                scores.log_loss
+            );
         }
         exported = Some((out.clone(), written.bytes.len()));
     }

@@ -83,18 +83,39 @@ pub struct Fitted {
     pub stopped_early: bool,
 }
 
+fn pretrained_path(config: &TrainConfig) -> std::path::PathBuf {
+    config
+        .pretrained
+        .clone()
+        .unwrap_or_else(|| pretrained::DEFAULT_PRETRAINED.into())
+}
+
+fn load_backbone(config: &TrainConfig, device: &Device) -> Result<EfficientNetLite0, TrainError> {
+    Ok(ImagenetNetwork::load(&pretrained_path(config), device)
+        .map_err(|error| TrainError::Pretrained(error.to_string()))?
+        .backbone)
+}
+
+/// The pretrained backbone with a fresh head, every weight trainable on `training` (an
+/// autodiff device): where `--unfreeze all` starts.
+pub fn pretrained_network(
+    config: &TrainConfig,
+    base: &Device,
+    training: &Device,
+) -> Result<Network, TrainError> {
+    Ok(Network::EfficientnetLite0(EfficientNetClassifier {
+        backbone: load_backbone(config, base)?.train().fork(training),
+        head: config.head.init(FEATURES, training),
+    }))
+}
+
 /// Packs and splits the photos, loads the pretrained backbone and computes (or reads) the
 /// frozen outputs: everything a run or a `tune` search needs before training.
 pub fn prepare(config: &TrainConfig) -> Result<TransferData, TrainError> {
     let run = train::load_data(config)?;
     let (backend, device) = train::choose_backend(config.backend)?;
-    let path = config
-        .pretrained
-        .clone()
-        .unwrap_or_else(|| pretrained::DEFAULT_PRETRAINED.into());
-    let backbone = ImagenetNetwork::load(&path, &device)
-        .map_err(|error| TrainError::Pretrained(error.to_string()))?
-        .backbone;
+    let path = pretrained_path(config);
+    let backbone = load_backbone(config, &device)?;
     let views: &[View] = if config.augment == Augment::NONE {
         &[View::Original]
     } else {

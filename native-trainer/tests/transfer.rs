@@ -8,8 +8,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::SystemTime;
 
-use catdog_model::ModelFile;
+use burn::tensor::{Device, Tensor, TensorData};
+use catdog_model::efficientnet::EfficientNetLite0;
 use catdog_model::weights::WeightsDtype;
+use catdog_model::{ModelFile, Network};
+use catdog_trainer::pretrained::ImagenetNetwork;
 use common::{CATS, DOGS, Scratch, fixture};
 use serde_json::Value;
 
@@ -70,6 +73,32 @@ fn pretrained() -> String {
         .join("../weights/efficientnet-lite0.safetensors")
         .display()
         .to_string()
+}
+
+/// The backbone's trunk and tail outputs on a fixed photo-like input: what tells which parts of
+/// it a run trained.
+fn backbone_outputs(backbone: &EfficientNetLite0) -> (Vec<f32>, Vec<f32>) {
+    let values: Vec<f32> = (0..3 * 224 * 224)
+        .map(|i| (i as f32 * 0.0007).sin())
+        .collect();
+    let input = Tensor::from_data(TensorData::new(values, [1, 3, 224, 224]), &Device::flex());
+    let trunk = backbone.trunk(input);
+    let floats = |data: TensorData| data.convert::<f32>().try_to_vec::<f32>().unwrap();
+    let tail = floats(backbone.tail(trunk.clone()).into_data());
+    (floats(trunk.into_data()), tail)
+}
+
+fn trained_backbone(model: &Path) -> (Vec<f32>, Vec<f32>) {
+    let file = ModelFile::parse(&std::fs::read(model).unwrap()).unwrap();
+    match file.load_network(&Device::flex()).unwrap() {
+        Network::EfficientnetLite0(network) => backbone_outputs(&network.backbone),
+        Network::Cnn(_) => panic!("{} holds a CNN", model.display()),
+    }
+}
+
+fn pretrained_backbone() -> (Vec<f32>, Vec<f32>) {
+    let network = ImagenetNetwork::load(Path::new(&pretrained()), &Device::flex()).unwrap();
+    backbone_outputs(&network.backbone)
 }
 
 /// The transfer options shared by the tests: two epochs of batch 4, a third of each class for
@@ -177,7 +206,40 @@ fn a_transfer_run_caches_the_trunk_calibrates_and_stores_each_way() {
     ));
     run_ok(&args);
     assert_eq!(shards(&cache), cached, "the cache was rewritten");
-    assert!(again.join("best.bpk").is_file());
+
+    // --unfreeze 1 trained the last block and left the trunk as it was; without it the whole
+    // backbone is ImageNet's.
+    let (trunk, tail) = pretrained_backbone();
+    let (tuned_trunk, tuned_tail) = trained_backbone(&run.join("best.bpk"));
+    assert_eq!(tuned_trunk, trunk, "the frozen trunk changed");
+    assert_ne!(tuned_tail, tail, "--unfreeze 1 did not train the tail");
+    assert_eq!(trained_backbone(&again.join("best.bpk")), (trunk, tail));
+}
+
+#[test]
+fn unfreeze_all_fine_tunes_every_layer_from_the_photos() {
+    let data = photo_folder("all");
+    let work = Scratch::new("transfer-all-work");
+    let (run, out, cache) = (work.join("run"), work.join("model.bpk"), work.join("cache"));
+    let weights = pretrained();
+    let mut args = vec!["train"];
+    args.extend(transfer_args(
+        data.to_str().unwrap(),
+        run.to_str().unwrap(),
+        cache.to_str().unwrap(),
+        &weights,
+    ));
+    args.extend(["--unfreeze", "all", "--out", out.to_str().unwrap()]);
+    run_ok(&args);
+    let (trunk, _) = pretrained_backbone();
+    let (tuned_trunk, _) = trained_backbone(&run.join("best.bpk"));
+    assert_ne!(
+        tuned_trunk, trunk,
+        "--unfreeze all left the trunk as it was"
+    );
+    assert!(run.join("checkpoint.ckpt").is_file(), "a resumable run");
+    let file = ModelFile::parse(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(file.header.weights_dtype, WeightsDtype::Int8);
 }
 
 #[test]
