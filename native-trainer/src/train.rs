@@ -450,16 +450,7 @@ fn run(
     while progress.epoch <= config.epochs && !progress.stopped_early {
         let epoch = progress.epoch;
         let epoch_started = Instant::now();
-        let mut order = data.split.train.clone();
-        order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(batch_seed(
-            config.seed,
-            epoch,
-            usize::MAX,
-        )));
-        let bar = progress_bar(
-            order.len() as u64,
-            &format!("epoch {epoch}/{}", config.epochs),
-        );
+        let (order, bar) = epoch_order(config, &data.split.train, epoch);
         bar.set_position((progress.batch * config.batch_size).min(order.len()) as u64);
         bar.reset_eta();
         let mut last_checkpoint = Instant::now();
@@ -617,40 +608,33 @@ fn finish(
         .unwrap_or_default();
     if let Some(out) = &config.out {
         let written = export::export(&best, out, config.out_precision)?;
-        if !data.split.validation.is_empty() {
-            let classifier = catdog_model::Classifier::load(&written.bytes, base)?;
+        // Measured again through the written file, the way the page will run it.
+        let classifier = catdog_model::Classifier::load(&written.bytes, base)?;
+        for (name, indices) in [
+            ("validation", &data.split.validation),
+            ("test", &data.split.test),
+        ] {
+            if indices.is_empty() {
+                continue;
+            }
             let scores = score(
                 classifier.network(),
                 base,
                 &data.packed,
-                &data.split.validation,
+                indices,
                 &config.preprocess().normalization,
             );
             eprintln!(
-                "{} ({:?}): validation accuracy {:.2}%, log loss {:.4}",
+                "{} ({:?}) on the {name} split ({} photos): accuracy {:.2}%, log loss {:.4}",
                 out.display(),
                 config.out_precision,
+                indices.len(),
                 scores.accuracy * 100.0,
                 scores.log_loss
             );
-            summary.validation_accuracy = Some(scores.accuracy);
-        }
-        if !data.split.test.is_empty() {
-            let classifier = catdog_model::Classifier::load(&written.bytes, base)?;
-            let scores = score(
-                classifier.network(),
-                base,
-                &data.packed,
-                &data.split.test,
-                &config.preprocess().normalization,
-            );
-            eprintln!(
-                "{} on the test split ({} photos): accuracy {:.2}%, log loss {:.4}",
-                out.display(),
-                data.split.test.len(),
-                scores.accuracy * 100.0,
-                scores.log_loss
-            );
+            if name == "validation" {
+                summary.validation_accuracy = Some(scores.accuracy);
+            }
         }
         exported = Some((out.clone(), written.bytes.len()));
     }
@@ -680,6 +664,26 @@ fn note(bar: &indicatif::ProgressBar, line: String) {
     } else {
         bar.println(line);
     }
+}
+
+/// An epoch's shuffled training photos (seeded, so a resumed run repeats it) and its
+/// progress bar.
+pub(crate) fn epoch_order(
+    config: &TrainConfig,
+    train: &[usize],
+    epoch: usize,
+) -> (Vec<usize>, indicatif::ProgressBar) {
+    let mut order = train.to_vec();
+    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(batch_seed(
+        config.seed,
+        epoch,
+        usize::MAX,
+    )));
+    let bar = progress_bar(
+        order.len() as u64,
+        &format!("epoch {epoch}/{}", config.epochs),
+    );
+    (order, bar)
 }
 
 /// Seeds for each epoch's order (`batch = usize::MAX`) and each batch's augmentation.

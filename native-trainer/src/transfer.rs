@@ -21,13 +21,11 @@ use catdog_model::efficientnet::{EfficientNetLite0, FEATURES};
 use catdog_model::network::EfficientNetClassifier;
 use catdog_model::weights::{TrainingSummary, WeightsDtype};
 use catdog_model::{Backend, ModelFile, ModelHeader, Network};
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::augment::Augment;
 use crate::calibrate::{self, CalibrationScores};
-use crate::dataset::progress_bar;
 use crate::export;
 use crate::features::{self, TRUNK_LEN, TrunkOutputs, View};
 use crate::files::write_atomic;
@@ -220,16 +218,7 @@ pub fn fit(
     let mut stopped_early = false;
     for epoch in 1..=config.epochs {
         let started = Instant::now();
-        let mut order = split.train.clone();
-        order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(batch_seed(
-            config.seed,
-            epoch,
-            usize::MAX,
-        )));
-        let bar = progress_bar(
-            order.len() as u64,
-            &format!("epoch {epoch}/{}", config.epochs),
-        );
+        let (order, bar) = train::epoch_order(config, &split.train, epoch);
         let (mut loss_sum, mut correct) = (0.0, 0usize);
         for (batch_index, batch) in order.chunks(config.batch_size).enumerate() {
             let mut rng =

@@ -11,9 +11,7 @@ use std::process::{Command, Stdio};
 use catdog_model::{Label, Normalization, Preprocess};
 use catdog_trainer::dataset::{PackedPhotos, Split, SplitSpec};
 use catdog_trainer::photos::{Layout, PhotoSet};
-use common::{CATS, DOGS, Scratch, fixture, kaggle_folder};
-
-const BIN: &str = env!("CARGO_BIN_EXE_native-trainer");
+use common::{BIN, CATS, DOGS, Scratch, fixture, kaggle_folder, run_ok};
 
 fn scratch(name: &str) -> Scratch {
     Scratch::new(&format!("trainer-{name}"))
@@ -209,16 +207,6 @@ fn the_split_is_stratified_seeded_and_drops_copies_of_training_photos() {
         assert_eq!(all, (0..packed.len()).collect::<Vec<_>>());
         assert!(!three.test.is_empty());
     }
-}
-
-fn run_ok(args: &[&str]) -> String {
-    let output = Command::new(BIN).args(args).output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "native-trainer {args:?} failed:\n{stderr}"
-    );
-    String::from_utf8(output.stdout).unwrap()
 }
 
 fn train_args<'a>(data: &'a str, run: &'a str, out: &'a str, batch: &'a str) -> Vec<&'a str> {

@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::SystemTime;
 
 use burn::tensor::{Device, Tensor, TensorData};
@@ -13,20 +12,8 @@ use catdog_model::efficientnet::EfficientNetLite0;
 use catdog_model::weights::WeightsDtype;
 use catdog_model::{ModelFile, Network};
 use catdog_trainer::pretrained::ImagenetNetwork;
-use common::{CATS, DOGS, Scratch, fixture};
+use common::{CATS, DOGS, Scratch, fixture, run_ok};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_native-trainer");
-
-fn run_ok(args: &[&str]) -> String {
-    let output = Command::new(BIN).args(args).output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "native-trainer {args:?} failed:\n{stderr}"
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
 
 fn json(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()

@@ -6,6 +6,20 @@
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
+/// The trainer binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_native-trainer");
+
+/// Runs the trainer, failing the test with its stderr if it fails; returns its stdout.
+pub fn run_ok(args: &[&str]) -> String {
+    let output = std::process::Command::new(BIN).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "native-trainer {args:?} failed:\n{stderr}"
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
 /// The real photos under `tests/fixtures`.
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
