@@ -412,6 +412,23 @@ impl Split {
     }
 }
 
+/// Where there is no terminal for a bar (a log file, CI), a line with its figures every half
+/// minute instead, so long work still shows its progress, rate and ETA.
+pub fn log_when_hidden(bar: &ProgressBar, last: &mut std::time::Instant) {
+    if bar.is_hidden() && last.elapsed().as_secs() >= 30 {
+        eprintln!(
+            "{}: {}/{}, {:.1}/s, ETA {:.0} s {}",
+            bar.message(),
+            bar.position(),
+            bar.length().unwrap_or(0),
+            bar.per_sec(),
+            bar.eta().as_secs_f64(),
+            bar.prefix()
+        );
+        *last = std::time::Instant::now();
+    }
+}
+
 /// A progress bar with rate and ETA.
 pub fn progress_bar(len: u64, message: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);

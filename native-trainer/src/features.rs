@@ -12,7 +12,7 @@ use burn::tensor::{Device, Tensor, TensorData, f16};
 use catdog_model::Normalization;
 use catdog_model::efficientnet::{EfficientNetLite0, FEATURES, TRUNK_SHAPE};
 
-use crate::dataset::{PackedPhotos, fnv1a, progress_bar};
+use crate::dataset::{PackedPhotos, fnv1a, log_when_hidden, progress_bar};
 use crate::files::write_atomic;
 
 /// Photos per cache shard (about 9.6 MB of f16 values).
@@ -55,6 +55,7 @@ impl TrunkOutputs {
     pub fn pooled(&self, backbone: &EfficientNetLite0, device: &Device) -> Vec<Vec<f32>> {
         let photos = self.views[0].len() / TRUNK_LEN;
         let bar = progress_bar((photos * self.views.len()) as u64, "pooled features");
+        let mut last = std::time::Instant::now();
         let pooled = self
             .views
             .iter()
@@ -65,6 +66,7 @@ impl TrunkOutputs {
                     let trunk = trunk_tensor(chunk.to_vec(), n, device);
                     out.extend(floats(backbone.tail(trunk).into_data()));
                     bar.inc(n as u64);
+                    log_when_hidden(&bar, &mut last);
                 }
                 out
             })
@@ -99,6 +101,7 @@ pub fn trunk_outputs(
 ) -> std::io::Result<TrunkOutputs> {
     let shards = packed.len().div_ceil(SHARD);
     let bar = progress_bar((packed.len() * views.len()) as u64, "trunk features");
+    let mut last = std::time::Instant::now();
     let mut outputs = Vec::new();
     for &view in views {
         let dir = cache
@@ -127,6 +130,7 @@ pub fn trunk_outputs(
                 };
                 values.extend(floats(backbone.trunk(images).into_data()));
                 bar.inc(chunk.len() as u64);
+                log_when_hidden(&bar, &mut last);
             }
             if let (Some(dir), Some(file)) = (&dir, &file) {
                 std::fs::create_dir_all(dir)?;

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::augment::Augment;
 use crate::calibrate::{self, CalibrationScores};
+use crate::dataset::log_when_hidden;
 use crate::export;
 use crate::features::{self, TRUNK_LEN, TrunkOutputs, View};
 use crate::files::write_atomic;
@@ -219,7 +220,8 @@ pub fn fit(
     for epoch in 1..=config.epochs {
         let started = Instant::now();
         let (order, bar) = train::epoch_order(config, &split.train, epoch);
-        let (mut loss_sum, mut correct) = (0.0, 0usize);
+        let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
+        let mut last_note = Instant::now();
         for (batch_index, batch) in order.chunks(config.batch_size).enumerate() {
             let mut rng =
                 rand::rngs::StdRng::seed_from_u64(batch_seed(config.seed, epoch, batch_index));
@@ -246,11 +248,18 @@ pub fn fit(
                 Tensor::<1, Int>::from_data(TensorData::new(targets, [batch.len()]), &device),
             );
             loss_sum += batch_loss.clone().into_scalar::<f32>() as f64 * batch.len() as f64;
+            seen += batch.len();
             let gradients = GradientsParams::from_grads(batch_loss.backward(), &network);
             let lr = learning_rate(config, step, total, per_epoch);
             network = optimizer.step(lr, network, gradients);
             step += 1;
             bar.inc(batch.len() as u64);
+            bar.set_prefix(format!(
+                "loss {:.3} acc {:.1}%",
+                loss_sum / seen as f64,
+                100.0 * correct as f64 / seen as f64
+            ));
+            log_when_hidden(&bar, &mut last_note);
         }
         bar.finish_and_clear();
         let valid = network.valid();
