@@ -5,7 +5,8 @@
 //! `scripts/bench-page` builds the release site first and runs this; by hand:
 //! `CATDOG_DIST=dist-release cargo bench -p catdog-tests --bench page`. `CATDOG_BENCH_PHOTOS`
 //! sets how many warm photos per model (default 12); `CATDOG_BENCH_BACKENDS` which CPU backends
-//! (default `flex,ndarray`).
+//! (default `flex,ndarray`). Under `cargo test` (no `--bench`) it runs once, one warm photo per
+//! model on flex: a check that every shipped model loads and classifies in the page.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -28,11 +29,13 @@ struct Row {
 
 fn main() {
     let dist = dist();
+    let timing = std::env::args().any(|arg| arg == "--bench");
     let warm: usize = std::env::var("CATDOG_BENCH_PHOTOS")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(12);
-    let backends = std::env::var("CATDOG_BENCH_BACKENDS").unwrap_or("flex,ndarray".into());
+        .unwrap_or(if timing { 12 } else { 1 });
+    let backends = std::env::var("CATDOG_BENCH_BACKENDS")
+        .unwrap_or(if timing { "flex,ndarray" } else { "flex" }.into());
     let wasm: u64 = std::fs::read_dir(&dist)
         .expect("the site")
         .filter_map(Result::ok)
@@ -68,6 +71,8 @@ fn main() {
                     &format!("#prediction[data-file=\"{name}\"]"),
                     Duration::from_secs(300),
                 );
+                let label = browser.attribute(&shown, "data-label");
+                assert!(["cat", "dog"].contains(&label.as_str()), "{model}: {label}");
                 let ms: f64 = browser
                     .attribute(&shown, "data-ms")
                     .parse()
