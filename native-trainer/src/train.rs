@@ -350,18 +350,19 @@ pub(crate) fn load_data(config: &TrainConfig) -> Result<RunData, TrainError> {
     }
     let split = Split::new(&packed, config.split_spec());
     let duplicates = config.run.join("duplicates.tsv");
-    let mut lines = String::from("validation photo (dropped)\tperceptual hash\n");
+    let mut lines = String::from("held-out photo (dropped)\tperceptual hash\n");
     for &index in &split.duplicates {
         let entry = &packed.entries[index];
         lines.push_str(&format!("{}\t{:016x}\n", entry.name, entry.hash));
     }
     write_atomic(&duplicates, lines.as_bytes()).map_err(io_error(&duplicates))?;
     eprintln!(
-        "split (seed {}): {} training, {} validation photos; {} validation photos dropped as \
-         near-copies of training photos (see {})",
+        "split (seed {}): {} training, {} validation, {} test photos; {} held-out photos dropped \
+         as near-copies of training photos (see {})",
         config.seed,
         split.train.len(),
         split.validation.len(),
+        split.test.len(),
         split.duplicates.len(),
         duplicates.display()
     );

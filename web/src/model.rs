@@ -20,7 +20,7 @@ pub const SHIPPED: [ShippedModel; 2] = [
     ShippedModel {
         name: "accurate",
         url: "./model/catdog.bpk",
-        description: "EfficientNet-Lite0, fine-tuned",
+        description: "EfficientNet-Lite0 with a cat/dog head",
     },
     ShippedModel {
         name: "small",
