@@ -193,6 +193,11 @@ fn a_transfer_run_caches_the_trunk_calibrates_and_stores_each_way() {
     ));
     run_ok(&args);
     assert_eq!(shards(&cache), cached, "the cache was rewritten");
+    // --resume on a cached-feature run trains again from the cache, with the saved settings.
+    run_ok(&["train", "--resume", "--run", run.to_str().unwrap()]);
+    assert_eq!(shards(&cache), cached, "resuming recomputed the trunk");
+    let resumed = json(&run.join("summary.json"));
+    assert_eq!(resumed["transfer"]["test_photos"], figures["test_photos"]);
 
     // --unfreeze 1 trained the last block and left the trunk as it was; without it the whole
     // backbone is ImageNet's.
