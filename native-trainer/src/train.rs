@@ -762,22 +762,13 @@ pub fn score(
     scores_from_logits(&logits, &packed.labels(indices))
 }
 
+/// Accuracy and log loss of (cat, dog) logits: the calibration module's figures at
+/// temperature 1, so every figure the trainer prints comes from one implementation.
 pub fn scores_from_logits(logits: &[[f32; 2]], labels: &[Label]) -> Scores {
-    let mut correct = 0;
-    let mut loss = 0.0;
-    for (pair, label) in logits.iter().zip(labels) {
-        let prediction = catdog_model::Prediction::from_logits(pair[0], pair[1]);
-        correct += usize::from(prediction.label == *label);
-        let p = f64::from(match label {
-            Label::Cat => prediction.cat,
-            Label::Dog => prediction.dog,
-        });
-        loss -= p.max(1e-15).ln();
-    }
-    let n = logits.len().max(1) as f64;
+    let scores = crate::calibrate::scores(logits, labels, 1.0);
     Scores {
-        accuracy: correct as f64 / n,
-        log_loss: loss / n,
+        accuracy: scores.accuracy,
+        log_loss: scores.log_loss,
     }
 }
 
