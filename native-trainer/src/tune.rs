@@ -128,7 +128,7 @@ pub struct Leaderboard {
 pub fn tune(config: &TuneConfig) -> Result<Leaderboard, TrainError> {
     let dir = &config.base.run;
     std::fs::create_dir_all(dir).map_err(io_error(dir))?;
-    let data = transfer::prepare(&config.base)?;
+    let data = transfer::prepare(&config.base, config.unfreeze_choices.contains(&0))?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed);
     let mut trials: Vec<Trial> = Vec::new();
     for number in 1..=config.trials {
