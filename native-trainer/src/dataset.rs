@@ -68,6 +68,8 @@ pub enum DatasetError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{0}: no usable photos")]
+    NoPhotos(PathBuf),
 }
 
 impl PackedPhotos {
@@ -157,6 +159,25 @@ impl PackedPhotos {
             eprintln!("packed {} photos into {}", packed.len(), file.display());
         }
         Ok(packed)
+    }
+
+    /// Labelled photos to measure a model on (`evaluate`, the ImageNet check): packed at the
+    /// model's input, each unusable file reported on stderr, refused when none is left. The
+    /// listing comes back too, for reading the original files again (thumbnails).
+    pub fn load_labelled(
+        data: &Path,
+        preprocess: &Preprocess,
+        cache_dir: Option<&Path>,
+    ) -> Result<(PhotoSet, Self), DatasetError> {
+        let set = PhotoSet::open_labelled(data)?;
+        let packed = Self::load(&set, preprocess, cache_dir)?;
+        for skipped in &packed.skipped {
+            eprintln!("skipped {}: {}", skipped.path, skipped.reason);
+        }
+        if packed.is_empty() {
+            return Err(DatasetError::NoPhotos(data.to_path_buf()));
+        }
+        Ok((set, packed))
     }
 
     fn write(&self, path: &Path, key: &str) -> std::io::Result<()> {

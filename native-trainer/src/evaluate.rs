@@ -32,8 +32,6 @@ pub enum EvaluateError {
     Dataset(#[from] DatasetError),
     #[error("{0}")]
     Backend(#[from] catdog_model::BackendError),
-    #[error("{0}: no usable photos")]
-    NoPhotos(PathBuf),
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> EvaluateError + use<> {
@@ -82,15 +80,8 @@ pub fn evaluate(
     report_dir: &Path,
     cache: Option<&Path>,
 ) -> Result<Evaluation, EvaluateError> {
-    let set = PhotoSet::open_labelled(data).map_err(DatasetError::from)?;
     let preprocess = classifier.header().preprocess;
-    let packed = PackedPhotos::load(&set, &preprocess, cache)?;
-    for skipped in &packed.skipped {
-        eprintln!("skipped {}: {}", skipped.path, skipped.reason);
-    }
-    if packed.is_empty() {
-        return Err(EvaluateError::NoPhotos(data.to_path_buf()));
-    }
+    let (set, packed) = PackedPhotos::load_labelled(data, &preprocess, cache)?;
     let indices: Vec<usize> = (0..packed.len()).collect();
     let logits = train::logits(
         classifier.network(),

@@ -21,7 +21,6 @@ use catdog_model::{Label, Normalization, Preprocess};
 use serde::Serialize;
 
 use crate::dataset::{DatasetError, PackedPhotos, progress_bar};
-use crate::photos::PhotoSet;
 
 /// The pretrained file this project ships (Apache-2.0, see `weights/README.md`).
 pub const DEFAULT_PRETRAINED: &str = "weights/efficientnet-lite0.safetensors";
@@ -237,8 +236,6 @@ pub enum CheckError {
     Pretrained(#[from] PretrainedError),
     #[error(transparent)]
     Dataset(#[from] DatasetError),
-    #[error("{0}: no usable photos")]
-    NoPhotos(PathBuf),
 }
 
 /// Classifies the labelled photos in `data` with the pretrained network's ImageNet classes
@@ -249,14 +246,7 @@ pub fn imagenet_check(
     device: &Device,
 ) -> Result<ImagenetCheck, CheckError> {
     let network = ImagenetNetwork::load(pretrained, device)?;
-    let set = PhotoSet::open_labelled(data).map_err(DatasetError::from)?;
-    let packed = PackedPhotos::load(&set, &PREPROCESS, None)?;
-    for skipped in &packed.skipped {
-        eprintln!("skipped {}: {}", skipped.path, skipped.reason);
-    }
-    if packed.is_empty() {
-        return Err(CheckError::NoPhotos(data.to_path_buf()));
-    }
+    let (_, packed) = PackedPhotos::load_labelled(data, &PREPROCESS, None)?;
     let indices: Vec<usize> = (0..packed.len()).collect();
     let bar = progress_bar(packed.len() as u64, "ImageNet check");
     let mut correct = 0;
