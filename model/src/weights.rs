@@ -79,6 +79,17 @@ pub enum WeightsDtype {
     Int8,
 }
 
+impl WeightsDtype {
+    /// The name the header stores, for messages and file names.
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightsDtype::F32 => "f32",
+            WeightsDtype::F16 => "f16",
+            WeightsDtype::Int8 => "int8",
+        }
+    }
+}
+
 /// What a training run reports about itself, kept inside the file it produced.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct TrainingSummary {

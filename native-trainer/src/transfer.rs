@@ -395,7 +395,7 @@ pub fn run(config: &TrainConfig) -> Result<TrainReport, TrainError> {
     let mut out_bytes = None;
     if !split.test.is_empty() {
         for dtype in [WeightsDtype::F32, WeightsDtype::F16, WeightsDtype::Int8] {
-            let path = config.run.join(format!("best-{}.bpk", dtype_name(dtype)));
+            let path = config.run.join(format!("best-{}.bpk", dtype.name()));
             let stored = match dtype {
                 WeightsDtype::F32 => bytes.clone(),
                 _ => export::export(&best, &path, dtype)?.bytes,
@@ -410,7 +410,7 @@ pub fn run(config: &TrainConfig) -> Result<TrainReport, TrainError> {
             );
             eprintln!(
                 "stored as {}: {} bytes; test split ({} photos) accuracy {:.2}%, log loss {:.4}",
-                dtype_name(dtype),
+                dtype.name(),
                 stored.len(),
                 split.test.len(),
                 test.accuracy * 100.0,
@@ -484,7 +484,7 @@ fn describe(config: &TrainConfig, data: &TransferData, figures: &TransferFigures
             .iter()
             .map(|stored| format!(
                 "{} accuracy {:.4} log loss {:.4}",
-                dtype_name(stored.dtype),
+                stored.dtype.name(),
                 stored.test.accuracy,
                 stored.test.log_loss
             ))
@@ -492,12 +492,4 @@ fn describe(config: &TrainConfig, data: &TransferData, figures: &TransferFigures
             .join(", "),
         data.backend,
     )
-}
-
-fn dtype_name(dtype: WeightsDtype) -> &'static str {
-    match dtype {
-        WeightsDtype::F32 => "f32",
-        WeightsDtype::F16 => "f16",
-        WeightsDtype::Int8 => "int8",
-    }
 }

@@ -264,3 +264,13 @@ fn an_efficientnet_file_round_trips_and_keeps_its_head() {
     let error = Classifier::load(&swapped, &device).unwrap_err();
     assert!(matches!(error, WeightsError::WeightsMismatch(_)), "{error}");
 }
+
+#[test]
+fn a_precision_is_named_as_the_header_stores_it() {
+    for dtype in [WeightsDtype::F32, WeightsDtype::F16, WeightsDtype::Int8] {
+        assert_eq!(
+            serde_json::to_value(dtype).unwrap(),
+            serde_json::Value::from(dtype.name())
+        );
+    }
+}
