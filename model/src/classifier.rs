@@ -40,6 +40,20 @@ pub struct Prediction {
 }
 
 impl Prediction {
+    /// Below this probability for the likelier label a verdict is "not sure": the shipped
+    /// models are calibrated, so at 0.8 about one such verdict in five would be wrong.
+    pub const SURE: f32 = 0.8;
+
+    /// The probability of the likelier label.
+    pub fn confidence(&self) -> f32 {
+        self.cat.max(self.dog)
+    }
+
+    /// Whether the verdict is confident enough to state without a "not sure".
+    pub fn is_sure(&self) -> bool {
+        self.confidence() >= Self::SURE
+    }
+
     /// Softmax over the two logits.
     pub fn from_logits(cat_logit: f32, dog_logit: f32) -> Self {
         let max = cat_logit.max(dog_logit);
@@ -119,6 +133,22 @@ impl Classifier {
             .await
             .map_err(|error| ClassifyError::Backend(format!("{error:?}")))?;
         Ok(Prediction::from_logits_data(data)?[0])
+    }
+
+    /// Runs the network once on a blank photo and reads the result back, so that compiling GPU
+    /// kernels and allocating buffers is not paid for by the first real photo (on WebGPU that
+    /// first run takes seconds).
+    pub async fn warm_up(&self) -> Result<(), ClassifyError> {
+        let size = self.header.preprocess.input_size;
+        let blank = self
+            .header
+            .preprocess
+            .normalize(&image::RgbImage::new(size, size));
+        self.logits(&[blank])
+            .into_data_async()
+            .await
+            .map(drop)
+            .map_err(|error| ClassifyError::Backend(format!("{error:?}")))
     }
 
     /// Classifies a batch of preprocessed photos, blocking until the results are read back.

@@ -1,5 +1,5 @@
 //! How fast the page classifies photos on the CPU in headless Chromium, per shipped model: a
-//! table of milliseconds per photo, warm (the first photo, which also compiles and allocates,
+//! table of milliseconds per photo, warm (the first photo, after the page's own warm-up run,
 //! is reported apart), as the page itself times them (decode, preprocessing and network).
 //!
 //! `scripts/bench-page` builds the release site first and runs this; by hand:
@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use catdog_tests::webdriver::Browser;
-use catdog_tests::{SUB_PATH, dist, serve, workspace};
+use catdog_tests::{dist, serve, workspace};
 
 /// The shipped models, as the page's `?model=` names them.
 const MODELS: [(&str, &str); 2] = [("accurate", "catdog.bpk"), ("small", "catdog-small.bpk")];
@@ -42,7 +42,7 @@ fn main() {
         .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "wasm"))
         .map(|entry| entry.metadata().map_or(0, |m| m.len()))
         .sum();
-    let port = serve(dist.clone());
+    let site = serve(dist.clone());
     let fixtures = workspace().join("tests/fixtures");
     let mut rows = Vec::new();
     for (model, file) in MODELS {
@@ -50,7 +50,7 @@ fn main() {
             .unwrap_or_else(|error| panic!("{}/model/{file}: {error}", dist.display()))
             .len();
         for backend in backends.split(',') {
-            let url = format!("http://127.0.0.1:{port}{SUB_PATH}?model={model}&backend={backend}");
+            let url = site.url(&format!("?model={model}&backend={backend}"));
             let browser = Browser::start();
             let started = Instant::now();
             browser.goto(&url).unwrap_or_else(|error| panic!("{error}"));
@@ -64,11 +64,10 @@ fn main() {
             for round in 0..=warm {
                 let name = PHOTOS[round % PHOTOS.len()];
                 let path: PathBuf = fixtures.join(name).canonicalize().unwrap();
-                // Consecutive photos differ, so each choice is a change and the result for this
-                // one is told apart from the last by its file name.
+                // One photo at a time: the card of the n-th photo given is `#photo-n`.
                 browser.set_file(&input, &path);
                 let shown = browser.wait_for_element(
-                    &format!("#prediction[data-file=\"{name}\"]"),
+                    &format!("#photo-{}[data-state=\"done\"]", round + 1),
                     Duration::from_secs(300),
                 );
                 let label = browser.attribute(&shown, "data-label");
@@ -78,9 +77,6 @@ fn main() {
                     .parse()
                     .expect("the page's timing in data-ms");
                 times.push(ms);
-                // The input is re-rendered disabled while busy: find it again.
-                let _ = browser
-                    .wait_for_element("#photo-input:not([disabled])", Duration::from_secs(60));
             }
             let first_ms = times.remove(0);
             eprintln!("{model} on {backend}: {times:?} ms");

@@ -10,7 +10,11 @@
 
 pub mod webdriver;
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// The sub-path the site is served under; anything outside it is a 404, so an absolute URL
 /// anywhere in the site fails the test.
@@ -32,46 +36,130 @@ pub fn dist() -> PathBuf {
     dist
 }
 
-/// Serves `dist` under [`SUB_PATH`] on an ephemeral 127.0.0.1 port, for the life of the test.
-pub fn serve(dist: PathBuf) -> u16 {
-    let server = tiny_http::Server::http("127.0.0.1:0").expect("bind 127.0.0.1");
-    let port = server.server_addr().to_ip().expect("an IP address").port();
+/// A request the test server received: what a page sent, recorded to prove what it did not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub method: String,
+    pub url: String,
+    pub body_bytes: usize,
+}
+
+/// The built site served under [`SUB_PATH`] on an ephemeral 127.0.0.1 port, recording every
+/// request, until [`Site::stop`] or the end of the test.
+pub struct Site {
+    pub port: u16,
+    stopped: Arc<AtomicBool>,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Site {
+    /// The page's address, with an optional query string (`"?backend=cpu"`).
+    pub fn url(&self, query: &str) -> String {
+        format!("http://127.0.0.1:{}{SUB_PATH}{query}", self.port)
+    }
+
+    /// Every request so far, in order.
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Stops serving and closes the port: from now on a connection is refused, as for a
+    /// visitor who is offline.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag and closes the listener.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}
+
+/// Serves `dist` (see [`Site`]). A minimal HTTP/1.1 server: one request per connection
+/// (`Connection: close`), so that once stopped nothing is answered on a kept-alive one.
+pub fn serve(dist: PathBuf) -> Site {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+    let port = listener.local_addr().expect("an address").port();
+    let stopped = Arc::new(AtomicBool::new(false));
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let (stop, log) = (stopped.clone(), received.clone());
     std::thread::spawn(move || {
-        for request in server.incoming_requests() {
-            let path = request
-                .url()
-                .split('?')
-                .next()
-                .unwrap_or_default()
-                .to_string();
-            let file = path
-                .strip_prefix(SUB_PATH)
-                .filter(|rest| !rest.split('/').any(|part| part == ".."))
-                .map(|rest| if rest.is_empty() { "index.html" } else { rest })
-                .and_then(|rest| {
-                    std::fs::read(dist.join(rest))
-                        .ok()
-                        .map(|bytes| (rest.to_string(), bytes))
-                });
-            let response = match file {
-                Some((name, bytes)) => {
-                    let content_type = match name.rsplit('.').next() {
-                        Some("html") => "text/html; charset=utf-8",
-                        Some("js") => "text/javascript",
-                        Some("wasm") => "application/wasm",
-                        Some("css") => "text/css",
-                        _ => "application/octet-stream",
-                    };
-                    let header =
-                        tiny_http::Header::from_bytes("Content-Type", content_type).unwrap();
-                    tiny_http::Response::from_data(bytes)
-                        .with_header(header)
-                        .boxed()
-                }
-                None => tiny_http::Response::empty(404).boxed(),
+        for stream in listener.incoming() {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let (Ok(stream), dist, log) = (stream, dist.clone(), log.clone()) else {
+                continue;
             };
-            let _ = request.respond(response);
+            std::thread::spawn(move || answer(stream, &dist, &log));
         }
     });
-    port
+    Site {
+        port,
+        stopped,
+        received,
+    }
+}
+
+/// Reads one request, records it and answers it with a file of `dist` or a 404.
+fn answer(stream: TcpStream, dist: &Path, log: &Mutex<Vec<Received>>) {
+    let mut reader = BufReader::new(&stream);
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    let mut body_bytes = 0;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            body_bytes = value.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; body_bytes];
+    let _ = reader.read_exact(&mut body);
+    let mut parts = request_line.split_whitespace();
+    let (method, url) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    log.lock().unwrap().push(Received {
+        method: method.to_string(),
+        url: url.to_string(),
+        body_bytes,
+    });
+    let path = url.split('?').next().unwrap_or_default();
+    let file = path
+        .strip_prefix(SUB_PATH)
+        .filter(|rest| !rest.split('/').any(|part| part == ".."))
+        .map(|rest| if rest.is_empty() { "index.html" } else { rest })
+        .and_then(|rest| {
+            std::fs::read(dist.join(rest))
+                .ok()
+                .map(|bytes| (rest, bytes))
+        });
+    let (status, content_type, bytes) = match file {
+        Some((name, bytes)) => {
+            let content_type = match name.rsplit('.').next() {
+                Some("html") => "text/html; charset=utf-8",
+                Some("js") => "text/javascript",
+                Some("wasm") => "application/wasm",
+                Some("css") => "text/css",
+                _ => "application/octet-stream",
+            };
+            ("200 OK", content_type, bytes)
+        }
+        None => ("404 Not Found", "text/plain", b"not found".to_vec()),
+    };
+    let mut stream = &stream;
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        bytes.len()
+    );
+    let _ = stream.write_all(head.as_bytes());
+    if method != "HEAD" {
+        let _ = stream.write_all(&bytes);
+    }
+    let _ = stream.flush();
 }

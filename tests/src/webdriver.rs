@@ -61,13 +61,17 @@ impl Browser {
             // Navigation returns at once; the tests then wait for what they need on the page.
             // Waiting for the load event has timed out with Chromium busy on the 74 MB module.
             "pageLoadStrategy": "none",
+            // Every network event of the page, to prove what it did not send.
+            "goog:loggingPrefs": {"performance": "ALL"},
             "goog:chromeOptions": {
                 "binary": std::env::var("CHROME_BIN").unwrap_or("/usr/bin/chromium".into()),
                 "args": [
                     "--headless", "--no-sandbox", "--disable-dev-shm-usage",
                     "--enable-unsafe-webgpu", "--disable-quic", "--no-first-run",
                     "--disable-background-networking", "--disable-component-update",
-                    "--disable-sync", "--window-size=900,700",
+                    "--disable-sync", "--window-size=1000,800",
+                    // A fake camera (a test pattern) that needs no permission prompt.
+                    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
                     format!("--user-data-dir={}", browser.profile.display()),
                 ]
             }
@@ -132,12 +136,103 @@ impl Browser {
 
     /// Chooses a file in an `<input type=file>`, as a user would in the file dialog.
     pub fn set_file(&self, input: &Element, path: &Path) {
+        self.set_files(input, &[path.to_path_buf()]);
+    }
+
+    /// Chooses several files at once in an `<input type=file multiple>`.
+    pub fn set_files(&self, input: &Element, paths: &[PathBuf]) {
+        let text: Vec<&str> = paths
+            .iter()
+            .map(|path| path.to_str().expect("a UTF-8 path"))
+            .collect();
         self.session_call(
             "POST",
             &format!("/element/{}/value", input.0),
-            Some(json!({ "text": path.to_str().expect("a UTF-8 path") })),
+            Some(json!({ "text": text.join("\n") })),
         )
         .expect("setting the file input");
+    }
+
+    /// Every element matching `css`, now.
+    pub fn find_all(&self, css: &str) -> Vec<Element> {
+        self.session_call(
+            "POST",
+            "/elements",
+            Some(json!({"using": "css selector", "value": css})),
+        )
+        .ok()
+        .and_then(|found| found.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|found| found[ELEMENT_KEY].as_str())
+        .map(|id| Element(id.to_string()))
+        .collect()
+    }
+
+    pub fn click(&self, element: &Element) {
+        self.session_call("POST", &format!("/element/{}/click", element.0), None)
+            .expect("clicking");
+    }
+
+    /// Runs a script in the page (`arguments[0]`... are `args`) and returns what it returns;
+    /// a returned promise is awaited.
+    pub fn execute(&self, script: &str, args: Value) -> Value {
+        self.session_call(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": args})),
+        )
+        .unwrap_or_else(|error| panic!("script failed: {error}\n{script}"))
+    }
+
+    /// Waits until `script` (run as [`Browser::execute`]) returns something truthy, and
+    /// returns that.
+    pub fn wait_for_script(&self, what: &str, script: &str, timeout: Duration) -> Value {
+        self.wait_until(timeout, what, |b| {
+            b.session_call(
+                "POST",
+                "/execute/sync",
+                Some(json!({"script": script, "args": []})),
+            )
+            .ok()
+            .filter(|value| {
+                !(value.is_null()
+                    || *value == json!(false)
+                    || *value == json!(0)
+                    || *value == json!(""))
+            })
+        })
+    }
+
+    /// The DevTools network events (`Network.*`) the page produced since the last call, as
+    /// `(method, params)`.
+    pub fn network_events(&self) -> Vec<(String, Value)> {
+        let entries = self
+            .session_call("POST", "/se/log", Some(json!({"type": "performance"})))
+            .expect("the performance log");
+        entries
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| serde_json::from_str::<Value>(entry["message"].as_str()?).ok())
+            .map(|message| message["message"].clone())
+            .filter_map(|message| {
+                let method = message["method"].as_str()?.to_string();
+                method
+                    .starts_with("Network.")
+                    .then(|| (method, message["params"].clone()))
+            })
+            .collect()
+    }
+
+    /// Resizes the window (CSS pixels), e.g. to a phone's width.
+    pub fn set_window_size(&self, width: u32, height: u32) {
+        self.session_call(
+            "POST",
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        )
+        .expect("resizing the window");
     }
 
     pub fn attribute(&self, element: &Element, name: &str) -> String {

@@ -1,91 +1,485 @@
-//! The built page in headless Chromium: served as static files from a sub-path of a server on
-//! 127.0.0.1, a real photo chosen through the file input, a prediction shown, once on WebGPU
-//! and once forced to the CPU, both giving the same label.
+//! The built page in headless Chromium, served as static files from a sub-path of a server on
+//! 127.0.0.1 that records every request: real photos given as a user would (several at once in
+//! the file dialog, dropped, pasted, from the camera), verdicts checked against their true
+//! labels with the shipped model on WebGPU and on the CPU, broken files, switching models and
+//! backends, the user's own weight file, nothing sent anywhere, and a second visit offline.
 //!
 //! Needs the site built into `dist/` (`trunk build`, or `CATDOG_DIST=...`), Debian's
-//! `chromium` and `chromedriver` (or `CHROME_BIN` / `CHROMEDRIVER`). `CATDOG_SCREENSHOT=FILE`
-//! saves a picture of the WebGPU result (the README's screenshot).
+//! `chromium` and `chromedriver` (or `CHROME_BIN` / `CHROMEDRIVER`).
+//! `CATDOG_SCREENSHOTS=DIR` saves the page at desktop and phone width there (the README's).
 #![cfg(not(target_family = "wasm"))]
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use catdog_tests::webdriver::Browser;
-use catdog_tests::{SUB_PATH, dist, serve, workspace};
+use catdog_tests::{Site, dist, serve, workspace};
+use serde_json::{Value, json};
 
-/// What the page showed for one photo.
+/// One browser at a time: two Chromiums loading the debug wasm at once overload two cores.
+static ONE_BROWSER: Mutex<()> = Mutex::new(());
+
+const MODEL_READY: Duration = Duration::from_secs(240);
+const CLASSIFIED: Duration = Duration::from_secs(300);
+
+/// Real photos of every accepted format, named by their true label, and two files that are not
+/// photos a model can read.
+struct Photos {
+    _dir: TempDir,
+    good: Vec<PathBuf>,
+    bad: Vec<PathBuf>,
+}
+
+fn photos() -> Photos {
+    let dir = TempDir::new("photos");
+    let fixtures = workspace().join("tests/fixtures");
+    let mut good = Vec::new();
+    for name in [
+        "cat.jpg",
+        "dog.jpg",
+        "cat-exif-rotated.jpg",
+        "cat-grey.jpg",
+        "dog-alpha.png",
+        "dog-cmyk.jpg",
+    ] {
+        let path = dir.0.join(name);
+        std::fs::copy(fixtures.join(name), &path).unwrap();
+        good.push(path);
+    }
+    // The other accepted formats, encoded here from the real photos.
+    for (from, to) in [
+        ("cat.jpg", "cat-lossless.webp"),
+        ("dog.jpg", "dog.gif"),
+        ("cat-grey.jpg", "cat.bmp"),
+    ] {
+        let path = dir.0.join(to);
+        image::open(fixtures.join(from))
+            .unwrap()
+            .to_rgb8()
+            .save(&path)
+            .unwrap();
+        good.push(path);
+    }
+    let cat = std::fs::read(fixtures.join("cat.jpg")).unwrap();
+    let broken = dir.0.join("broken.jpg");
+    std::fs::write(&broken, &cat[..cat.len() / 2]).unwrap();
+    let notes = dir.0.join("notes.txt");
+    std::fs::write(&notes, "not a photo\n").unwrap();
+    Photos {
+        _dir: dir,
+        good,
+        bad: vec![broken, notes],
+    }
+}
+
+fn true_label(path: &Path) -> &'static str {
+    let name = file_name(path);
+    if name.starts_with("cat") {
+        "cat"
+    } else {
+        "dog"
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+/// What one card shows.
 #[derive(Debug)]
-struct Shown {
-    model_backend: String,
+struct Card {
+    file: String,
+    state: String,
     label: String,
-    prediction_backend: String,
+    cat: f64,
+    model: String,
+    backend: String,
     text: String,
 }
 
-/// Opens the page in a fresh browser, waits for the model, chooses `photo` and waits for the
-/// prediction. `screenshot`: where to save a picture of the result, if anywhere.
-fn classify_in_page(url: &str, photo: &Path, screenshot: Option<PathBuf>) -> Shown {
-    let mut browser = Browser::start();
-    // Headless Chromium on this 2-core machine has now and then stopped answering while loading
-    // the 74 MB debug wasm (about 1 load in 4 under load, never twice in a row). One more try in
-    // a fresh browser, said out loud, rather than a red run; a second failure fails the test.
+fn cards(browser: &Browser) -> Vec<Card> {
+    let found = browser.execute(
+        "return [...document.querySelectorAll('.card')].map(c => ({file: c.dataset.file, \
+         state: c.dataset.state, label: c.dataset.label || '', cat: parseFloat(c.dataset.cat || 'NaN'), \
+         model: c.dataset.model || '', backend: c.dataset.backend || '', text: c.innerText}))",
+        json!([]),
+    );
+    let text = |card: &Value, key: &str| card[key].as_str().unwrap_or_default().to_string();
+    found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|card| Card {
+            file: text(card, "file"),
+            state: text(card, "state"),
+            label: text(card, "label"),
+            cat: card["cat"].as_f64().unwrap_or(f64::NAN),
+            model: text(card, "model"),
+            backend: text(card, "backend"),
+            text: text(card, "text"),
+        })
+        .collect()
+}
+
+/// Waits until `total` photos are on the page and all are finished.
+fn wait_until_classified(browser: &Browser, total: usize) -> Vec<Card> {
+    browser.wait_for_script(
+        &format!("{total} photos classified"),
+        &format!(
+            "const p = document.querySelector('#progress-count'); \
+             return p && p.dataset.total == '{total}' && p.dataset.finished == '{total}'"
+        ),
+        CLASSIFIED,
+    );
+    cards(browser)
+}
+
+fn wait_for_model(browser: &Browser, model: &str, backend: &str) {
+    browser.wait_for_element(
+        &format!("#model-status[data-model=\"{model}\"][data-backend=\"{backend}\"]"),
+        MODEL_READY,
+    );
+}
+
+/// Opens the page; one retry in a fresh browser if Chromium stops answering while loading the
+/// 74 MB debug wasm, which it has done now and then on this 2-core machine (never twice).
+fn open(url: &str) -> Browser {
+    let browser = Browser::start();
     if let Err(error) = browser.goto(url) {
         eprintln!("WARNING: the page did not load ({error}); retrying once in a fresh browser");
         drop(browser);
-        browser = Browser::start();
+        let browser = Browser::start();
         browser.goto(url).unwrap_or_else(|error| panic!("{error}"));
+        return browser;
     }
-    let status = browser.wait_for_element("#model-status[data-backend]", Duration::from_secs(180));
-    let model_backend = browser.attribute(&status, "data-backend");
-    let input = browser.wait_for_element("#photo-input:not([disabled])", Duration::from_secs(30));
-    browser.set_file(&input, photo);
-    let prediction = browser.wait_for_element("#prediction[data-label]", Duration::from_secs(180));
-    if let Some(path) = screenshot {
-        std::fs::write(path, browser.screenshot()).unwrap();
+    browser
+}
+
+/// Requests the page made (`Network.requestWillBeSent`): `(method, url, has a body)`.
+fn page_requests(browser: &Browser) -> Vec<(String, String, bool)> {
+    browser
+        .network_events()
+        .into_iter()
+        .filter(|(method, _)| method == "Network.requestWillBeSent")
+        .map(|(_, params)| {
+            let request = &params["request"];
+            (
+                request["method"].as_str().unwrap_or_default().to_string(),
+                request["url"].as_str().unwrap_or_default().to_string(),
+                request["hasPostData"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect()
+}
+
+/// Classifies `files` through the file dialog and checks that nothing left the browser while
+/// it did: the page requested nothing but `blob:` thumbnails, and the server got no request
+/// with a body or naming a photo.
+fn classify_privately(browser: &Browser, site: &Site, files: &[PathBuf]) -> Vec<Card> {
+    let _ = browser.network_events();
+    let before = site.received().len();
+    let input = browser.wait_for_element("#photo-input", Duration::from_secs(30));
+    browser.set_files(&input, files);
+    let shown = wait_until_classified(browser, files.len());
+    for (method, url, has_body) in page_requests(browser) {
+        assert!(
+            url.starts_with("blob:") && !has_body,
+            "the page sent a request while classifying: {method} {url}"
+        );
     }
-    Shown {
-        model_backend,
-        label: browser.attribute(&prediction, "data-label"),
-        prediction_backend: browser.attribute(&prediction, "data-backend"),
-        text: browser.text(&prediction),
+    for request in &site.received()[before..] {
+        assert!(
+            request.method == "GET"
+                && request.body_bytes == 0
+                && !files
+                    .iter()
+                    .any(|file| request.url.contains(&file_name(file))),
+            "the server got {request:?} while the page classified photos"
+        );
+    }
+    shown
+}
+
+fn clear(browser: &Browser) {
+    let button = browser.wait_for_element(".progress-count button", Duration::from_secs(10));
+    browser.click(&button);
+    browser.wait_for_script(
+        "the cards to go",
+        "return document.querySelectorAll('.card').length === 0",
+        Duration::from_secs(10),
+    );
+}
+
+fn choose(browser: &Browser, select: &str, value: &str) {
+    let option = browser.wait_for_element(
+        &format!("{select} option[value=\"{value}\"]"),
+        Duration::from_secs(30),
+    );
+    browser.click(&option);
+}
+
+#[test]
+fn several_photos_on_webgpu_and_cpu_broken_files_and_switching_models() {
+    let _one = ONE_BROWSER
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let site = serve(dist());
+    let photos = photos();
+    let browser = open(&site.url(""));
+    wait_for_model(&browser, "accurate", "wgpu");
+    browser.wait_for_element("#offline-status[data-ready=\"true\"]", MODEL_READY);
+
+    // Several photos at once, two of them broken: every photo gets its card, in order.
+    let all: Vec<PathBuf> = photos.good.iter().chain(&photos.bad).cloned().collect();
+    let gpu = classify_privately(&browser, &site, &all);
+    assert_eq!(gpu.len(), all.len());
+    for card in &gpu {
+        let path = all
+            .iter()
+            .find(|path| file_name(path) == card.file)
+            .unwrap();
+        if photos.bad.contains(path) {
+            assert_eq!(card.state, "error", "{card:?}");
+        } else {
+            assert_eq!(card.state, "done", "{card:?}");
+            assert_eq!(card.label, true_label(path), "wrong verdict: {card:?}");
+            assert_eq!(
+                (card.model.as_str(), card.backend.as_str()),
+                ("accurate", "wgpu")
+            );
+            assert!(
+                card.text.contains(" ms,") && card.text.contains('%'),
+                "{card:?}"
+            );
+        }
+    }
+    let error_text = |name: &str| &gpu.iter().find(|card| card.file == name).unwrap().text;
+    assert!(error_text("broken.jpg").contains("truncated"), "{gpu:?}");
+    assert!(error_text("notes.txt").contains("not an image"), "{gpu:?}");
+    save_screenshots(&browser);
+
+    // The same photos on the CPU backend: same verdicts, same probabilities.
+    choose(&browser, "#backend-choice", "flex");
+    wait_for_model(&browser, "accurate", "flex");
+    clear(&browser);
+    // The CPU backends run on the page's only thread: between photos the page must yield, so
+    // the browser paints frames showing the count go up, instead of freezing until the end.
+    browser.execute(
+        "window.countsPainted = new Set(); \
+         const record = () => { \
+           const count = document.querySelector('#progress-count'); \
+           if (count) window.countsPainted.add(count.dataset.finished); \
+           requestAnimationFrame(record); }; \
+         requestAnimationFrame(record);",
+        json!([]),
+    );
+    let cpu = classify_privately(&browser, &site, &photos.good);
+    let painted = browser.execute("return [...window.countsPainted].map(Number)", json!([]));
+    let between: Vec<u64> = painted
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_u64)
+        .filter(|&finished| finished > 0 && finished < photos.good.len() as u64)
+        .collect();
+    assert!(
+        between.len() >= photos.good.len() / 2,
+        "the page painted too few frames while it classified: counts seen {painted}"
+    );
+    for card in &cpu {
+        let on_gpu = gpu.iter().find(|gpu| gpu.file == card.file).unwrap();
+        assert_eq!(
+            (card.state.as_str(), card.backend.as_str()),
+            ("done", "flex"),
+            "{card:?}"
+        );
+        assert_eq!(card.label, on_gpu.label, "{card:?} vs {on_gpu:?}");
+        assert!(
+            (card.cat - on_gpu.cat).abs() < 2e-3,
+            "{card:?} vs {on_gpu:?}"
+        );
+    }
+
+    // The small model, on the backend in use.
+    choose(&browser, "#model-choice", "small");
+    wait_for_model(&browser, "small", "flex");
+    clear(&browser);
+    let small = classify_privately(&browser, &site, &photos.good[..2]);
+    assert!(
+        small
+            .iter()
+            .all(|card| card.state == "done" && card.model == "small"),
+        "{small:?}"
+    );
+
+    // A weight file of the user's: a broken one is refused by name and the model in use
+    // stays; a real one is used.
+    let own_dir = TempDir::new("own-model");
+    let not_weights = own_dir.0.join("not-really.bpk");
+    std::fs::copy(&photos.good[0], &not_weights).unwrap();
+    let weights = own_dir.0.join("my-model.bpk");
+    std::fs::copy(workspace().join("www/model/catdog-small.bpk"), &weights).unwrap();
+    let model_file = browser.wait_for_element("#model-file", Duration::from_secs(10));
+    browser.set_file(&model_file, &not_weights);
+    let refused = browser.wait_for_element("#model-error", Duration::from_secs(60));
+    let refusal = browser.text(&refused);
+    assert!(
+        refusal.contains("not-really.bpk") && refusal.contains("not a catdog model file"),
+        "{refusal}"
+    );
+    wait_for_model(&browser, "small", "flex");
+    browser.set_file(&model_file, &weights);
+    wait_for_model(&browser, "own", "flex");
+    clear(&browser);
+    let own = classify_privately(&browser, &site, &photos.good[..1]);
+    assert_eq!(
+        (own[0].state.as_str(), own[0].model.as_str()),
+        ("done", "own"),
+        "{own:?}"
+    );
+    // Same weights as the small model: the same probabilities.
+    let small_cat = small
+        .iter()
+        .find(|card| card.file == own[0].file)
+        .unwrap()
+        .cat;
+    assert!(
+        (own[0].cat - small_cat).abs() < 1e-4,
+        "{own:?} vs {small:?}"
+    );
+
+    // Nothing the page ever sent carried a body.
+    for request in site.received() {
+        assert!(
+            request.method == "GET" && request.body_bytes == 0,
+            "{request:?}"
+        );
     }
 }
 
 #[test]
-fn page_classifies_a_chosen_photo_on_webgpu_and_on_cpu() {
-    let port = serve(dist());
-    let page = format!("http://127.0.0.1:{port}{SUB_PATH}");
-    let photo = workspace()
-        .join("tests/fixtures/cat.jpg")
-        .canonicalize()
-        .unwrap();
-    // Each run in its own browser, as two visitors would.
-    let screenshot = std::env::var_os("CATDOG_SCREENSHOT").map(PathBuf::from);
-    let gpu = classify_in_page(&page, &photo, screenshot);
-    let cpu = classify_in_page(&format!("{page}?backend=cpu"), &photo, None);
+fn photos_dropped_pasted_or_from_the_camera_and_a_second_visit_offline() {
+    let _one = ONE_BROWSER
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let site = serve(dist());
+    let browser = open(&site.url(""));
+    wait_for_model(&browser, "accurate", "wgpu");
+    browser.wait_for_element("#offline-status[data-ready=\"true\"]", MODEL_READY);
 
-    assert_eq!(gpu.model_backend, "wgpu", "no WebGPU in the page: {gpu:?}");
-    assert_eq!(gpu.prediction_backend, "wgpu");
-    assert_eq!(cpu.model_backend, "flex", "{cpu:?}");
-    assert_eq!(cpu.prediction_backend, "flex");
-    assert!(["cat", "dog"].contains(&gpu.label.as_str()), "{gpu:?}");
-    assert_eq!(
-        gpu.label, cpu.label,
-        "WebGPU and CPU disagree: {gpu:?} vs {cpu:?}"
-    );
-    for shown in [&gpu, &cpu] {
-        assert!(shown.text.contains("cat.jpg"), "{shown:?}");
-        assert!(
-            shown.text.contains('%') && shown.text.contains(" ms on "),
-            "{shown:?}"
+    // A dropped photo and a pasted one, carried by the browser's own DataTransfer.
+    let fixtures = workspace().join("tests/fixtures");
+    let give = |event: &str, name: &str| {
+        let bytes = std::fs::read(fixtures.join(name)).unwrap();
+        browser.execute(
+            "const [kind, name, bytes] = arguments; \
+             const transfer = new DataTransfer(); \
+             transfer.items.add(new File([new Uint8Array(bytes)], name, {type: 'image/jpeg'})); \
+             const target = document.querySelector('#drop-zone'); \
+             const event = kind === 'drop' \
+               ? new DragEvent('drop', {dataTransfer: transfer, bubbles: true, cancelable: true}) \
+               : new ClipboardEvent('paste', {clipboardData: transfer, bubbles: true, cancelable: true}); \
+             target.dispatchEvent(event);",
+            json!([event, name, bytes]),
         );
-    }
-    // Both probabilities as shown (one decimal) agree between the backends.
-    let percentages = |text: &str| -> Vec<String> {
-        text.split_whitespace()
-            .filter(|word| word.ends_with('%'))
-            .map(String::from)
-            .collect()
     };
-    assert_eq!(percentages(&gpu.text), percentages(&cpu.text));
+    give("drop", "dog.jpg");
+    let dropped = wait_until_classified(&browser, 1);
+    give("paste", "cat.jpg");
+    let pasted = wait_until_classified(&browser, 2);
+    assert_eq!(
+        (dropped[0].file.as_str(), dropped[0].label.as_str()),
+        ("dog.jpg", "dog"),
+        "{dropped:?}"
+    );
+    assert_eq!(
+        (pasted[0].file.as_str(), pasted[0].label.as_str()),
+        ("cat.jpg", "cat"),
+        "{pasted:?}"
+    );
+
+    // Chromium's fake camera (a moving test pattern): the snapshot becomes a card.
+    let open_camera = browser.wait_for_element("#camera-open", Duration::from_secs(10));
+    browser.click(&open_camera);
+    browser.wait_for_script(
+        "the camera to show a picture",
+        "const v = document.querySelector('video'); return v && v.videoWidth > 0",
+        Duration::from_secs(30),
+    );
+    let snap = browser.wait_for_element("#camera-snap", Duration::from_secs(10));
+    browser.click(&snap);
+    let shown = wait_until_classified(&browser, 3);
+    assert_eq!(
+        (shown[0].file.as_str(), shown[0].state.as_str()),
+        ("camera-1.jpg", "done")
+    );
+
+    // A second visit with the server gone: the page, its code and the model come from the
+    // offline cache, and a photo is classified.
+    site.stop();
+    browser
+        .goto(&site.url(""))
+        .unwrap_or_else(|error| panic!("{error}"));
+    wait_for_model(&browser, "accurate", "wgpu");
+    let input = browser.wait_for_element("#photo-input", Duration::from_secs(30));
+    browser.set_file(&input, &fixtures.join("dog.jpg").canonicalize().unwrap());
+    let offline = wait_until_classified(&browser, 1);
+    assert_eq!(
+        (offline[0].state.as_str(), offline[0].label.as_str()),
+        ("done", "dog"),
+        "{offline:?}"
+    );
+}
+
+/// Saves the page at desktop and phone width into `CATDOG_SCREENSHOTS`, if set, and checks at
+/// phone width that nothing is wider than the screen and every control has a label.
+fn save_screenshots(browser: &Browser) {
+    let dir = std::env::var_os("CATDOG_SCREENSHOTS").map(PathBuf::from);
+    if let Some(dir) = &dir {
+        std::fs::create_dir_all(dir).unwrap();
+        browser.set_window_size(1000, 1250);
+        std::fs::write(dir.join("page-desktop.png"), browser.screenshot()).unwrap();
+    }
+    browser.set_window_size(390, 844);
+    if let Some(dir) = &dir {
+        // A long phone screen, so the picture reaches the first cards.
+        browser.set_window_size(390, 1300);
+        std::fs::write(dir.join("page-phone.png"), browser.screenshot()).unwrap();
+        browser.set_window_size(390, 844);
+    }
+    let too_wide = browser.execute(
+        "const width = document.documentElement.clientWidth; \
+         return [...document.querySelectorAll('body *')] \
+           .filter(e => e.getBoundingClientRect().right > width + 0.5) \
+           .map(e => e.tagName + (e.id ? '#' + e.id : '') + '.' + e.className)",
+        json!([]),
+    );
+    assert_eq!(too_wide, json!([]), "wider than a phone's screen");
+    let unlabelled = browser.execute(
+        "return [...document.querySelectorAll('input, select, button')] \
+           .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim()) \
+           .map(e => e.outerHTML)",
+        json!([]),
+    );
+    assert_eq!(unlabelled, json!([]), "controls without a label");
+    browser.set_window_size(1000, 800);
+}
+
+/// A directory removed at the end of the test.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(what: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("catdog-{what}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -1,135 +1,90 @@
-//! The page's components. They never touch tensors: they call [`LoadedModel`], which calls the
-//! model crate's prediction API.
-
-use std::rc::Rc;
+//! The page: its layout and how the pieces meet. Components never touch tensors: they call
+//! [`crate::model::LoadedModel`], which calls the model crate's prediction API.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use web_sys::{File, HtmlInputElement};
+use web_sys::File;
 
-use crate::browser::file_bytes;
-use crate::model::{LoadedModel, Outcome};
-
-/// The model as the page sees it: still loading, ready, or failed with a message.
-type ModelSlot = Option<Result<Rc<LoadedModel>, String>>;
+use crate::browser::enable_offline_cache;
+use crate::cards::PhotoCards;
+use crate::controls::{BackendChoice, ModelChoice, ModelStatus, use_weight_file};
+use crate::inputs::{Camera, PhotoPicker};
+use crate::model::{SHIPPED, ShippedModel, requested_backend};
+use crate::state::{Models, Photos};
 
 #[component]
 pub fn App() -> impl IntoView {
-    // The classifier holds GPU handles that stay on this thread: a local signal.
-    let (model, set_model) = signal_local::<ModelSlot>(None);
-    spawn_local(async move {
-        set_model.set(Some(LoadedModel::load().await.map(Rc::new)));
+    let models = Models::new();
+    let photos = Photos::new();
+    let initial = ShippedModel::requested();
+    match (initial.clone(), requested_backend()) {
+        (Ok(model), Ok(backend)) => models.use_shipped(model, backend),
+        (Err(error), _) | (_, Err(error)) => models.refuse(error),
+    }
+    // Photos given before the model is ready wait for it.
+    Effect::new(move || {
+        if models.current.with(Option::is_some) {
+            photos.run(models);
+        }
     });
-
-    let (outcome, set_outcome) = signal::<Option<Result<Outcome, String>>>(None);
-    let (busy, set_busy) = signal(false);
-    let on_file = move |file: File| {
-        let Some(Ok(loaded)) = model.get_untracked() else {
-            return;
-        };
-        set_busy.set(true);
-        spawn_local(async move {
-            let result = match file_bytes(&file).await {
-                Ok(bytes) => loaded.classify(file.name(), &bytes).await,
-                Err(error) => Err(format!("{}: {error}", file.name())),
-            };
-            set_outcome.set(Some(result));
-            set_busy.set(false);
-        });
+    // Weight files become the model; everything else is a photo (a card, with an error if it
+    // is not one).
+    let on_files = move |files: Vec<File>| {
+        let (weights, photo_files): (Vec<File>, Vec<File>) = files
+            .into_iter()
+            .partition(|file| file.name().to_lowercase().ends_with(".bpk"));
+        if let Some(file) = weights.into_iter().last() {
+            use_weight_file(models, file);
+        }
+        if !photo_files.is_empty() {
+            photos.add(photo_files, models);
+        }
     };
-    let ready = Signal::derive(move || matches!(model.get(), Some(Ok(_))) && !busy.get());
-
     view! {
         <main>
-            <h1>"Cat or dog?"</h1>
-            <p class="tagline">"Pick a photo. It is classified right here in your browser and never uploaded."</p>
-            <ModelStatus model=model />
-            <PhotoPicker ready=ready on_file=on_file />
-            <PredictionView outcome=outcome busy=busy />
+            <header>
+                <h1>"Cat or dog?"</h1>
+                <p class="tagline">
+                    "Give it photos and it tells cats from dogs. "
+                    <strong>"Your photos never leave this device:"</strong>
+                    " the model runs here, in your browser, and nothing you give it is uploaded."
+                </p>
+            </header>
+            <section class="controls" aria-label="model">
+                <ModelChoice models=models initial=initial.unwrap_or(SHIPPED[0]) />
+                <BackendChoice models=models />
+            </section>
+            <ModelStatus models=models />
+            <section class="inputs" aria-label="photos">
+                <PhotoPicker on_files=on_files />
+                <Camera on_photo=move |file| on_files(vec![file]) />
+            </section>
+            <PhotoCards photos=photos />
+            <footer>
+                <OfflineStatus />
+            </footer>
         </main>
     }
 }
 
-/// Where the model runs, or why it does not.
+/// Registers the offline cache and says whether the page will work without a network.
 #[component]
-fn ModelStatus(model: ReadSignal<ModelSlot, LocalStorage>) -> impl IntoView {
+fn OfflineStatus() -> impl IntoView {
+    let (offline, set_offline) = signal::<Option<Result<(), String>>>(None);
+    spawn_local(async move { set_offline.set(Some(enable_offline_cache().await)) });
     move || {
-        match model.get() {
-        None => view! { <p id="model-status" class="status">"Loading the model…"</p> }.into_any(),
-        Some(Err(error)) => {
-            view! { <p id="model-status" class="status error">"The model could not be loaded: " {error}</p> }
-                .into_any()
+        match offline.get() {
+        None => view! { <p id="offline-status" class="note">"Preparing offline use…"</p> }.into_any(),
+        Some(Ok(())) => view! {
+            <p id="offline-status" class="note" data-ready="true">
+                "This page and its models are kept on this device: next time it works offline."
+            </p>
         }
-        Some(Ok(loaded)) => {
-            let where_ = if loaded.backend.is_gpu() { "on your GPU (WebGPU)" } else { "on your CPU" };
-            let fallback = loaded
-                .fallback
-                .clone()
-                .map(|reason| view! { <span class="fallback">" — no WebGPU here: " {reason}</span> });
-            view! {
-                <p id="model-status" class="status ready" data-backend=loaded.backend.name() data-model=loaded.model.name>
-                    "Model ready (" {loaded.model.description} "), running " {where_} " with the "
-                    <code>{loaded.backend.name()}</code> " backend." {fallback}
-                </p>
-            }
-            .into_any()
+        .into_any(),
+        Some(Err(error)) => view! {
+            <p id="offline-status" class="note" data-ready="false">"Offline use is not available: " {error}</p>
         }
+        .into_any(),
     }
-    }
-}
-
-/// The file picker; hands the chosen photo to `on_file`.
-#[component]
-fn PhotoPicker<F>(ready: Signal<bool>, on_file: F) -> impl IntoView
-where
-    F: Fn(File) + 'static,
-{
-    let on_change = move |event: leptos::ev::Event| {
-        let input: HtmlInputElement = event_target(&event);
-        if let Some(file) = input.files().and_then(|files| files.get(0)) {
-            on_file(file);
-        }
-    };
-    view! {
-        <label class="picker" class:disabled=move || !ready.get()>
-            <span>"Choose a photo"</span>
-            <input id="photo-input" type="file" accept="image/*" disabled=move || !ready.get() on:change=on_change />
-        </label>
-    }
-}
-
-/// The verdict, with both probabilities, the backend and the time taken.
-#[component]
-fn PredictionView(
-    outcome: ReadSignal<Option<Result<Outcome, String>>>,
-    busy: ReadSignal<bool>,
-) -> impl IntoView {
-    move || {
-        if busy.get() {
-            return view! { <p id="prediction" class="busy">"Looking…"</p> }.into_any();
-        }
-        match outcome.get() {
-            None => ().into_any(),
-            Some(Err(error)) => view! { <p id="prediction" class="error">{error}</p> }.into_any(),
-            Some(Ok(outcome)) => {
-                let label = outcome.prediction.label.name();
-                let percent = |p: f32| format!("{:.1}%", p * 100.0);
-                view! {
-                    <section id="prediction" class="result" data-label=label data-backend=outcome.backend.name()
-                        data-file=outcome.file_name.clone() data-ms=format!("{:.1}", outcome.millis)>
-                        <p class="verdict">"It's a " <strong>{label}</strong> "!"</p>
-                        <p class="file">{outcome.file_name.clone()}</p>
-                        <dl class="probabilities">
-                            <dt>"cat"</dt><dd id="p-cat">{percent(outcome.prediction.cat)}</dd>
-                            <dt>"dog"</dt><dd id="p-dog">{percent(outcome.prediction.dog)}</dd>
-                        </dl>
-                        <p class="timing">
-                            {format!("{:.0} ms on ", outcome.millis)} <code>{outcome.backend.name()}</code>
-                        </p>
-                    </section>
-                }
-                .into_any()
-            }
-        }
     }
 }

@@ -1,10 +1,17 @@
-//! The few browser calls the page needs: fetch, file contents, the query string, a clock.
+//! The browser calls the page needs: fetch with progress, file contents, dropped and pasted
+//! files, object URLs, the offline cache, the query string, a clock and yielding.
+//!
+//! A few APIs (`DataTransfer`, `navigator.serviceWorker`, media devices) are reached through
+//! `js_sys::Reflect` instead of `web-sys` features on purpose: `web-sys` is shared with wgpu,
+//! and adding a feature to it rebuilds all of Burn for wasm (about half an hour here).
 
+use js_sys::{Array, Function, Promise, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{File, Response, UrlSearchParams};
+use web_sys::{Blob, File, FileList, ReadableStreamDefaultReader, Response, UrlSearchParams};
 
-fn js_error(error: JsValue) -> String {
+/// A JavaScript exception as readable text.
+pub fn js_error(error: JsValue) -> String {
     error
         .as_string()
         .or_else(|| {
@@ -15,30 +22,110 @@ fn js_error(error: JsValue) -> String {
         .unwrap_or_else(|| format!("{error:?}"))
 }
 
+/// `target[name]`, or `undefined`.
+pub fn property(target: &JsValue, name: &str) -> JsValue {
+    Reflect::get(target, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// Calls `target.method(...args)`.
+pub fn call_method(target: &JsValue, method: &str, args: &[JsValue]) -> Result<JsValue, String> {
+    let function: Function = property(target, method)
+        .dyn_into()
+        .map_err(|_| format!("{method} is not available in this browser"))?;
+    function
+        .apply(target, &args.iter().collect::<Array>())
+        .map_err(js_error)
+}
+
+/// Awaits a JavaScript promise.
+pub async fn settle(promise: JsValue) -> Result<JsValue, String> {
+    JsFuture::from(Promise::resolve(&promise))
+        .await
+        .map_err(js_error)
+}
+
 /// Fetches a URL (relative ones resolve against the page, so the site works from any
-/// sub-path) and returns its bytes.
-pub async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
+/// sub-path), reporting `(bytes received, total if known)` as the body arrives.
+pub async fn fetch_with_progress(
+    url: &str,
+    mut progress: impl FnMut(u64, Option<u64>),
+) -> Result<Vec<u8>, String> {
     let window = web_sys::window().ok_or("no window")?;
     let response: Response = JsFuture::from(window.fetch_with_str(url))
         .await
-        .map_err(js_error)?
+        .map_err(|error| format!("{url}: {}", js_error(error)))?
         .dyn_into()
         .map_err(js_error)?;
     if !response.ok() {
         return Err(format!("{url}: HTTP {}", response.status()));
     }
-    let buffer = JsFuture::from(response.array_buffer().map_err(js_error)?)
-        .await
-        .map_err(js_error)?;
-    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+    let total = response
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|length| length.parse::<u64>().ok());
+    let body = response.body().ok_or_else(|| format!("{url}: no body"))?;
+    let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
+    let mut bytes = Vec::with_capacity(total.unwrap_or(0) as usize);
+    progress(0, total);
+    loop {
+        let chunk = JsFuture::from(reader.read())
+            .await
+            .map_err(|error| format!("{url}: {}", js_error(error)))?;
+        if property(&chunk, "done").is_truthy() {
+            break;
+        }
+        bytes.extend(Uint8Array::new(&property(&chunk, "value")).to_vec());
+        progress(bytes.len() as u64, total);
+    }
+    Ok(bytes)
 }
 
-/// The contents of a file the user picked. It is read locally; nothing is uploaded.
-pub async fn file_bytes(file: &File) -> Result<Vec<u8>, String> {
-    let buffer = JsFuture::from(file.array_buffer())
+/// The contents of a file or blob the user gave. It is read locally; nothing is uploaded.
+pub async fn blob_bytes(blob: &Blob) -> Result<Vec<u8>, String> {
+    let buffer = JsFuture::from(blob.array_buffer())
         .await
         .map_err(js_error)?;
-    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+    Ok(Uint8Array::new(&buffer).to_vec())
+}
+
+/// The files a `drop` or `paste` event carries (`dataTransfer` or `clipboardData`).
+pub fn event_files(event: &web_sys::Event) -> Vec<File> {
+    let transfer = ["dataTransfer", "clipboardData"]
+        .into_iter()
+        .map(|name| property(event, name))
+        .find(|transfer| transfer.is_object());
+    transfer
+        .map(|transfer| property(&transfer, "files"))
+        .and_then(|files| files.dyn_into::<FileList>().ok())
+        .map(file_list)
+        .unwrap_or_default()
+}
+
+pub fn file_list(files: FileList) -> Vec<File> {
+    (0..files.length()).filter_map(|i| files.get(i)).collect()
+}
+
+/// A `blob:` URL showing a local file (a thumbnail), never leaving the browser.
+pub fn object_url(blob: &Blob) -> Option<String> {
+    web_sys::Url::create_object_url_with_blob(blob).ok()
+}
+
+pub fn revoke_object_url(url: &str) {
+    let _ = web_sys::Url::revoke_object_url(url);
+}
+
+/// Registers `sw.js` (beside the page), which keeps the site and its models for offline use,
+/// and resolves once it is active and has stored them.
+pub async fn enable_offline_cache() -> Result<(), String> {
+    let navigator: JsValue = web_sys::window().ok_or("no window")?.navigator().into();
+    let workers = property(&navigator, "serviceWorker");
+    if !workers.is_object() {
+        return Err("this browser has no service workers (or the page is not on https)".into());
+    }
+    settle(call_method(&workers, "register", &["./sw.js".into()])?).await?;
+    settle(property(&workers, "ready")).await.map(drop)
 }
 
 /// A parameter of the page's query string, such as `backend` in `?backend=cpu`.
@@ -52,4 +139,15 @@ pub fn now_ms() -> f64 {
     web_sys::window()
         .and_then(|window| window.performance())
         .map_or(0.0, |performance| performance.now())
+}
+
+/// Lets the browser paint and handle input before the next piece of work: the CPU backends
+/// run on the page's only thread.
+pub async fn yield_to_browser() {
+    let promise = Promise::new(&mut |resolve, _| {
+        if let Some(window) = web_sys::window() {
+            let _ = window.set_timeout_with_callback(&resolve);
+        }
+    });
+    let _ = JsFuture::from(promise).await;
 }

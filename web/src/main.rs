@@ -1,8 +1,12 @@
-//! The catdog page: pick a photo, see cat or dog. Everything runs in the browser.
+//! The catdog page: give it photos, see cat or dog. Everything runs in the browser.
 
 mod app;
 mod browser;
+mod cards;
+mod controls;
+mod inputs;
 mod model;
+mod state;
 
 fn main() {
     console_error_panic_hook::set_once();

@@ -1,14 +1,17 @@
-//! The page's model: fetched at run time from beside the page, loaded onto WebGPU when the
-//! browser has it and onto the CPU when not.
+//! The page's model: a shipped one fetched from beside the page, or a weight file the user
+//! dropped in, loaded onto WebGPU when the browser has it and onto the CPU when not, and warmed
+//! up before the first photo.
 
-use catdog_model::{Backend, Classifier, Prediction};
+use std::rc::Rc;
 
-use crate::browser::{fetch_bytes, now_ms, query_param};
+use catdog_model::{Backend, Classifier, ModelFile, Prediction};
+
+use crate::browser::{fetch_with_progress, now_ms, query_param};
 
 /// A model shipped with the page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShippedModel {
-    /// What `?model=` calls it.
+    /// What `?model=` and the model menu call it.
     pub name: &'static str,
     /// Where it lives, relative to the page (so the site works from any sub-path).
     pub url: &'static str,
@@ -20,35 +23,87 @@ pub const SHIPPED: [ShippedModel; 2] = [
     ShippedModel {
         name: "accurate",
         url: "./model/catdog.bpk",
-        description: "EfficientNet-Lite0 with a cat/dog head",
+        description: "accurate (EfficientNet-Lite0, 4.2 MB)",
     },
     ShippedModel {
         name: "small",
         url: "./model/catdog-small.bpk",
-        description: "small CNN, trained from scratch",
+        description: "small and fast (CNN, 0.8 MB)",
     },
 ];
 
 impl ShippedModel {
+    pub fn named(name: &str) -> Result<Self, String> {
+        SHIPPED
+            .into_iter()
+            .find(|model| model.name == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = SHIPPED.iter().map(|model| model.name).collect();
+                format!("no model called '{name}' (there are: {})", known.join(", "))
+            })
+    }
+
     /// The model `?model=` names, or the default.
-    fn requested() -> Result<Self, String> {
-        match query_param("model") {
-            None => Ok(SHIPPED[0]),
-            Some(name) => SHIPPED
-                .into_iter()
-                .find(|model| model.name == name)
-                .ok_or_else(|| {
-                    let known: Vec<&str> = SHIPPED.iter().map(|model| model.name).collect();
-                    format!("no model called '{name}' (there are: {})", known.join(", "))
-                }),
+    pub fn requested() -> Result<Self, String> {
+        query_param("model").map_or(Ok(SHIPPED[0]), |name| Self::named(&name))
+    }
+
+    /// Downloads the weights, reporting `(received, total)` bytes. The service worker answers
+    /// from its cache on later visits, offline included.
+    pub async fn download(
+        self,
+        progress: impl FnMut(u64, Option<u64>),
+    ) -> Result<Rc<[u8]>, String> {
+        fetch_with_progress(self.url, progress).await.map(Rc::from)
+    }
+}
+
+/// Where a model's weights came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    Shipped(ShippedModel),
+    /// A weight file the user gave the page, by its file name.
+    Own(String),
+}
+
+impl ModelSource {
+    /// A short name, as the model menu and the cards' `data-model` say it.
+    pub fn name(&self) -> &str {
+        match self {
+            ModelSource::Shipped(model) => model.name,
+            ModelSource::Own(_) => "own",
         }
     }
+
+    pub fn describe(&self) -> String {
+        match self {
+            ModelSource::Shipped(model) => model.description.to_string(),
+            ModelSource::Own(file_name) => format!("your own model, {file_name}"),
+        }
+    }
+}
+
+/// Checks a weight file the user gave before anything is replaced: a file that is not a
+/// catdog model is refused with its name and the reason.
+pub fn check_weights(file_name: &str, bytes: &[u8]) -> Result<(), String> {
+    ModelFile::parse(bytes)
+        .map(drop)
+        .map_err(|error| format!("{file_name}: {error}"))
+}
+
+/// The backend `?backend=` names (`wgpu`, `cpu`, `flex` or `ndarray`), if any.
+pub fn requested_backend() -> Result<Option<Backend>, String> {
+    query_param("backend")
+        .map(|name| name.parse::<Backend>())
+        .transpose()
 }
 
 /// A model ready to classify photos, and where it runs.
 pub struct LoadedModel {
     classifier: Classifier,
-    pub model: ShippedModel,
+    /// Kept to move the model to another backend without downloading it again.
+    pub weights: Rc<[u8]>,
+    pub source: ModelSource,
     pub backend: Backend,
     /// Why the GPU was not used, if the CPU was chosen in its place.
     pub fallback: Option<String>,
@@ -57,47 +112,50 @@ pub struct LoadedModel {
 /// One classified photo, as shown to the user.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
-    pub file_name: String,
     pub prediction: Prediction,
+    pub model: String,
     pub backend: Backend,
     pub millis: f64,
 }
 
 impl LoadedModel {
-    /// Fetches and loads a shipped model: the default, or the one `?model=` names.
-    /// `?backend=cpu` (or `flex`, `ndarray`, `wgpu`) in the page's address picks the backend;
-    /// otherwise the GPU is tried first.
-    pub async fn load() -> Result<Self, String> {
-        let model = ShippedModel::requested()?;
-        let requested = match query_param("backend") {
-            Some(name) => Some(name.parse::<Backend>()?),
-            None => None,
-        };
-        let acquired = Backend::acquire(requested)
+    /// Loads weights onto `backend` (or, if none is named, WebGPU where the browser has it and
+    /// the CPU where not) and runs the network once so the first photo is not slow.
+    pub async fn load(
+        source: ModelSource,
+        weights: Rc<[u8]>,
+        backend: Option<Backend>,
+    ) -> Result<Self, String> {
+        let acquired = Backend::acquire(backend)
             .await
             .map_err(|error| error.to_string())?;
-        let bytes = fetch_bytes(model.url).await?;
-        let classifier = Classifier::load(&bytes, &acquired.device)
-            .map_err(|error| format!("{}: {error}", model.url))?;
+        let named = |error: &dyn std::fmt::Display| match &source {
+            ModelSource::Shipped(model) => format!("{}: {error}", model.url),
+            ModelSource::Own(file_name) => format!("{file_name}: {error}"),
+        };
+        let classifier =
+            Classifier::load(&weights, &acquired.device).map_err(|error| named(&error))?;
+        classifier.warm_up().await.map_err(|error| named(&error))?;
         Ok(Self {
             classifier,
-            model,
+            weights,
+            source,
             backend: acquired.backend,
             fallback: acquired.fallback.map(|error| error.to_string()),
         })
     }
 
     /// Classifies a photo's bytes, timing decode, preprocessing and the network together.
-    pub async fn classify(&self, file_name: String, photo: &[u8]) -> Result<Outcome, String> {
+    pub async fn classify(&self, photo: &[u8]) -> Result<Outcome, String> {
         let start = now_ms();
         let prediction = self
             .classifier
             .classify(photo)
             .await
-            .map_err(|error| format!("{file_name}: {error}"))?;
+            .map_err(|error| error.to_string())?;
         Ok(Outcome {
-            file_name,
             prediction,
+            model: self.source.name().to_string(),
             backend: self.backend,
             millis: now_ms() - start,
         })

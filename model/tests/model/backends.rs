@@ -62,6 +62,37 @@ fn classify_gives_probabilities_and_label() {
 }
 
 #[test]
+fn warm_up_runs_the_network_and_changes_nothing() {
+    let device = Backend::Flex.device().unwrap();
+    let classifier = Classifier::load(&small_model(&device).to_bytes(), &device).unwrap();
+    let photo = fixture("cat.jpg");
+    let before = burn_block_on(classifier.classify(&photo)).unwrap();
+    burn_block_on(classifier.warm_up()).unwrap();
+    assert_eq!(burn_block_on(classifier.classify(&photo)).unwrap(), before);
+}
+
+#[test]
+fn a_verdict_is_sure_only_from_the_threshold_up() {
+    use catdog_model::Prediction;
+    // Logit gaps chosen around the threshold: p = 1 / (1 + e^-gap).
+    let sure_gap = (Prediction::SURE / (1.0 - Prediction::SURE)).ln();
+    for (gap, sure) in [
+        (0.0, false),
+        (sure_gap - 0.01, false),
+        (sure_gap + 0.01, true),
+        (4.0, true),
+    ] {
+        for prediction in [
+            Prediction::from_logits(0.0, gap),
+            Prediction::from_logits(gap, 0.0),
+        ] {
+            assert_eq!(prediction.is_sure(), sure, "{prediction:?}");
+            assert!((prediction.confidence() - prediction.cat.max(prediction.dog)).abs() < 1e-7);
+        }
+    }
+}
+
+#[test]
 fn backend_names_parse() {
     for backend in Backend::ALL {
         assert_eq!(backend.name().parse::<Backend>(), Ok(backend));

@@ -1,0 +1,125 @@
+//! The photos as cards: thumbnail, verdict, a confidence bar for cat against dog, and the
+//! time the model took; or the reason a photo could not be classified.
+
+use catdog_model::{Label, Prediction};
+use leptos::prelude::*;
+
+use crate::model::Outcome;
+use crate::state::{Photo, PhotoState, Photos};
+
+/// How many photos are done, and the cards, newest first.
+#[component]
+pub fn PhotoCards(photos: Photos) -> impl IntoView {
+    let progress = move || {
+        let (finished, total) = photos.progress();
+        (total > 0).then(|| {
+            let text = if finished < total {
+                format!("Classified {finished} of {total} photos…")
+            } else {
+                format!(
+                    "Classified {total} photo{}.",
+                    if total == 1 { "" } else { "s" }
+                )
+            };
+            view! {
+                <div class="progress-count">
+                    <p id="progress-count" role="status" data-finished=finished data-total=total>{text}</p>
+                    <progress max=total value=finished aria-hidden="true"></progress>
+                    <button type="button" class="secondary" on:click=move |_| photos.clear()>"Clear"</button>
+                </div>
+            }
+        })
+    };
+    let newest_first = move || {
+        let mut list = photos.list.get();
+        list.reverse();
+        list
+    };
+    view! {
+        {progress}
+        <ul id="cards" class="cards">
+            <For each=newest_first key=|photo| photo.id let:photo>
+                <PhotoCard photo=photo />
+            </For>
+        </ul>
+    }
+}
+
+#[component]
+fn PhotoCard(photo: Photo) -> impl IntoView {
+    let state = photo.state;
+    let (thumbnail_failed, set_thumbnail_failed) = signal(false);
+    let thumbnail = photo.thumbnail.clone().map(|url| {
+        view! {
+            <img class="thumb" src=url alt=format!("Your photo {}", photo.name)
+                class:hidden=move || thumbnail_failed.get() on:error=move |_| set_thumbnail_failed.set(true) />
+        }
+    });
+    let data_state = move || match state.get() {
+        PhotoState::Waiting | PhotoState::Classifying => "waiting",
+        PhotoState::Done(_) => "done",
+        PhotoState::Failed(_) => "error",
+    };
+    let outcome = move || match state.get() {
+        PhotoState::Done(outcome) => Some(outcome),
+        _ => None,
+    };
+    let data = move |read: fn(&Outcome) -> String| move || outcome().map(|outcome| read(&outcome));
+    let body = move || match state.get() {
+        PhotoState::Waiting => view! { <p class="verdict pending">"Waiting…"</p> }.into_any(),
+        PhotoState::Classifying => view! { <p class="verdict pending">"Looking…"</p> }.into_any(),
+        PhotoState::Failed(error) => view! {
+            <p class="verdict">"Could not classify this file"</p>
+            <p class="error">{error}</p>
+        }
+        .into_any(),
+        PhotoState::Done(outcome) => view! { <Verdict outcome=outcome /> }.into_any(),
+    };
+    view! {
+        <li class="card" id=format!("photo-{}", photo.id) data-file=photo.name.clone() data-state=data_state
+            data-label=data(|o| o.prediction.label.name().into())
+            data-sure=data(|o| o.prediction.is_sure().to_string())
+            data-cat=data(|o| format!("{:.4}", o.prediction.cat))
+            data-model=data(|o| o.model.clone())
+            data-backend=data(|o| o.backend.name().into())
+            data-ms=data(|o| format!("{:.1}", o.millis))
+            aria-busy=move || (data_state() == "waiting").to_string()>
+            {thumbnail}
+            <div class="card-body">
+                <p class="file">{photo.name.clone()}</p>
+                {body}
+            </div>
+        </li>
+    }
+}
+
+/// The verdict ("not sure" below [`Prediction::SURE`]), the bar and the timing.
+#[component]
+fn Verdict(outcome: Outcome) -> impl IntoView {
+    let Prediction { cat, dog, label } = outcome.prediction;
+    let name = label.name();
+    let verdict = if outcome.prediction.is_sure() {
+        view! { <p class="verdict">"It's a " <strong>{name}</strong> "!"</p> }.into_any()
+    } else {
+        view! { <p class="verdict unsure">"Not sure: " <strong>"maybe a " {name}</strong></p> }
+            .into_any()
+    };
+    let percent = |p: f32| format!("{:.1} %", p * 100.0);
+    let (cat_text, dog_text) = (percent(cat), percent(dog));
+    let likelier = |which: Label| if label == which { "likelier" } else { "" };
+    view! {
+        {verdict}
+        <div class="bar" role="img" aria-label=format!("cat {cat_text}, dog {dog_text}")>
+            <span class=format!("bar-cat {}", likelier(Label::Cat)) style=format!("width: {:.2}%", cat * 100.0)></span>
+            <span class=format!("bar-dog {}", likelier(Label::Dog)) style=format!("width: {:.2}%", dog * 100.0)></span>
+        </div>
+        <p class="bar-legend" aria-hidden="true">
+            <span>"cat " {cat_text.clone()}</span>
+            <span>"dog " {dog_text.clone()}</span>
+        </p>
+        <p class="timing">
+            {format!("{:.0} ms, {} model on ", outcome.millis, outcome.model)}
+            <code>{outcome.backend.name()}</code>
+        </p>
+    }
+}

@@ -1,0 +1,181 @@
+//! The model's controls: which model (a shipped one or the user's own weight file), which
+//! backend, and the status line saying what is in use, what is loading and what failed.
+
+use catdog_model::Backend;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use web_sys::{File, HtmlInputElement, HtmlSelectElement};
+
+use crate::browser::{blob_bytes, file_list};
+use crate::model::{SHIPPED, ShippedModel, check_weights};
+use crate::state::{Models, Phase};
+
+/// What runs, where, and what the loader is doing.
+#[component]
+pub fn ModelStatus(models: Models) -> impl IntoView {
+    let in_use = move || {
+        models.current.with(|current| match current {
+            None => None,
+            Some(model) => {
+                let place = if model.backend.is_gpu() {
+                    "on your GPU (WebGPU)"
+                } else {
+                    "on your CPU"
+                };
+                let fallback = model.fallback.clone().map(|reason| {
+                    view! { <span class="fallback">" No WebGPU here: " {reason}</span> }
+                });
+                Some(view! {
+                    <p id="model-status" class="status ready" data-backend=model.backend.name()
+                        data-model=model.source.name().to_string()>
+                        "Ready: " {model.source.describe()} ", running " {place} " with the "
+                        <code>{model.backend.name()}</code> " backend." {fallback}
+                    </p>
+                })
+            }
+        })
+    };
+    let phase = move || match models.phase.get() {
+        Phase::Idle => ().into_any(),
+        Phase::Downloading {
+            what,
+            received,
+            total,
+        } => {
+            let megabytes = |bytes: u64| format!("{:.1} MB", bytes as f64 / 1e6);
+            let amount = match total {
+                Some(total) => format!("{} of {}", megabytes(received), megabytes(total)),
+                None => megabytes(received),
+            };
+            view! {
+                <p id="model-phase" class="status" data-phase="downloading">
+                    "Downloading the model, " {what} ": " {amount}
+                    <progress id="model-progress" max=total.unwrap_or(0) as f64 value=received as f64
+                        aria-label="model download"></progress>
+                </p>
+            }
+            .into_any()
+        }
+        Phase::Starting(what) => {
+            view! { <p id="model-phase" class="status" data-phase="starting">{what}</p> }.into_any()
+        }
+        Phase::Failed(error) => {
+            let keeping = models
+                .current
+                .with(Option::is_some)
+                .then_some(" The model in use stays.");
+            view! {
+                <p id="model-error" class="status error" role="alert" data-phase="failed">
+                    {error} {keeping}
+                </p>
+            }
+            .into_any()
+        }
+    };
+    view! {
+        <div aria-live="polite">
+            {in_use}
+            {phase}
+        </div>
+    }
+}
+
+/// The model menu, and the user's own weight file (which can also be dropped on the page).
+#[component]
+pub fn ModelChoice(models: Models, initial: ShippedModel) -> impl IntoView {
+    let on_change = move |event: leptos::ev::Event| {
+        let select: HtmlSelectElement = event_target(&event);
+        match ShippedModel::named(&select.value()) {
+            Ok(model) => models.use_shipped(model, None),
+            Err(error) => models.refuse(error),
+        }
+    };
+    let on_file = move |event: leptos::ev::Event| {
+        let input: HtmlInputElement = event_target(&event);
+        if let Some(file) = input
+            .files()
+            .map(file_list)
+            .and_then(|files| files.into_iter().next())
+        {
+            use_weight_file(models, file);
+        }
+        input.set_value("");
+    };
+    // The menu follows the model in use ("own" once the user's file is loaded).
+    let selected = move || {
+        models.current.with(|current| {
+            current.as_ref().map_or(initial.name.to_string(), |model| {
+                model.source.name().to_string()
+            })
+        })
+    };
+    let own_loaded = move || selected() == "own";
+    view! {
+        <div class="control">
+            <label for="model-choice">"Model"</label>
+            <select id="model-choice" on:change=on_change>
+                {SHIPPED.map(|model| view! {
+                    <option value=model.name prop:selected=move || selected() == model.name>{model.description}</option>
+                })}
+                <option value="own" disabled=true hidden=move || !own_loaded() prop:selected=own_loaded>
+                    "your own model"
+                </option>
+            </select>
+            <label class="file-button">
+                "Use your own model file (.bpk)…"
+                <input id="model-file" class="visually-hidden" type="file" accept=".bpk" on:change=on_file />
+            </label>
+        </div>
+    }
+}
+
+/// The backend menu. Automatic choice happens on first load; this moves the model.
+#[component]
+pub fn BackendChoice(models: Models) -> impl IntoView {
+    let on_change = move |event: leptos::ev::Event| {
+        let select: HtmlSelectElement = event_target(&event);
+        match select.value().parse::<Backend>() {
+            Ok(backend) => models.use_backend(backend),
+            Err(error) => models.refuse(error),
+        }
+    };
+    let selected = move || {
+        models.current.with(|current| {
+            current
+                .as_ref()
+                .map_or(String::new(), |model| model.backend.name().to_string())
+        })
+    };
+    let label = |backend: Backend| match backend {
+        Backend::Wgpu => "GPU (WebGPU)",
+        Backend::Flex => "CPU (flex, faster)",
+        Backend::NdArray => "CPU (ndarray, older)",
+    };
+    view! {
+        <div class="control">
+            <label for="backend-choice">"Runs on"</label>
+            <select id="backend-choice" on:change=on_change
+                disabled=move || models.current.with(Option::is_none)>
+                {Backend::ALL.map(|backend| view! {
+                    <option value=backend.name() prop:selected=move || selected() == backend.name()>{label(backend)}</option>
+                })}
+            </select>
+        </div>
+    }
+}
+
+/// Reads a weight file the user gave and switches to it, or says why it was refused; the
+/// model in use stays until the new one is ready.
+pub fn use_weight_file(models: Models, file: File) {
+    spawn_local(async move {
+        let name = file.name();
+        let checked = blob_bytes(&file)
+            .await
+            .map_err(|error| format!("{name}: the file could not be read: {error}"))
+            .and_then(|bytes| check_weights(&name, &bytes).map(|()| bytes));
+        match checked {
+            Ok(bytes) => models.use_own(name, bytes),
+            Err(error) => models.refuse(error),
+        }
+    });
+}

@@ -1,0 +1,165 @@
+//! Ways to give the page photos: the file picker (several at once), dropping files anywhere on
+//! the page, pasting from the clipboard, and the camera where the browser has one. A weight
+//! file (`.bpk`) given any of these ways becomes the model instead.
+
+use js_sys::{Array, Object, Promise};
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use wasm_bindgen::{JsCast, JsValue};
+use web_sys::{Blob, File, HtmlCanvasElement, HtmlInputElement};
+
+use crate::browser::{call_method, event_files, file_list, property, settle};
+
+/// The picker and the drop zone (which is also the picker's label, so a click or Enter on it
+/// opens the file dialog). `on_files` gets every file given, photos and weight files alike.
+#[component]
+pub fn PhotoPicker(on_files: impl Fn(Vec<File>) + Copy + 'static) -> impl IntoView {
+    let on_change = move |event: leptos::ev::Event| {
+        let input: HtmlInputElement = event_target(&event);
+        if let Some(files) = input.files() {
+            on_files(file_list(files));
+        }
+        // The same photo can be chosen again.
+        input.set_value("");
+    };
+    let (dragging, set_dragging) = signal(false);
+    // Files dropped anywhere on the page count, not only on the zone; the zone lights up.
+    let _ = window_event_listener(leptos::ev::dragover, move |event| {
+        event.prevent_default();
+        set_dragging.set(true);
+    });
+    let _ = window_event_listener(leptos::ev::dragleave, move |_| set_dragging.set(false));
+    let _ = window_event_listener(leptos::ev::drop, move |event| {
+        event.prevent_default();
+        set_dragging.set(false);
+        on_files(event_files(&event));
+    });
+    let _ = window_event_listener(leptos::ev::paste, move |event| {
+        let files = event_files(&event);
+        if !files.is_empty() {
+            event.prevent_default();
+            on_files(files);
+        }
+    });
+    view! {
+        <label id="drop-zone" class="drop-zone" class:dragging=move || dragging.get()>
+            <input id="photo-input" class="visually-hidden" type="file" multiple=true
+                accept="image/jpeg,image/png,image/webp,image/gif,image/bmp,.jpg,.jpeg,.png,.webp,.gif,.bmp,.bpk"
+                on:change=on_change />
+            <span class="drop-title">"Choose photos"</span>
+            <span class="drop-hint">"or drop them here, or paste one (Ctrl+V). JPEG, PNG, WebP, GIF or BMP."</span>
+        </label>
+    }
+}
+
+/// A live camera view with a shutter, shown only where the browser offers a camera.
+#[component]
+pub fn Camera(on_photo: impl Fn(File) + Copy + 'static) -> impl IntoView {
+    let devices = web_sys::window()
+        .map(|window| property(&window.navigator(), "mediaDevices"))
+        .filter(|devices| property(devices, "getUserMedia").is_function());
+    let Some(devices) = devices else {
+        return ().into_any();
+    };
+    let (stream, set_stream) = signal_local::<Option<JsValue>>(None);
+    let (error, set_error) = signal::<Option<String>>(None);
+    let video = NodeRef::<leptos::html::Video>::new();
+    let shots = StoredValue::new(0u32);
+
+    let open = move |_| {
+        let devices = devices.clone();
+        spawn_local(async move {
+            let constraints = Object::new();
+            let wanted = Object::new();
+            let _ = js_sys::Reflect::set(&wanted, &"facingMode".into(), &"environment".into());
+            let _ = js_sys::Reflect::set(&constraints, &"video".into(), &wanted);
+            let opened = match call_method(&devices, "getUserMedia", &[constraints.into()]) {
+                Ok(promise) => settle(promise).await,
+                Err(error) => Err(error),
+            };
+            match (opened, video.get_untracked()) {
+                (Ok(media), Some(element)) => {
+                    let _ = js_sys::Reflect::set(&element, &"srcObject".into(), &media);
+                    let _ = element.play();
+                    set_error.set(None);
+                    set_stream.set(Some(media));
+                }
+                (Err(reason), _) => {
+                    set_error.set(Some(format!("The camera could not be opened: {reason}")))
+                }
+                (Ok(_), None) => {}
+            }
+        });
+    };
+    let close = move || {
+        if let Some(media) = stream.get_untracked()
+            && let Ok(tracks) = call_method(&media, "getTracks", &[])
+        {
+            for track in Array::from(&tracks) {
+                let _ = call_method(&track, "stop", &[]);
+            }
+        }
+        set_stream.set(None);
+    };
+    let snap = move |_| {
+        let Some(element) = video.get_untracked() else {
+            return;
+        };
+        spawn_local(async move {
+            shots.update_value(|shots| *shots += 1);
+            let name = format!("camera-{}.jpg", shots.get_value());
+            match video_frame_jpeg(&element).await {
+                Ok(blob) => match File::new_with_blob_sequence(&Array::of1(&blob), &name) {
+                    Ok(file) => on_photo(file),
+                    Err(_) => set_error.set(Some("The camera frame could not be kept.".into())),
+                },
+                Err(reason) => set_error.set(Some(reason)),
+            }
+        });
+    };
+    let is_open = move || stream.with(Option::is_some);
+    view! {
+        <div class="camera">
+            <button type="button" id="camera-open" on:click=open hidden=is_open>"Take a photo with the camera"</button>
+            <video node_ref=video class="camera-view" hidden=move || !is_open() autoplay=true playsinline=true muted=true
+                aria-label="camera view"></video>
+            <div class="camera-buttons" hidden=move || !is_open()>
+                <button type="button" id="camera-snap" on:click=snap>"Snap"</button>
+                <button type="button" class="secondary" on:click=move |_| close()>"Close the camera"</button>
+            </div>
+            {move || error.get().map(|error| view! { <p class="error" role="alert">{error}</p> })}
+        </div>
+    }
+    .into_any()
+}
+
+/// The video's current frame as a JPEG blob (through a canvas; nothing leaves the browser).
+async fn video_frame_jpeg(video: &web_sys::HtmlVideoElement) -> Result<Blob, String> {
+    let (width, height) = (video.video_width(), video.video_height());
+    if width == 0 || height == 0 {
+        return Err("The camera has not shown a picture yet; try again in a moment.".into());
+    }
+    let canvas: HtmlCanvasElement = document()
+        .create_element("canvas")
+        .map_err(|_| "no canvas")?
+        .unchecked_into();
+    canvas.set_width(width);
+    canvas.set_height(height);
+    let context = canvas
+        .get_context("2d")
+        .ok()
+        .flatten()
+        .ok_or("no 2D canvas in this browser")?;
+    call_method(&context, "drawImage", &[video.into(), 0.into(), 0.into()])?;
+    let blob = Promise::new(&mut |resolve, _| {
+        let _ = call_method(
+            &canvas,
+            "toBlob",
+            &[resolve.into(), "image/jpeg".into(), 0.92.into()],
+        );
+    });
+    settle(blob.into())
+        .await?
+        .dyn_into::<Blob>()
+        .map_err(|_| "the camera frame could not be encoded".into())
+}
