@@ -1,24 +1,35 @@
-// The offline cache: the page, its code and its models are kept on the device so a second
-// visit works without a network. Photos are never fetched, so they are never cached (nor sent
-// anywhere).
+// The offline cache: the page, its code and the shipped models are kept on the device so that
+// a second visit works without a network. Photos are never fetched, so they are never cached
+// (nor sent anywhere).
 //
-// On install it stores the page and every file the page names (Trunk gives the script and the
-// wasm hashed names, read here from index.html) plus the default model. Afterwards:
-// - models (.bpk): from the cache at once, refreshed in the background for the next visit;
-// - everything else: from the network when there is one (a new release shows at once), from
-//   the cache when not.
-const CACHE = "catdog-v1";
-const DEFAULT_MODEL = "./model/catdog.bpk";
+// Every request of the site goes to the network first, so a new release, or a new model
+// behind the same URL, shows at once (the browser's HTTP cache still answers what is fresh);
+// when the network fails, the stored copy answers. Install stores the page, every file it names
+// (Trunk gives the script and the wasm hashed names, read here from index.html) and the models.
+// Install never fails on a missing file, so the page never waits for it.
+const CACHE = "catdog";
+const MODELS = ["./model/catdog.bpk", "./model/catdog-small.bpk"];
+
+// The files a page's HTML names with relative URLs (`./...`).
+function named(html) {
+  const found = html.matchAll(/(?:href|src|module_or_path:)\s*=?\s*["'](\.\/[^"']+)["']/g);
+  return [...found].map((match) => new URL(match[1], self.registration.scope).href);
+}
 
 self.addEventListener("install", (event) => {
   event.waitUntil(
     (async () => {
       const cache = await caches.open(CACHE);
-      const page = await fetch("./", { cache: "no-cache" });
-      const html = await page.clone().text();
-      await cache.put("./", page);
-      const named = [...html.matchAll(/(?:href|src|module_or_path:)\s*=?\s*["'](\.\/[^"']+)["']/g)].map((m) => m[1]);
-      await cache.addAll([...new Set([...named, DEFAULT_MODEL])]);
+      try {
+        const page = await fetch("./", { cache: "no-cache" });
+        if (page.ok) {
+          const html = await page.clone().text();
+          await cache.put("./", page);
+          await Promise.allSettled([...named(html), ...MODELS].map((url) => cache.add(url)));
+        }
+      } catch (error) {
+        console.warn("catdog: offline copy not stored:", error);
+      }
       await self.skipWaiting();
     })(),
   );
@@ -26,10 +37,31 @@ self.addEventListener("install", (event) => {
 
 self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim()));
 
-async function store(request, response) {
+// Drops stored files a new release no longer names (old hashed script and wasm).
+async function prune(cache, html) {
+  const keep = new Set([...named(html), ...MODELS.map((url) => new URL(url, self.registration.scope).href)]);
+  for (const request of await cache.keys()) {
+    const url = new URL(request.url);
+    const isPage = url.href === self.registration.scope || url.pathname.endsWith("/index.html");
+    if (!isPage && !keep.has(url.href)) {
+      await cache.delete(request);
+    }
+  }
+}
+
+async function fromNetwork(request, isPage) {
+  const response = await fetch(request);
   if (response.ok) {
-    const cache = await caches.open(CACHE);
-    await cache.put(request, response.clone());
+    try {
+      const cache = await caches.open(CACHE);
+      await cache.put(request, response.clone());
+      if (isPage) {
+        await prune(cache, await response.clone().text());
+      }
+    } catch (error) {
+      // A full disk must not cost the visitor the response itself.
+      console.warn("catdog: not stored for offline use:", request.url, error);
+    }
   }
   return response;
 }
@@ -39,23 +71,13 @@ self.addEventListener("fetch", (event) => {
   if (request.method !== "GET" || new URL(request.url).origin !== self.location.origin) {
     return;
   }
-  if (new URL(request.url).pathname.endsWith(".bpk")) {
-    event.respondWith(
-      (async () => {
-        const cached = await caches.match(request);
-        const fresh = fetch(request).then((response) => store(request, response));
-        if (cached) {
-          event.waitUntil(fresh.catch(() => {}));
-          return cached;
-        }
-        return fresh;
-      })(),
-    );
-    return;
-  }
+  const isPage = request.mode === "navigate";
   event.respondWith(
-    fetch(request)
-      .then((response) => store(request, response))
-      .catch(async () => (await caches.match(request, { ignoreSearch: true })) || Response.error()),
+    fromNetwork(request, isPage).catch(async () => {
+      const stored =
+        (await caches.match(request, { ignoreSearch: true })) ||
+        (isPage ? await caches.match("./") : undefined);
+      return stored || Response.error();
+    }),
   );
 });

@@ -26,6 +26,9 @@ pub use preprocess::{DecodeError, InputTensor, Normalization, Preprocess};
 pub use backend::gpu_adapter;
 #[cfg(feature = "inference")]
 pub use backend::{Acquired, Backend, BackendError, GpuAdapter};
+/// Burn's device, so that users of this crate need not depend on Burn to name it.
+#[cfg(feature = "inference")]
+pub use burn::tensor::Device;
 #[cfg(feature = "inference")]
 pub use classifier::{Classifier, ClassifyError, Label, Prediction};
 #[cfg(feature = "inference")]

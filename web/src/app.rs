@@ -14,12 +14,15 @@ use crate::state::{Models, Photos};
 
 #[component]
 pub fn App() -> impl IntoView {
-    let models = Models::new();
     let photos = Photos::new();
-    let initial = ShippedModel::requested();
-    match (initial.clone(), requested_backend()) {
-        (Ok(model), Ok(backend)) => models.use_shipped(model, backend),
-        (Err(error), _) | (_, Err(error)) => models.refuse(error),
+    // A bad `?model=` or `?backend=` is said, and the default is loaded all the same.
+    let model = ShippedModel::requested();
+    let backend = requested_backend();
+    let initial = model.clone().unwrap_or(SHIPPED[0]);
+    let models = Models::new(initial, backend.clone().unwrap_or(None));
+    models.load();
+    if let Some(error) = model.err().or(backend.err()) {
+        models.refuse(error);
     }
     // Photos given before the model is ready wait for it.
     Effect::new(move || {
@@ -51,7 +54,7 @@ pub fn App() -> impl IntoView {
                 </p>
             </header>
             <section class="controls" aria-label="model">
-                <ModelChoice models=models initial=initial.unwrap_or(SHIPPED[0]) />
+                <ModelChoice models=models initial=initial />
                 <BackendChoice models=models />
             </section>
             <ModelStatus models=models />

@@ -35,27 +35,38 @@ pub fn ModelStatus(models: Models) -> impl IntoView {
             }
         })
     };
-    let phase = move || match models.phase.get() {
-        Phase::Idle => ().into_any(),
+    let download = move || match models.phase.get() {
         Phase::Downloading {
             what,
             received,
             total,
         } => {
             let megabytes = |bytes: u64| format!("{:.1} MB", bytes as f64 / 1e6);
+            // A compressed transfer's length is not the body's: then the bar cannot be exact.
+            let total = total.filter(|&total| received <= total);
             let amount = match total {
                 Some(total) => format!("{} of {}", megabytes(received), megabytes(total)),
                 None => megabytes(received),
             };
-            view! {
+            let bar = match total {
+                Some(total) => view! {
+                    <progress id="model-progress" max=total as f64 value=received as f64 aria-label="model download"></progress>
+                }
+                .into_any(),
+                None => view! { <progress id="model-progress" aria-label="model download"></progress> }.into_any(),
+            };
+            Some(view! {
                 <p id="model-phase" class="status" data-phase="downloading">
-                    "Downloading the model, " {what} ": " {amount}
-                    <progress id="model-progress" max=total.unwrap_or(0) as f64 value=received as f64
-                        aria-label="model download"></progress>
+                    "Downloading the model, " {what} ": " {amount} {bar}
                 </p>
-            }
-            .into_any()
+            })
         }
+        _ => None,
+    };
+    // Announced to screen readers: what is in use, starting, failed or refused; not every
+    // downloaded chunk.
+    let phase = move || match models.phase.get() {
+        Phase::Idle | Phase::Downloading { .. } => ().into_any(),
         Phase::Starting(what) => {
             view! { <p id="model-phase" class="status" data-phase="starting">{what}</p> }.into_any()
         }
@@ -65,18 +76,27 @@ pub fn ModelStatus(models: Models) -> impl IntoView {
                 .with(Option::is_some)
                 .then_some(" The model in use stays.");
             view! {
-                <p id="model-error" class="status error" role="alert" data-phase="failed">
-                    {error} {keeping}
+                <p id="model-error" class="status error" data-phase="failed">
+                    {error} {keeping} " "
+                    <button type="button" class="secondary" on:click=move |_| models.load()>"Try again"</button>
                 </p>
             }
             .into_any()
         }
     };
+    let notice = move || {
+        models
+            .notice
+            .get()
+            .map(|notice| view! { <p id="model-notice" class="status error">{notice}</p> })
+    };
     view! {
         <div aria-live="polite">
             {in_use}
             {phase}
+            {notice}
         </div>
+        {download}
     }
 }
 
@@ -86,7 +106,7 @@ pub fn ModelChoice(models: Models, initial: ShippedModel) -> impl IntoView {
     let on_change = move |event: leptos::ev::Event| {
         let select: HtmlSelectElement = event_target(&event);
         match ShippedModel::named(&select.value()) {
-            Ok(model) => models.use_shipped(model, None),
+            Ok(model) => models.use_shipped(model),
             Err(error) => models.refuse(error),
         }
     };
@@ -101,8 +121,10 @@ pub fn ModelChoice(models: Models, initial: ShippedModel) -> impl IntoView {
         }
         input.set_value("");
     };
-    // The menu follows the model in use ("own" once the user's file is loaded).
+    // The menu follows the model in use ("own" once the user's file is loaded), and goes back
+    // to it when a switch fails (hence the phase is read too).
     let selected = move || {
+        models.phase.track();
         models.current.with(|current| {
             current.as_ref().map_or(initial.name.to_string(), |model| {
                 model.source.name().to_string()
@@ -129,7 +151,8 @@ pub fn ModelChoice(models: Models, initial: ShippedModel) -> impl IntoView {
     }
 }
 
-/// The backend menu. Automatic choice happens on first load; this moves the model.
+/// The backend menu. Automatic choice happens on first load; this moves the model (or, if
+/// none could be loaded, tries the model asked for there).
 #[component]
 pub fn BackendChoice(models: Models) -> impl IntoView {
     let on_change = move |event: leptos::ev::Event| {
@@ -140,6 +163,7 @@ pub fn BackendChoice(models: Models) -> impl IntoView {
         }
     };
     let selected = move || {
+        models.phase.track();
         models.current.with(|current| {
             current
                 .as_ref()
@@ -154,8 +178,7 @@ pub fn BackendChoice(models: Models) -> impl IntoView {
     view! {
         <div class="control">
             <label for="backend-choice">"Runs on"</label>
-            <select id="backend-choice" on:change=on_change
-                disabled=move || models.current.with(Option::is_none)>
+            <select id="backend-choice" on:change=on_change>
                 {Backend::ALL.map(|backend| view! {
                     <option value=backend.name() prop:selected=move || selected() == backend.name()>{label(backend)}</option>
                 })}

@@ -64,6 +64,18 @@ pub fn Camera(on_photo: impl Fn(File) + Copy + 'static) -> impl IntoView {
     let (stream, set_stream) = signal_local::<Option<JsValue>>(None);
     let (error, set_error) = signal::<Option<String>>(None);
     let video = NodeRef::<leptos::html::Video>::new();
+    // Keyboard focus follows the buttons that appear, instead of falling to the page.
+    let (open_button, snap_button) = (
+        NodeRef::<leptos::html::Button>::new(),
+        NodeRef::<leptos::html::Button>::new(),
+    );
+    let focus = move |button: NodeRef<leptos::html::Button>| {
+        request_animation_frame(move || {
+            if let Some(button) = button.get_untracked() {
+                let _ = button.focus();
+            }
+        });
+    };
     let shots = StoredValue::new(0u32);
 
     let open = move |_| {
@@ -83,6 +95,7 @@ pub fn Camera(on_photo: impl Fn(File) + Copy + 'static) -> impl IntoView {
                     let _ = element.play();
                     set_error.set(None);
                     set_stream.set(Some(media));
+                    focus(snap_button);
                 }
                 (Err(reason), _) => {
                     set_error.set(Some(format!("The camera could not be opened: {reason}")))
@@ -100,6 +113,7 @@ pub fn Camera(on_photo: impl Fn(File) + Copy + 'static) -> impl IntoView {
             }
         }
         set_stream.set(None);
+        focus(open_button);
     };
     let snap = move |_| {
         let Some(element) = video.get_untracked() else {
@@ -120,11 +134,11 @@ pub fn Camera(on_photo: impl Fn(File) + Copy + 'static) -> impl IntoView {
     let is_open = move || stream.with(Option::is_some);
     view! {
         <div class="camera">
-            <button type="button" id="camera-open" on:click=open hidden=is_open>"Take a photo with the camera"</button>
+            <button type="button" id="camera-open" node_ref=open_button on:click=open hidden=is_open>"Take a photo with the camera"</button>
             <video node_ref=video class="camera-view" hidden=move || !is_open() autoplay=true playsinline=true muted=true
                 aria-label="camera view"></video>
             <div class="camera-buttons" hidden=move || !is_open()>
-                <button type="button" id="camera-snap" on:click=snap>"Snap"</button>
+                <button type="button" id="camera-snap" node_ref=snap_button on:click=snap>"Snap"</button>
                 <button type="button" class="secondary" on:click=move |_| close()>"Close the camera"</button>
             </div>
             {move || error.get().map(|error| view! { <p class="error" role="alert">{error}</p> })}

@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use catdog_model::{Backend, Classifier, ModelFile, Prediction};
+use catdog_model::{Backend, Classifier, Device, ModelFile, Prediction};
 
 use crate::browser::{fetch_with_progress, now_ms, query_param};
 
@@ -120,7 +120,8 @@ pub struct Outcome {
 
 impl LoadedModel {
     /// Loads weights onto `backend` (or, if none is named, WebGPU where the browser has it and
-    /// the CPU where not) and runs the network once so the first photo is not slow.
+    /// the CPU where not, or where WebGPU fails to run the model) and runs the network once so
+    /// the first photo is not slow.
     pub async fn load(
         source: ModelSource,
         weights: Rc<[u8]>,
@@ -129,19 +130,28 @@ impl LoadedModel {
         let acquired = Backend::acquire(backend)
             .await
             .map_err(|error| error.to_string())?;
-        let named = |error: &dyn std::fmt::Display| match &source {
-            ModelSource::Shipped(model) => format!("{}: {error}", model.url),
-            ModelSource::Own(file_name) => format!("{file_name}: {error}"),
-        };
-        let classifier =
-            Classifier::load(&weights, &acquired.device).map_err(|error| named(&error))?;
-        classifier.warm_up().await.map_err(|error| named(&error))?;
+        let (backend_used, classifier, fallback) =
+            match start(&source, &weights, &acquired.device).await {
+                Ok(classifier) => (
+                    acquired.backend,
+                    classifier,
+                    acquired.fallback.map(|error| error.to_string()),
+                ),
+                Err(error) if backend.is_none() && acquired.backend.is_gpu() => {
+                    let cpu = Backend::DEFAULT_CPU;
+                    let device = cpu.device_async().await.map_err(|e| e.to_string())?;
+                    let classifier = start(&source, &weights, &device).await?;
+                    let reason = format!("WebGPU could not run the model: {error}");
+                    (cpu, classifier, Some(reason))
+                }
+                Err(error) => return Err(error),
+            };
         Ok(Self {
             classifier,
             weights,
             source,
-            backend: acquired.backend,
-            fallback: acquired.fallback.map(|error| error.to_string()),
+            backend: backend_used,
+            fallback,
         })
     }
 
@@ -160,4 +170,19 @@ impl LoadedModel {
             millis: now_ms() - start,
         })
     }
+}
+
+/// Loads weights onto a device and warms the network up; errors name the file.
+async fn start(
+    source: &ModelSource,
+    weights: &[u8],
+    device: &Device,
+) -> Result<Classifier, String> {
+    let named = |error: &dyn std::fmt::Display| match source {
+        ModelSource::Shipped(model) => format!("{}: {error}", model.url),
+        ModelSource::Own(file_name) => format!("{file_name}: {error}"),
+    };
+    let classifier = Classifier::load(weights, device).map_err(|error| named(&error))?;
+    classifier.warm_up().await.map_err(|error| named(&error))?;
+    Ok(classifier)
 }

@@ -14,7 +14,7 @@ use crate::model::{LoadedModel, ModelSource, Outcome, ShippedModel};
 /// What the model loader is doing.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Phase {
-    /// Nothing: the current model (if any) is the one asked for.
+    /// Nothing: the model in use (if any) is the one asked for.
     Idle,
     Downloading {
         what: String,
@@ -23,115 +23,139 @@ pub enum Phase {
     },
     /// Loading onto the backend and warming up.
     Starting(String),
-    /// The last switch failed; the model before it, if any, is still in use.
+    /// The last load failed; the model before it, if any, is still in use.
     Failed(String),
 }
 
-/// The model in use and the loader's phase.
+/// The model the user asked for: a shipped one, or their own file's bytes.
+#[derive(Clone)]
+enum Wanted {
+    Shipped(ShippedModel),
+    Own(String, Rc<[u8]>),
+}
+
+/// The model in use, the one asked for, and the loader's phase.
 #[derive(Clone, Copy)]
 pub struct Models {
     /// Holds GPU handles that stay on this thread: local storage.
     pub current: RwSignal<Option<Rc<LoadedModel>>, LocalStorage>,
     pub phase: RwSignal<Phase>,
-    /// Bumped by every switch, so a slow load that was overtaken is dropped.
+    /// A refusal that replaced nothing: a bad weight file or a bad `?model=`.
+    pub notice: RwSignal<Option<String>>,
+    wanted: StoredValue<Wanted, LocalStorage>,
+    /// `None`: WebGPU where the browser has it, else the CPU.
+    wanted_backend: StoredValue<Option<Backend>>,
+    /// Bumped by every load, so a slow load that was overtaken is dropped.
     generation: StoredValue<u32>,
 }
 
 impl Models {
-    pub fn new() -> Self {
+    pub fn new(model: ShippedModel, backend: Option<Backend>) -> Self {
         Self {
             current: RwSignal::new_local(None),
             phase: RwSignal::new(Phase::Idle),
+            notice: RwSignal::new(None),
+            wanted: StoredValue::new_local(Wanted::Shipped(model)),
+            wanted_backend: StoredValue::new(backend),
             generation: StoredValue::new(0),
         }
     }
 
-    /// The backend new models go to: the one in use, so a model switch keeps it.
-    fn backend_in_use(self) -> Option<Backend> {
-        self.current
-            .with_untracked(|current| current.as_ref().map(|model| model.backend))
+    /// Switches to a shipped model, on the backend asked for.
+    pub fn use_shipped(self, model: ShippedModel) {
+        self.wanted.set_value(Wanted::Shipped(model));
+        self.load();
     }
 
-    /// Downloads a shipped model (with progress) and switches to it. `backend`: where to run
-    /// it; `None` keeps the backend in use, or picks WebGPU or the CPU on first load.
-    pub fn use_shipped(self, model: ShippedModel, backend: Option<Backend>) {
-        let backend = backend.or_else(|| self.backend_in_use());
-        let generation = self.next_generation();
+    /// Switches to a weight file the user gave (already checked by `check_weights`).
+    pub fn use_own(self, file_name: String, weights: Vec<u8>) {
+        self.wanted
+            .set_value(Wanted::Own(file_name, weights.into()));
+        self.load();
+    }
+
+    /// Moves the model asked for to another backend.
+    pub fn use_backend(self, backend: Backend) {
+        self.wanted_backend.set_value(Some(backend));
+        self.load();
+    }
+
+    /// Shows why something the user offered was refused; the model in use and any load under
+    /// way carry on.
+    pub fn refuse(self, error: String) {
+        self.notice.set(Some(error));
+    }
+
+    /// Loads the model asked for on the backend asked for (downloading a shipped one unless it
+    /// is the one in use) and, once warmed up, puts it in use. The model in use stays until
+    /// then, and stays if the load fails. Also the "Try again" after a failure.
+    pub fn load(self) {
+        self.generation.update_value(|generation| *generation += 1);
+        let generation = self.generation.get_value();
+        self.notice.set(None);
+        let (wanted, backend) = (self.wanted.get_value(), self.wanted_backend.get_value());
         spawn_local(async move {
-            let progress = move |received, total| {
-                if self.is_current(generation) {
-                    self.phase.set(Phase::Downloading {
-                        what: model.description.to_string(),
-                        received,
-                        total,
+            let (source, weights) = match wanted {
+                Wanted::Own(file_name, weights) => (ModelSource::Own(file_name), weights),
+                Wanted::Shipped(model) => {
+                    let source = ModelSource::Shipped(model);
+                    let in_use = self.current.with_untracked(|current| {
+                        current
+                            .as_ref()
+                            .filter(|current| current.source == source)
+                            .map(|current| current.weights.clone())
                     });
+                    let weights = match in_use {
+                        Some(weights) => Ok(weights),
+                        None => {
+                            model
+                                .download(self.download_progress(generation, model))
+                                .await
+                        }
+                    };
+                    match weights {
+                        Ok(weights) => (source, weights),
+                        Err(error) => return self.fail(generation, error),
+                    }
                 }
             };
-            match model.download(progress).await {
-                Ok(weights) => {
-                    self.finish(generation, ModelSource::Shipped(model), weights, backend)
-                        .await
+            if !self.is_current(generation) {
+                return;
+            }
+            let place = backend.map_or("WebGPU or the CPU", Backend::name);
+            self.phase.set(Phase::Starting(format!(
+                "Starting {} on {place} and warming it up…",
+                source.describe()
+            )));
+            // Let the status paint before a CPU backend takes the thread.
+            yield_to_browser().await;
+            if !self.is_current(generation) {
+                return;
+            }
+            match LoadedModel::load(source, weights, backend).await {
+                Ok(model) if self.is_current(generation) => {
+                    self.current.set(Some(Rc::new(model)));
+                    self.phase.set(Phase::Idle);
                 }
+                Ok(_) => {}
                 Err(error) => self.fail(generation, error),
             }
         });
     }
 
-    /// Switches to a weight file the user gave (already checked by `check_weights`).
-    pub fn use_own(self, file_name: String, weights: Vec<u8>) {
-        let generation = self.next_generation();
-        let backend = self.backend_in_use();
-        spawn_local(async move {
-            self.finish(
-                generation,
-                ModelSource::Own(file_name),
-                weights.into(),
-                backend,
-            )
-            .await;
-        });
-    }
-
-    /// Moves the model in use to another backend.
-    pub fn use_backend(self, backend: Backend) {
-        let Some(current) = self.current.get_untracked() else {
-            return;
-        };
-        let generation = self.next_generation();
-        spawn_local(async move {
-            self.finish(
-                generation,
-                current.source.clone(),
-                current.weights.clone(),
-                Some(backend),
-            )
-            .await;
-        });
-    }
-
-    async fn finish(
+    fn download_progress(
         self,
         generation: u32,
-        source: ModelSource,
-        weights: Rc<[u8]>,
-        backend: Option<Backend>,
-    ) {
-        let place = backend.map_or("WebGPU or the CPU".to_string(), |backend| {
-            backend.name().to_string()
-        });
-        self.phase.set(Phase::Starting(format!(
-            "Starting {} on {place} and warming it up…",
-            source.describe()
-        )));
-        // Let the status paint before the CPU backends take the thread.
-        yield_to_browser().await;
-        match LoadedModel::load(source, weights, backend).await {
-            Ok(model) if self.is_current(generation) => {
-                self.current.set(Some(Rc::new(model)));
-                self.phase.set(Phase::Idle);
+        model: ShippedModel,
+    ) -> impl FnMut(u64, Option<u64>) {
+        move |received, total| {
+            if self.is_current(generation) {
+                self.phase.set(Phase::Downloading {
+                    what: model.description.to_string(),
+                    received,
+                    total,
+                });
             }
-            Ok(_) => {}
-            Err(error) => self.fail(generation, error),
         }
     }
 
@@ -139,17 +163,6 @@ impl Models {
         if self.is_current(generation) {
             self.phase.set(Phase::Failed(error));
         }
-    }
-
-    /// Shows an error about a model the user offered, keeping the model in use.
-    pub fn refuse(self, error: String) {
-        let _ = self.next_generation();
-        self.phase.set(Phase::Failed(error));
-    }
-
-    fn next_generation(self) -> u32 {
-        self.generation.update_value(|generation| *generation += 1);
-        self.generation.get_value()
     }
 
     fn is_current(self, generation: u32) -> bool {
@@ -260,7 +273,14 @@ impl Photos {
                 });
                 let Some(photo) = next else { break };
                 photo.state.set(PhotoState::Classifying);
+                // Yielding lets the user clear the cards meanwhile: then skip this one.
                 yield_to_browser().await;
+                if !self
+                    .list
+                    .with_untracked(|list| list.iter().any(|p| p.id == photo.id))
+                {
+                    continue;
+                }
                 let result = match blob_bytes(&photo.file).await {
                     Ok(bytes) => model.classify(&bytes).await,
                     Err(error) => Err(format!("the file could not be read: {error}")),
