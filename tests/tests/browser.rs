@@ -200,9 +200,14 @@ fn classify_privately(browser: &Browser, site: &Site, files: &[PathBuf]) -> Vec<
     shown
 }
 
+/// Clicks the element matching `css`, once it is there.
+fn click_on(browser: &Browser, css: &str) {
+    let element = browser.wait_for_element(css, Duration::from_secs(30));
+    browser.click(&element);
+}
+
 fn clear(browser: &Browser) {
-    let button = browser.wait_for_element(".progress-count button", Duration::from_secs(10));
-    browser.click(&button);
+    click_on(browser, ".progress-count button");
     browser.wait_for_script(
         "the cards to go",
         "return document.querySelectorAll('.card').length === 0",
@@ -211,11 +216,7 @@ fn clear(browser: &Browser) {
 }
 
 fn choose(browser: &Browser, select: &str, value: &str) {
-    let option = browser.wait_for_element(
-        &format!("{select} option[value=\"{value}\"]"),
-        Duration::from_secs(30),
-    );
-    browser.click(&option);
+    click_on(browser, &format!("{select} option[value=\"{value}\"]"));
 }
 
 #[test]
@@ -433,19 +434,22 @@ fn photos_dropped_pasted_or_from_the_camera_and_a_second_visit_offline() {
     wait_for_model(&browser, "own", "wgpu");
 
     // Chromium's fake camera (a moving test pattern): the snapshot becomes a card.
-    let open_camera = browser.wait_for_element("#camera-open", Duration::from_secs(10));
-    browser.click(&open_camera);
+    click_on(&browser, "#camera-open");
     browser.wait_for_script(
         "the camera to show a picture",
         "const v = document.querySelector('video'); return v && v.videoWidth > 0",
         Duration::from_secs(30),
     );
-    let snap = browser.wait_for_element("#camera-snap", Duration::from_secs(10));
-    browser.click(&snap);
+    click_on(&browser, "#camera-snap");
     let shown = wait_until_classified(&browser, 3);
     assert_eq!(
-        (shown[0].file.as_str(), shown[0].state.as_str()),
-        ("camera-1.jpg", "done")
+        (
+            shown[0].file.as_str(),
+            shown[0].state.as_str(),
+            shown[0].model.as_str()
+        ),
+        ("camera-1.jpg", "done", "own"),
+        "{shown:?}"
     );
 
     // A second visit with the server gone: the page, its code and the model come from the
