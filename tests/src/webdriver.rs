@@ -225,6 +225,15 @@ impl Browser {
             .collect()
     }
 
+    /// Presses and releases one key on whatever has the focus (`"\u{E004}"` is Tab).
+    pub fn press_key(&self, key: &str) {
+        let actions = json!({"actions": [{"type": "key", "id": "keyboard", "actions": [
+            {"type": "keyDown", "value": key}, {"type": "keyUp", "value": key}
+        ]}]});
+        self.session_call("POST", "/actions", Some(actions))
+            .expect("pressing a key");
+    }
+
     /// Resizes the window (CSS pixels), e.g. to a phone's width.
     pub fn set_window_size(&self, width: u32, height: u32) {
         self.session_call(

@@ -501,6 +501,30 @@ fn save_screenshots(browser: &Browser) {
         json!([]),
     );
     assert_eq!(unlabelled, json!([]), "controls without a label");
+    // Keyboard: Tab reaches every control, the hidden file inputs included (their labels show
+    // the focus).
+    browser.execute(
+        "document.activeElement.blur(); window.scrollTo(0, 0)",
+        json!([]),
+    );
+    let mut reached = std::collections::BTreeSet::new();
+    for _ in 0..12 {
+        browser.press_key("\u{E004}");
+        let id = browser.execute("return document.activeElement.id", json!([]));
+        reached.insert(id.as_str().unwrap_or_default().to_string());
+    }
+    for control in [
+        "model-choice",
+        "model-file",
+        "backend-choice",
+        "photo-input",
+        "camera-open",
+    ] {
+        assert!(
+            reached.contains(control),
+            "Tab never reached #{control}: {reached:?}"
+        );
+    }
     browser.set_window_size(1000, 800);
 }
 
