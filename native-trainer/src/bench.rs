@@ -1,7 +1,7 @@
 //! `bench`: how fast photos are decoded and preprocessed, and how fast each backend trains,
 //! printed as a table. A benchmark, not a test: the numbers depend on the machine.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -124,6 +124,24 @@ fn train_row(
         images: config.steps * config.batch_size,
         seconds,
     }
+}
+
+/// Writes the rows as JSON, with their rates (`bench --json`; `scripts/bench-peers` reads it).
+pub fn write_json(path: &Path, rows: &[BenchRow]) -> Result<(), String> {
+    let json: serde_json::Value = rows
+        .iter()
+        .map(|row| {
+            serde_json::json!({
+                "what": row.what,
+                "images": row.images,
+                "seconds": row.seconds,
+                "images_per_second": row.images_per_second(),
+            })
+        })
+        .collect();
+    let text = serde_json::to_string_pretty(&json).map_err(|error| error.to_string())?;
+    crate::files::write_atomic(path, text.as_bytes())
+        .map_err(|error| format!("{}: {error}", path.display()))
 }
 
 /// The table as printed.

@@ -142,6 +142,9 @@ enum Command {
         /// Backends to train on, comma-separated.
         #[arg(long, value_delimiter = ',', value_parser = parse_backend, default_value = "wgpu,flex,ndarray")]
         backends: Vec<Backend>,
+        /// Also write the rows as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
     /// Rewrite a model file (e.g. a run's best.bpk) as the web weight file.
     Export {
@@ -543,6 +546,7 @@ fn run(command: Command) -> Result<(), Error> {
             batch_size,
             steps,
             backends,
+            json,
         } => {
             let (rows, failures) = bench::run(&bench::BenchConfig {
                 data,
@@ -557,6 +561,9 @@ fn run(command: Command) -> Result<(), Error> {
                 backends,
             })?;
             print!("{}", bench::table(&rows));
+            if let Some(path) = json {
+                bench::write_json(&path, &rows)?;
+            }
             for failure in failures {
                 println!("not measured: {failure}");
             }

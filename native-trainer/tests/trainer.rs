@@ -502,3 +502,59 @@ fn evaluate_predict_submission_export_and_compare_work_on_a_trained_model() {
     assert!(stdout.contains("5 cats, 5 dogs"), "{stdout}");
     image::open(&sheet).unwrap();
 }
+
+#[test]
+fn bench_prints_its_table_and_writes_the_same_rows_as_json() {
+    let data = kaggle_folder("bench", 1);
+    let out = scratch("bench-json");
+    let json = out.join("bench.json");
+    let table = run_ok(&[
+        "bench",
+        "--data",
+        data.to_str().unwrap(),
+        "--photos",
+        "12",
+        "--input-size",
+        "32",
+        "--channels",
+        "4,8",
+        "--batch-size",
+        "4",
+        "--steps",
+        "2",
+        "--backends",
+        "flex",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let rows: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(
+        rows[0]["what"]
+            .as_str()
+            .unwrap()
+            .starts_with("decode + preprocess")
+    );
+    assert!(
+        rows[1]["what"]
+            .as_str()
+            .unwrap()
+            .starts_with("train on flex")
+    );
+    // 12 usable photos decoded; 2 steps of 4 trained.
+    assert_eq!(rows[0]["images"], 12);
+    assert_eq!(rows[1]["images"], 8);
+    for row in rows {
+        let (images, seconds) = (
+            row["images"].as_f64().unwrap(),
+            row["seconds"].as_f64().unwrap(),
+        );
+        let rate = row["images_per_second"].as_f64().unwrap();
+        assert!(
+            seconds > 0.0 && (rate - images / seconds).abs() < 1e-6 * rate,
+            "{row:?}"
+        );
+        assert!(table.contains(row["what"].as_str().unwrap()), "{table}");
+    }
+}
