@@ -134,6 +134,36 @@ def page_weight(dist):
     return rows
 
 
+def browser_rows(args):
+    """catdog's page (flex, wgpu) against ONNX Runtime Web (wasm, webgpu), per model."""
+    if not (args.page and args.ort):
+        return []
+    with open(args.page) as file:
+        page = json.load(file)
+    with open(args.ort) as file:
+        ort = json.load(file)
+    pairs = [("flex", "wasm", "CPU", "<= 1.0x ONNX Runtime Web"), ("wgpu", "webgpu", "WebGPU (software)", "")]
+    rows = []
+    for model in ("accurate", "small"):
+        for backend, ep, where, bar in pairs:
+            ours = next((r for r in page if r["model"] == model and r["backend"] == backend), None)
+            theirs = next((r for r in ort if r["model"] == model and r["ep"] == ep), None)
+            if not (ours and theirs):
+                continue
+            for key, what in (("warm_median_ms", "warm median"), ("first_ms", "first photo")):
+                rows.append(
+                    {
+                        "measure": f"browser, {model} model, {where}, {what} (ms)",
+                        "catdog": ours[key],
+                        "peer": theirs[key],
+                        "peer_name": f"ONNX Runtime Web {args.ort_version} ({ep}, 1 thread)",
+                        "ratio": ours[key] / theirs[key],
+                        "bar": bar if key == "warm_median_ms" else "",
+                    }
+                )
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True)
@@ -145,6 +175,9 @@ def main():
     parser.add_argument("--channels", default="32,64,128,256")
     parser.add_argument("--catdog", required=True, help="native-trainer bench --json output")
     parser.add_argument("--dist", help="the built site, for the page weight")
+    parser.add_argument("--page", help="the page benchmark's JSON (tests/benches/page.rs)")
+    parser.add_argument("--ort", help="ONNX Runtime Web's benchmark JSON (tests/benches/ort.rs)")
+    parser.add_argument("--ort-version", default="")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     channels = [int(c) for c in args.channels.split(",")]
@@ -179,6 +212,7 @@ def main():
             "bar": ">= 0.5x PyTorch",
         },
     ]
+    rows += browser_rows(args)
     result = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
         "date": time.strftime("%Y-%m-%d"),
@@ -199,6 +233,8 @@ def main():
             f"| {row['measure']} | {row['catdog']:.1f} | {row['peer_name']} | {row['peer']:.1f} "
             f"| {row['ratio']:.2f}x | {row['bar']} |"
         )
+    print("\n(images/s: higher is better; ms: lower is better. WebGPU here is SwiftShader, a")
+    print("software GPU: those rows show that both run, not how fast a real GPU is.)")
     if result["page_weight"]:
         print("\n| page file | bytes | gzip |")
         print("|---|---:|---:|")

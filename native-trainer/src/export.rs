@@ -19,6 +19,8 @@ pub enum ExportError {
     Weights { path: PathBuf, source: WeightsError },
     #[error("{0}")]
     Backend(#[from] catdog_model::BackendError),
+    #[error("{path}: the weights could not be written as safetensors: {reason}")]
+    Safetensors { path: PathBuf, reason: String },
 }
 
 /// The written file.
@@ -74,6 +76,50 @@ pub fn export(from: &Path, to: &Path, dtype: WeightsDtype) -> Result<Exported, E
         bytes: out,
         max_logit_change,
     })
+}
+
+/// Writes a model file's weights as safetensors in PyTorch's conventions (dense weights
+/// transposed, norms' `weight`/`bias`/`running_mean`/`running_var`), with the file's header
+/// (architecture, input size, normalisation) as the `catdog_header` metadata: how the network
+/// reaches PyTorch and ONNX tooling (`bench/onnx_export.py`). Returns the number of tensors.
+pub fn export_safetensors(from: &Path, to: &Path) -> Result<usize, ExportError> {
+    use burn::module::Module;
+    use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
+
+    let bytes = std::fs::read(from).map_err(|source| ExportError::Io {
+        path: from.to_path_buf(),
+        source,
+    })?;
+    let weights = |source| ExportError::Weights {
+        path: from.to_path_buf(),
+        source,
+    };
+    let file = ModelFile::parse(&bytes).map_err(weights)?;
+    let device = Backend::DEFAULT_CPU.device()?;
+    let network = file.load_network(&device).map_err(weights)?;
+    let failed = |reason: String| ExportError::Safetensors {
+        path: to.to_path_buf(),
+        reason,
+    };
+    let header = serde_json::to_string(&file.header).map_err(|error| failed(error.to_string()))?;
+    // Written beside the target and renamed into place, so a failure leaves no half file.
+    let partial = to.with_extension("safetensors.partial");
+    let mut store = SafetensorsStore::from_file(&partial)
+        .with_to_adapter(BurnToPyTorchAdapter)
+        .metadata("catdog_header", header);
+    // The variant's module itself, so tensor paths do not name the enum's variant.
+    let (saved, tensors) = match &network {
+        catdog_model::Network::Cnn(cnn) => (cnn.save_into(&mut store), cnn.num_params()),
+        catdog_model::Network::EfficientnetLite0(classifier) => {
+            (classifier.save_into(&mut store), classifier.num_params())
+        }
+    };
+    saved.map_err(|error| failed(format!("{error:?}")))?;
+    std::fs::rename(&partial, to).map_err(|source| ExportError::Io {
+        path: to.to_path_buf(),
+        source,
+    })?;
+    Ok(tensors)
 }
 
 /// A deterministic, photo-like input (smooth gradients) to compare two networks on.

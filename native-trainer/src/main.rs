@@ -146,6 +146,14 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Write a model file's weights as safetensors in PyTorch's layout, with its header as
+    /// metadata: for PyTorch and ONNX tooling (see bench/onnx_export.py).
+    ExportSafetensors {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Rewrite a model file (e.g. a run's best.bpk) as the web weight file.
     Export {
         #[arg(long)]
@@ -567,6 +575,10 @@ fn run(command: Command) -> Result<(), Error> {
             for failure in failures {
                 println!("not measured: {failure}");
             }
+        }
+        Command::ExportSafetensors { model, out } => {
+            let parameters = export::export_safetensors(&model, &out)?;
+            println!("wrote {} ({parameters} parameters)", out.display());
         }
         Command::Export {
             model,

@@ -558,3 +558,39 @@ fn bench_prints_its_table_and_writes_the_same_rows_as_json() {
         assert!(table.contains(row["what"].as_str().unwrap()), "{table}");
     }
 }
+
+#[test]
+fn export_safetensors_writes_pytorch_layout_and_the_header() {
+    let out = scratch("safetensors");
+    let file = out.join("small.safetensors");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/model/catdog-small.bpk");
+    run_ok(&[
+        "export-safetensors",
+        "--model",
+        shipped.to_str().unwrap(),
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    // safetensors: an 8-byte little-endian header length, then the JSON header.
+    let bytes = std::fs::read(&file).unwrap();
+    let length = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + length]).unwrap();
+    let model: serde_json::Value =
+        serde_json::from_str(header["__metadata__"]["catdog_header"].as_str().unwrap()).unwrap();
+    assert_eq!(model["architecture"]["kind"], "cnn", "{model}");
+    assert_eq!(model["preprocess"]["input_size"], 64, "{model}");
+    // PyTorch's conventions: the dense weight is [out, in]; norms have weight/bias/running_*.
+    assert_eq!(header["head.weight"]["shape"], serde_json::json!([2, 256]));
+    for name in ["weight", "bias", "running_mean", "running_var"] {
+        assert_eq!(
+            header[format!("blocks.0.norm.{name}")]["shape"],
+            serde_json::json!([32]),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        header["blocks.0.conv.weight"]["shape"],
+        serde_json::json!([32, 3, 3, 3])
+    );
+    assert!(!out.join("small.safetensors.partial").exists());
+}

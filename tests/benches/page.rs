@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use catdog_tests::webdriver::Browser;
-use catdog_tests::{dist, serve, workspace};
+use catdog_tests::{dist, median, serve, workspace};
 
 /// The shipped models, as the page's `?model=` names them.
 const MODELS: [(&str, &str); 2] = [("accurate", "catdog.bpk"), ("small", "catdog-small.bpk")];
@@ -101,26 +101,31 @@ fn main() {
         "| model | file | backend | model ready | first photo | warm median | warm min | warm max |"
     );
     println!("|---|---:|---|---:|---:|---:|---:|---:|");
+    let mut json = Vec::new();
     for row in &rows {
-        let mut sorted = row.warm_ms.clone();
-        sorted.sort_by(f64::total_cmp);
-        let median = if sorted.is_empty() {
-            f64::NAN
-        } else if sorted.len() % 2 == 1 {
-            sorted[sorted.len() / 2]
-        } else {
-            (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) / 2.0
-        };
+        let median = median(&row.warm_ms);
+        let (min, max) = row
+            .warm_ms
+            .iter()
+            .fold((f64::NAN, f64::NAN), |(lo, hi), &ms| {
+                (ms.min(lo), ms.max(hi))
+            });
         println!(
-            "| {} | {:.2} MB | {} | {:.1} s | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms |",
+            "| {} | {:.2} MB | {} | {:.1} s | {:.0} ms | {median:.0} ms | {min:.0} ms | {max:.0} ms |",
             row.model,
             row.file_bytes as f64 / 1e6,
             row.backend,
             row.ready_seconds,
             row.first_ms,
-            median,
-            sorted.first().copied().unwrap_or(f64::NAN),
-            sorted.last().copied().unwrap_or(f64::NAN),
         );
+        json.push(serde_json::json!({
+            "model": row.model, "backend": row.backend, "file_bytes": row.file_bytes,
+            "ready_ms": row.ready_seconds * 1e3, "first_ms": row.first_ms,
+            "warm_ms": row.warm_ms, "warm_median_ms": median,
+        }));
+    }
+    // For scripts/bench-peers, which sets it.
+    if let Some(path) = std::env::var_os("CATDOG_BENCH_JSON") {
+        std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
     }
 }

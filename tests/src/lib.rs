@@ -36,6 +36,17 @@ pub fn dist() -> PathBuf {
     dist
 }
 
+/// The median of some timings (the mean of the middle two for an even count); NaN for none.
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
 /// A request the test server received: what a page sent, recorded to prove what it did not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Received {
@@ -143,7 +154,7 @@ fn answer(stream: TcpStream, dist: &Path, log: &Mutex<Vec<Received>>) {
         Some((name, bytes)) => {
             let content_type = match name.rsplit('.').next() {
                 Some("html") => "text/html; charset=utf-8",
-                Some("js") => "text/javascript",
+                Some("js" | "mjs") => "text/javascript",
                 Some("wasm") => "application/wasm",
                 Some("css") => "text/css",
                 _ => "application/octet-stream",

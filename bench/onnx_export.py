@@ -1,0 +1,200 @@
+"""catdog's networks in PyTorch and ONNX, with the same weights: the peer side of the browser
+benchmark (ONNX Runtime Web runs the `.onnx` this writes).
+
+Reads the safetensors file `native-trainer export-safetensors` writes (PyTorch's layout, the
+model's header as metadata), rebuilds the network layer for layer (the small CNN or
+EfficientNet-Lite0 with TensorFlow "SAME" padding, ReLU6 and batch-norm epsilon 1e-3, and the
+cat/dog head), checks that its logits equal catdog's own on real photos (given as
+`native-trainer predict --json` output), exports ONNX, and checks ONNX Runtime's logits too.
+
+    python bench/onnx_export.py WEIGHTS.safetensors CATDOG_PREDICT.json OUT.onnx
+"""
+
+import json
+import math
+import sys
+
+import numpy as np
+import onnxruntime
+import torch
+from PIL import Image, ImageOps
+from safetensors import safe_open
+from safetensors.torch import load_file
+from torch import nn
+from torch.nn import functional as F
+
+
+class SameConv(nn.Conv2d):
+    """A convolution with TensorFlow's "SAME" padding (the odd pixel after), bias-free."""
+
+    def __init__(self, inputs, outputs, kernel, stride=1, groups=1):
+        super().__init__(inputs, outputs, kernel, stride, padding=0, groups=groups, bias=False)
+
+    def forward(self, x):
+        pads = []
+        for size in (x.shape[3], x.shape[2]):
+            stride, kernel = self.stride[0], self.kernel_size[0]
+            total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+            pads += [total // 2, total - total // 2]
+        return super().forward(F.pad(x, pads))
+
+
+class ConvNorm(nn.Module):
+    def __init__(self, inputs, outputs, kernel, stride=1, groups=1, epsilon=1e-3):
+        super().__init__()
+        self.conv = SameConv(inputs, outputs, kernel, stride, groups)
+        self.norm = nn.BatchNorm2d(outputs, eps=epsilon)
+
+    def forward(self, x):
+        return self.norm(self.conv(x))
+
+
+class MbConv(nn.Module):
+    def __init__(self, inputs, outputs, kernel, stride, expansion):
+        super().__init__()
+        hidden = inputs * expansion
+        self.expand = ConvNorm(inputs, hidden, 1) if expansion != 1 else None
+        self.depthwise = ConvNorm(hidden, hidden, kernel, stride, groups=hidden)
+        self.project = ConvNorm(hidden, outputs, 1)
+        self.residual = stride == 1 and inputs == outputs
+
+    def forward(self, x):
+        y = F.relu6(self.expand(x)) if self.expand is not None else x
+        y = self.project(F.relu6(self.depthwise(y)))
+        return y + x if self.residual else y
+
+
+# (blocks, kernel, stride, expansion, output channels): model/src/efficientnet.rs's STAGES.
+STAGES = [(1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
+          (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320)]
+
+
+class EfficientNetLite0(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = ConvNorm(3, 32, 3, 2)
+        blocks, inputs = [], 32
+        for count, kernel, stride, expansion, outputs in STAGES:
+            for index in range(count):
+                blocks.append(MbConv(inputs, outputs, kernel, stride if index == 0 else 1, expansion))
+                inputs = outputs
+        self.blocks = nn.ModuleList(blocks)
+        self.head = ConvNorm(inputs, 1280, 1)
+
+    def forward(self, x):
+        x = F.relu6(self.stem(x))
+        for block in self.blocks:
+            x = block(x)
+        return F.relu6(self.head(x)).mean(dim=(2, 3))
+
+
+class Head(nn.Module):
+    def __init__(self, features, hidden):
+        super().__init__()
+        self.hidden = nn.Linear(features, hidden) if hidden else None
+        self.out = nn.Linear(hidden or features, 2)
+
+    def forward(self, x):
+        if self.hidden is not None:
+            x = torch.relu(self.hidden(x))
+        return self.out(x)
+
+
+class EfficientNetClassifier(nn.Module):
+    def __init__(self, hidden):
+        super().__init__()
+        self.backbone = EfficientNetLite0()
+        self.head = Head(1280, hidden)
+
+    def forward(self, x):
+        return self.head(self.backbone(x))
+
+
+class CnnBlock(nn.Module):
+    def __init__(self, inputs, outputs):
+        super().__init__()
+        self.conv = SameConv(inputs, outputs, 3)
+        self.norm = nn.BatchNorm2d(outputs)
+
+    def forward(self, x):
+        return F.max_pool2d(torch.relu(self.norm(self.conv(x))), 2)
+
+
+class Cnn(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        blocks, inputs = [], 3
+        for outputs in channels:
+            blocks.append(CnnBlock(inputs, outputs))
+            inputs = outputs
+        self.blocks = nn.ModuleList(blocks)
+        self.head = nn.Linear(inputs, 2)
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x.mean(dim=(2, 3)))
+
+
+def network(header):
+    architecture = header["architecture"]
+    if architecture["kind"] == "cnn":
+        return Cnn(architecture["channels"])
+    if architecture["kind"] == "efficientnet_lite0":
+        return EfficientNetClassifier(architecture["hidden"])
+    raise SystemExit(f"unknown architecture {architecture['kind']}")
+
+
+def preprocess(path, header):
+    """catdog's preprocessing: EXIF orientation, RGB, the whole photo squashed to the input size
+    (bilinear), ImageNet normalisation. Resampling differs slightly from `image`'s."""
+    size = header["preprocess"]["input_size"]
+    normalization = header["preprocess"]["normalization"]
+    with Image.open(path) as image:
+        image = ImageOps.exif_transpose(image).convert("RGB").resize((size, size), Image.BILINEAR)
+    pixels = np.asarray(image, dtype=np.float32) / 255.0
+    pixels = (pixels - np.array(normalization["mean"], np.float32)) / np.array(normalization["std"], np.float32)
+    return pixels.transpose(2, 0, 1)[None]
+
+
+def main():
+    weights, predictions, out = sys.argv[1:4]
+    with safe_open(weights, "pt") as file:
+        header = json.loads(file.metadata()["catdog_header"])
+    model = network(header)
+    missing, unexpected = model.load_state_dict(load_file(weights), strict=False)
+    # BatchNorm's batch counter is PyTorch's own; anything else missing is a mismatch.
+    missing = [key for key in missing if not key.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        raise SystemExit(f"{weights}: missing {missing}, unexpected {unexpected}")
+    model.eval()
+
+    # Same weights, same verdicts: the probabilities of catdog's own predictions on real photos.
+    # Resampling differs a little between PIL and `image`, hence the tolerance.
+    worst = 0.0
+    with open(predictions) as file:
+        expected = json.load(file)
+    for row in expected:
+        with torch.no_grad():
+            logits = model(torch.from_numpy(preprocess(row["path"], header)))
+        dog = torch.softmax(logits, dim=1)[0, 1].item()
+        worst = max(worst, abs(dog - row["dog"]))
+        if (dog > 0.5) != (row["dog"] > 0.5):
+            raise SystemExit(f"{row['path']}: PyTorch says dog {dog:.3f}, catdog {row['dog']:.3f}")
+    print(f"PyTorch agrees with catdog on {len(expected)} photos (largest difference in p(dog): {worst:.4f})")
+
+    size = header["preprocess"]["input_size"]
+    probe = torch.from_numpy(np.random.default_rng(1).standard_normal((1, 3, size, size)).astype(np.float32))
+    torch.onnx.export(model, (probe,), out, input_names=["images"], output_names=["logits"],
+                      opset_version=17, dynamo=False)
+    session = onnxruntime.InferenceSession(out, providers=["CPUExecutionProvider"])
+    (onnx_logits,) = session.run(None, {"images": probe.numpy()})
+    with torch.no_grad():
+        difference = np.abs(onnx_logits - model(probe).numpy()).max()
+    if difference > 1e-3:
+        raise SystemExit(f"{out}: ONNX Runtime's logits differ from PyTorch's by {difference}")
+    print(f"wrote {out}; ONNX Runtime's logits equal PyTorch's to {difference:.1e}")
+
+
+if __name__ == "__main__":
+    main()
