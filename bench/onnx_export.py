@@ -88,26 +88,40 @@ class EfficientNetLite0(nn.Module):
         return F.relu6(self.head(x)).mean(dim=(2, 3))
 
 
+# model/src/efficientnet.rs's PET_CLASSES: what the "neither" check sums.
+PET_CLASSES = slice(151, 294)
+
+
 class Head(nn.Module):
-    def __init__(self, features, hidden):
+    def __init__(self, features, hidden, pet_filter):
         super().__init__()
         self.hidden = nn.Linear(features, hidden) if hidden else None
         self.out = nn.Linear(hidden or features, 2)
+        # The "neither" check's ImageNet classifier, when the model file has one.
+        self.imagenet = nn.Linear(features, 1000) if pet_filter else None
 
-    def forward(self, x):
+    def forward(self, features):
+        x = features
         if self.hidden is not None:
             x = torch.relu(self.hidden(x))
         return self.out(x)
 
 
 class EfficientNetClassifier(nn.Module):
-    def __init__(self, hidden):
+    def __init__(self, hidden, pet_filter):
         super().__init__()
         self.backbone = EfficientNetLite0()
-        self.head = Head(1280, hidden)
+        self.head = Head(1280, hidden, pet_filter)
 
     def forward(self, x):
-        return self.head(self.backbone(x))
+        """The logits and, with the "neither" check, the pet probability too: the page computes
+        both for every photo, so ONNX Runtime does the same work."""
+        features = self.backbone(x)
+        logits = self.head(features)
+        if self.head.imagenet is None:
+            return logits
+        pets = torch.softmax(self.head.imagenet(features), dim=1)[:, PET_CLASSES].sum(dim=1)
+        return logits, pets
 
 
 class CnnBlock(nn.Module):
@@ -141,7 +155,7 @@ def network(header):
     if architecture["kind"] == "cnn":
         return Cnn(architecture["channels"])
     if architecture["kind"] == "efficientnet_lite0":
-        return EfficientNetClassifier(architecture["hidden"])
+        return EfficientNetClassifier(architecture["hidden"], architecture.get("pet_filter"))
     raise SystemExit(f"unknown architecture {architecture['kind']}")
 
 
@@ -155,6 +169,11 @@ def preprocess(path, header):
     pixels = np.asarray(image, dtype=np.float32) / 255.0
     pixels = (pixels - np.array(normalization["mean"], np.float32)) / np.array(normalization["std"], np.float32)
     return pixels.transpose(2, 0, 1)[None]
+
+
+def logits_of(output):
+    """The cat/dog logits, whether or not the network also gives the pet probability."""
+    return output[0] if isinstance(output, tuple) else output
 
 
 def main():
@@ -176,7 +195,7 @@ def main():
         expected = json.load(file)
     for row in expected:
         with torch.no_grad():
-            logits = model(torch.from_numpy(preprocess(row["path"], header)))
+            logits = logits_of(model(torch.from_numpy(preprocess(row["path"], header))))
         dog = torch.softmax(logits, dim=1)[0, 1].item()
         worst = max(worst, abs(dog - row["dog"]))
         if (dog > 0.5) != (row["dog"] > 0.5):
@@ -185,15 +204,17 @@ def main():
 
     size = header["preprocess"]["input_size"]
     probe = torch.from_numpy(np.random.default_rng(1).standard_normal((1, 3, size, size)).astype(np.float32))
-    torch.onnx.export(model, (probe,), out, input_names=["images"], output_names=["logits"],
+    with torch.no_grad():
+        outputs = ["logits", "pets"] if isinstance(model(probe), tuple) else ["logits"]
+    torch.onnx.export(model, (probe,), out, input_names=["images"], output_names=outputs,
                       opset_version=17, dynamo=False)
     session = onnxruntime.InferenceSession(out, providers=["CPUExecutionProvider"])
-    (onnx_logits,) = session.run(None, {"images": probe.numpy()})
+    onnx_logits = session.run(None, {"images": probe.numpy()})[0]
     with torch.no_grad():
-        difference = np.abs(onnx_logits - model(probe).numpy()).max()
+        difference = np.abs(onnx_logits - logits_of(model(probe)).numpy()).max()
     if difference > 1e-3:
         raise SystemExit(f"{out}: ONNX Runtime's logits differ from PyTorch's by {difference}")
-    print(f"wrote {out}; ONNX Runtime's logits equal PyTorch's to {difference:.1e}")
+    print(f"wrote {out} (outputs: {', '.join(outputs)}); ONNX Runtime's logits equal PyTorch's to {difference:.1e}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::network::Network;
+use crate::explain::Heatmap;
+use crate::network::{Architecture, Explained, Network};
 use crate::preprocess::{DecodeError, InputTensor};
 use crate::weights::{ModelFile, ModelHeader, WeightsError};
 
@@ -74,6 +75,66 @@ impl Prediction {
     }
 }
 
+/// A verdict, the Grad-CAM heatmap of where in the photo it came from and, for a model with
+/// the "neither" check, whether the photo shows a pet at all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explanation {
+    pub prediction: Prediction,
+    pub heatmap: Heatmap,
+    pub pet: Option<PetCheck>,
+}
+
+/// The "neither cat nor dog" check of one photo ([`PetFilter`](crate::network::PetFilter)).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PetCheck {
+    /// ImageNet's probability of the pet classes.
+    pub probability: f32,
+    /// The least probability a photo of a cat or a dog gets, as the model file says.
+    pub threshold: f32,
+}
+
+impl PetCheck {
+    pub fn is_pet(&self) -> bool {
+        self.probability >= self.threshold
+    }
+}
+
+impl Explanation {
+    /// Whether the model says the photo is neither a cat nor a dog.
+    pub fn is_neither(&self) -> bool {
+        self.pet.is_some_and(|pet| !pet.is_pet())
+    }
+
+    /// From one photo's logits, dog-minus-cat map (`[1, height, width]`) and pet probability,
+    /// read back.
+    fn from_data(
+        logits: TensorData,
+        map: TensorData,
+        [_, height, width]: [usize; 3],
+        pet: Option<(TensorData, f32)>,
+    ) -> Result<Self, ClassifyError> {
+        let floats = |data: TensorData| {
+            data.try_to_vec::<f32>()
+                .map_err(|error| ClassifyError::Backend(format!("{error:?}")))
+        };
+        let prediction = Prediction::from_logits_data(logits)?[0];
+        let map = floats(map)?;
+        let dog = prediction.label == Label::Dog;
+        let pet = match pet {
+            Some((probability, threshold)) => Some(PetCheck {
+                probability: floats(probability)?[0],
+                threshold,
+            }),
+            None => None,
+        };
+        Ok(Self {
+            prediction,
+            heatmap: Heatmap::from_log_odds_map(width, height, &map, dog),
+            pet,
+        })
+    }
+}
+
 /// Why a photo could not be classified.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ClassifyError {
@@ -99,7 +160,7 @@ impl Classifier {
 
     pub fn from_file(file: &ModelFile, device: &Device) -> Result<Self, WeightsError> {
         Ok(Self {
-            network: file.load_network(device)?,
+            network: file.load_network(device)?.fold_batch_norms(),
             header: file.header.clone(),
             device: device.clone(),
         })
@@ -109,7 +170,9 @@ impl Classifier {
         &self.header
     }
 
-    /// The loaded network, for batch work (evaluation) that manages its own inputs.
+    /// The loaded network, for batch work (evaluation) that manages its own inputs. Its
+    /// batch-norms are folded for inference, so it cannot be trained or stored: load the
+    /// file's network for that ([`ModelFile::load_network`]).
     pub fn network(&self) -> &Network {
         &self.network
     }
@@ -127,12 +190,46 @@ impl Classifier {
     /// only be read asynchronously.
     pub async fn classify(&self, photo: &[u8]) -> Result<Prediction, ClassifyError> {
         let input = self.input(photo)?;
-        let data = self
-            .logits(std::slice::from_ref(&input))
-            .into_data_async()
-            .await
-            .map_err(|error| ClassifyError::Backend(format!("{error:?}")))?;
+        let data = read(self.logits(std::slice::from_ref(&input))).await?;
         Ok(Prediction::from_logits_data(data)?[0])
+    }
+
+    /// Classifies one photo and explains the verdict with a Grad-CAM heatmap, in the same
+    /// pass through the network (so it costs about what [`classify`](Self::classify) does).
+    pub async fn explain(&self, photo: &[u8]) -> Result<Explanation, ClassifyError> {
+        let Explained { logits, maps, pets } = self.explained_tensors(photo)?;
+        let shape = maps.dims();
+        let pet = match (pets, self.pet_threshold()) {
+            (Some(pets), Some(threshold)) => Some((read(pets).await?, threshold)),
+            _ => None,
+        };
+        Explanation::from_data(read(logits).await?, read(maps).await?, shape, pet)
+    }
+
+    /// [`explain`](Self::explain), blocking until the results are read back.
+    #[cfg(not(target_family = "wasm"))]
+    pub fn explain_blocking(&self, photo: &[u8]) -> Result<Explanation, ClassifyError> {
+        let Explained { logits, maps, pets } = self.explained_tensors(photo)?;
+        let shape = maps.dims();
+        let pet = pets
+            .zip(self.pet_threshold())
+            .map(|(pets, threshold)| (pets.into_data(), threshold));
+        Explanation::from_data(logits.into_data(), maps.into_data(), shape, pet)
+    }
+
+    /// The "neither" threshold, for a model that has the check.
+    fn pet_threshold(&self) -> Option<f32> {
+        match &self.header.architecture {
+            Architecture::EfficientnetLite0(head) => head.pet_filter.map(|filter| filter.threshold),
+            Architecture::Cnn(_) => None,
+        }
+    }
+
+    fn explained_tensors(&self, photo: &[u8]) -> Result<Explained, ClassifyError> {
+        let input = self.input(photo)?;
+        Ok(self
+            .network
+            .forward_explained(self.images(std::slice::from_ref(&input))))
     }
 
     /// Runs the network once on a blank photo and reads the result back, so that compiling GPU
@@ -144,11 +241,7 @@ impl Classifier {
             .header
             .preprocess
             .normalize(&image::RgbImage::new(size, size));
-        self.logits(&[blank])
-            .into_data_async()
-            .await
-            .map(drop)
-            .map_err(|error| ClassifyError::Backend(format!("{error:?}")))
+        read(self.logits(&[blank])).await.map(drop)
     }
 
     /// Classifies a batch of preprocessed photos, blocking until the results are read back.
@@ -162,6 +255,11 @@ impl Classifier {
 
     /// The network's logits for a batch of preprocessed photos of this model's input size.
     pub fn logits(&self, inputs: &[InputTensor]) -> Tensor<2> {
+        self.network.forward(self.images(inputs))
+    }
+
+    /// A batch of preprocessed photos as one tensor on this classifier's device.
+    fn images(&self, inputs: &[InputTensor]) -> Tensor<4> {
         let images = inputs
             .iter()
             .map(|input| {
@@ -171,6 +269,14 @@ impl Classifier {
                 )
             })
             .collect::<Vec<_>>();
-        self.network.forward(Tensor::cat(images, 0))
+        Tensor::cat(images, 0)
     }
+}
+
+/// Reads a tensor back the way that works on every backend, the browser's WebGPU included.
+async fn read<const D: usize>(tensor: Tensor<D>) -> Result<TensorData, ClassifyError> {
+    tensor
+        .into_data_async()
+        .await
+        .map_err(|error| ClassifyError::Backend(format!("{error:?}")))
 }

@@ -14,12 +14,21 @@ use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::activation::relu6;
 use burn::tensor::{Device, Tensor};
 
+use crate::fold;
+
 /// Channels of the stem.
 pub const STEM_CHANNELS: usize = 32;
 /// Length of the pooled feature vector the head produces.
 pub const FEATURES: usize = 1280;
 /// Classes of the ImageNet classifier the pretrained file ends with.
 pub const IMAGENET_CLASSES: usize = 1000;
+/// The ImageNet classes of pets and their wild kin: the dog breeds (151-268), wolves, wild dogs
+/// and foxes (269-280), domestic cats (281-285) and wild cats (286-293). ImageNet's classifier
+/// puts most of a cat's or a dog's probability here, often part of it on the wild kin, and
+/// little of anything else's: the "neither cat nor dog" check ([`PetFilter`]).
+///
+/// [`PetFilter`]: crate::network::PetFilter
+pub const PET_CLASSES: std::ops::Range<usize> = 151..294;
 /// The input size the backbone was trained at.
 pub const INPUT_SIZE: u32 = 224;
 /// MBConv blocks in the backbone.
@@ -73,6 +82,9 @@ const fn stage(
 pub struct ConvNorm {
     conv: Conv2d,
     norm: BatchNorm,
+    /// Whether `norm` has been merged into `conv` for inference.
+    #[module(skip)]
+    folded: bool,
 }
 
 impl ConvNorm {
@@ -93,11 +105,17 @@ impl ConvNorm {
             norm: BatchNormConfig::new(channels[1])
                 .with_epsilon(BATCH_NORM_EPSILON)
                 .init(device),
+            folded: false,
         }
     }
 
     fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        self.norm.forward(self.conv.forward(input))
+        fold::conv_norm(&self.conv, &self.norm, self.folded, input)
+    }
+
+    fn fold(mut self) -> Self {
+        fold::fold(&mut self.conv, &self.norm, &mut self.folded);
+        self
     }
 
     fn forward_relu6(&self, input: Tensor<4>) -> Tensor<4> {
@@ -141,6 +159,15 @@ impl MbConv {
         let x = self.project.forward(self.depthwise.forward_relu6(x));
         if self.residual { x + input } else { x }
     }
+
+    fn fold(self) -> Self {
+        Self {
+            expand: self.expand.map(ConvNorm::fold),
+            depthwise: self.depthwise.fold(),
+            project: self.project.fold(),
+            residual: self.residual,
+        }
+    }
 }
 
 /// The backbone without its ImageNet classifier: photos in, 1280 pooled features out.
@@ -178,6 +205,20 @@ impl EfficientNetLite0 {
         }
     }
 
+    /// The same backbone with every batch-norm merged into its convolution, for inference.
+    pub fn fold_batch_norms(self) -> Self {
+        Self {
+            stem: self.stem.fold(),
+            blocks: self.blocks.into_iter().map(MbConv::fold).collect(),
+            head: self.head.fold(),
+            pool: self.pool,
+        }
+    }
+
+    pub fn is_folded(&self) -> bool {
+        self.stem.folded
+    }
+
     /// `[batch, 3, h, w]` normalised photos to `[batch, 1280]` features.
     pub fn features(&self, images: Tensor<4>) -> Tensor<2> {
         self.tail(self.trunk(images))
@@ -194,11 +235,27 @@ impl EfficientNetLite0 {
 
     /// The last blocks, the 1x1 head and the pooling: trunk output to `[batch, 1280]`.
     pub fn tail(&self, trunk: Tensor<4>) -> Tensor<2> {
+        self.pool_features(self.tail_activations(trunk))
+    }
+
+    /// The activations of the last convolutional block (the 1x1 head, after its ReLU6),
+    /// `[batch, 1280, h / 32, w / 32]`: what Grad-CAM explains a verdict with.
+    pub fn last_activations(&self, images: Tensor<4>) -> Tensor<4> {
+        self.tail_activations(self.trunk(images))
+    }
+
+    /// Global average pooling of [`last_activations`](Self::last_activations) to the
+    /// `[batch, 1280]` features.
+    pub fn pool_features(&self, activations: Tensor<4>) -> Tensor<2> {
+        self.pool.forward(activations).flatten(1, 3)
+    }
+
+    fn tail_activations(&self, trunk: Tensor<4>) -> Tensor<4> {
         let first = self.blocks.len() - TAIL_BLOCKS;
         let x = self.blocks[first..]
             .iter()
             .fold(trunk, |x, block| block.forward(x));
-        self.pool.forward(self.head.forward_relu6(x)).flatten(1, 3)
+        self.head.forward_relu6(x)
     }
 }
 

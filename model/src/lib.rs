@@ -5,6 +5,7 @@
 //!   EfficientNet-Lite0 with a cat/dog head;
 //! - [`weights`]: the self-describing weight file;
 //! - [`classifier`]: load a weight file and classify photos;
+//! - [`explain`]: Grad-CAM heatmaps of where a verdict came from;
 //! - [`backend`]: the compute backends (wgpu, flex, ndarray) as runtime choices.
 
 pub mod preprocess;
@@ -15,6 +16,10 @@ pub mod backend;
 pub mod classifier;
 #[cfg(feature = "inference")]
 pub mod efficientnet;
+#[cfg(feature = "inference")]
+pub mod explain;
+#[cfg(feature = "inference")]
+mod fold;
 #[cfg(feature = "inference")]
 pub mod network;
 #[cfg(feature = "inference")]
@@ -30,7 +35,7 @@ pub use backend::{Acquired, Backend, BackendError, GpuAdapter};
 #[cfg(feature = "inference")]
 pub use burn::tensor::Device;
 #[cfg(feature = "inference")]
-pub use classifier::{Classifier, ClassifyError, Label, Prediction};
+pub use classifier::{Classifier, ClassifyError, Explanation, Label, PetCheck, Prediction};
 #[cfg(feature = "inference")]
 pub use network::{Architecture, CnnConfig, HeadConfig, Network};
 #[cfg(feature = "inference")]

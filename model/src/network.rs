@@ -8,11 +8,12 @@ use burn::nn::{
     BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d,
 };
 use burn::store::{ModuleRecord, RecordError};
-use burn::tensor::activation::relu;
+use burn::tensor::activation::{relu, softmax};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::efficientnet::{self, EfficientNetLite0};
+use crate::fold;
 
 /// The number of classes: cat and dog.
 pub const NUM_CLASSES: usize = 2;
@@ -102,6 +103,9 @@ pub struct ConvBlock {
     conv: Conv2d,
     norm: BatchNorm,
     pool: MaxPool2d,
+    /// Whether `norm` has been merged into `conv` for inference.
+    #[module(skip)]
+    folded: bool,
 }
 
 impl ConvBlock {
@@ -114,12 +118,22 @@ impl ConvBlock {
                 .init(device),
             norm: BatchNormConfig::new(out_channels).init(device),
             pool: MaxPool2dConfig::new([2, 2]).init(),
+            folded: false,
         }
     }
 
     fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        self.pool
-            .forward(relu(self.norm.forward(self.conv.forward(input))))
+        self.pool.forward(relu(fold::conv_norm(
+            &self.conv,
+            &self.norm,
+            self.folded,
+            input,
+        )))
+    }
+
+    fn fold(mut self) -> Self {
+        fold::fold(&mut self.conv, &self.norm, &mut self.folded);
+        self
     }
 }
 
@@ -134,9 +148,19 @@ pub struct Cnn {
 
 impl Cnn {
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let features = self.blocks.iter().fold(images, |x, block| block.forward(x));
-        let features: Tensor<2> = self.pool.forward(features).flatten(1, 3);
-        self.head.forward(self.dropout.forward(features))
+        self.head.forward(
+            self.dropout
+                .forward(self.pool_features(self.last_activations(images))),
+        )
+    }
+
+    /// The last convolutional block's output, `[batch, channels, h, w]`.
+    fn last_activations(&self, images: Tensor<4>) -> Tensor<4> {
+        self.blocks.iter().fold(images, |x, block| block.forward(x))
+    }
+
+    fn pool_features(&self, activations: Tensor<4>) -> Tensor<2> {
+        self.pool.forward(activations).flatten(1, 3)
     }
 }
 
@@ -148,6 +172,10 @@ pub struct HeadConfig {
     pub hidden: usize,
     /// Dropout probability before each dense layer (used in training only).
     pub dropout: f64,
+    /// The "neither cat nor dog" check, when the model carries one (`native-trainer
+    /// pet-filter` adds it; files from before it existed have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pet_filter: Option<PetFilter>,
 }
 
 impl Default for HeadConfig {
@@ -155,8 +183,18 @@ impl Default for HeadConfig {
         Self {
             hidden: 0,
             dropout: 0.2,
+            pet_filter: None,
         }
     }
+}
+
+/// The "neither cat nor dog" check: the backbone's own ImageNet classifier is kept beside the
+/// head, and a photo whose ImageNet probability of the pet classes
+/// ([`efficientnet::PET_CLASSES`]) is below `threshold` is neither.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PetFilter {
+    /// Chosen on the model's training photos so that a set share of them pass.
+    pub threshold: f32,
 }
 
 impl HeadConfig {
@@ -172,6 +210,9 @@ impl HeadConfig {
             dropout: DropoutConfig::new(self.dropout).init(),
             hidden,
             out: LinearConfig::new(last_in, NUM_CLASSES).init(device),
+            imagenet: self
+                .pet_filter
+                .map(|_| LinearConfig::new(features, efficientnet::IMAGENET_CLASSES).init(device)),
         }
     }
 }
@@ -182,6 +223,8 @@ pub struct Head {
     dropout: Dropout,
     hidden: Option<Linear>,
     out: Linear,
+    /// The backbone's ImageNet classifier, for the "neither" check ([`PetFilter`]).
+    imagenet: Option<Linear>,
 }
 
 impl Head {
@@ -195,6 +238,45 @@ impl Head {
         self.out.forward(x)
     }
 
+    /// The same head with the backbone's ImageNet classifier beside it, for the "neither"
+    /// check ([`PetFilter`]).
+    pub fn with_pet_classifier(self, imagenet: Linear) -> Self {
+        Self {
+            imagenet: Some(imagenet),
+            ..self
+        }
+    }
+
+    /// The ImageNet probability of the pet classes for each photo's features, `[batch]`;
+    /// `None` without the ImageNet classifier.
+    pub fn pet_probability(&self, features: Tensor<2>) -> Option<Tensor<1>> {
+        let imagenet = self.imagenet.as_ref()?;
+        let classes = efficientnet::PET_CLASSES;
+        let probabilities = softmax(imagenet.forward(features), 1);
+        Some(
+            probabilities
+                .narrow(1, classes.start, classes.len())
+                .sum_dim(1)
+                .flatten(0, 1),
+        )
+    }
+
+    /// The gradient of the dog logit minus the cat logit with respect to the head's input
+    /// features, `[batch, features]`, in closed form (the head is at most two dense layers and
+    /// a ReLU), so Grad-CAM runs wherever inference does, without autodiff.
+    pub fn log_odds_gradient(&self, features: Tensor<2>) -> Tensor<2> {
+        let dog_minus_cat = log_odds_weights(&self.out);
+        match &self.hidden {
+            None => dog_minus_cat,
+            Some(hidden) => {
+                // Through the ReLU only where the hidden unit is active, then back through
+                // the hidden layer's weights (`[features, hidden]`).
+                let active = hidden.forward(features).greater_elem(0.0).float();
+                (active * dog_minus_cat).matmul(hidden.weight.val().transpose())
+            }
+        }
+    }
+
     /// The same head with its logits divided by `temperature`: temperature scaling folded
     /// into the output layer, so a calibrated model file needs no extra step at inference.
     pub fn with_temperature(mut self, temperature: f64) -> Self {
@@ -203,6 +285,16 @@ impl Head {
         self.out.bias = self.out.bias.map(|bias| bias.map(|bias| bias * scale));
         self
     }
+}
+
+/// Row `[1, inputs]` of a dense layer's dog-output weights minus its cat-output weights: the
+/// gradient of the dog-minus-cat logit with respect to its input.
+fn log_odds_weights(layer: &Linear) -> Tensor<2> {
+    let weight = layer.weight.val();
+    let [inputs, _] = weight.dims();
+    let cat = weight.clone().slice([0..inputs, 0..1]);
+    let dog = weight.slice([0..inputs, 1..2]);
+    (dog - cat).reshape([1, inputs])
 }
 
 /// EfficientNet-Lite0 and its cat/dog head.
@@ -224,6 +316,16 @@ impl EfficientNetClassifier {
     }
 }
 
+/// What [`Network::forward_explained`] computes.
+pub struct Explained {
+    /// `[batch, 2]` (cat, dog).
+    pub logits: Tensor<2>,
+    /// `[batch, h, w]` dog-minus-cat Grad-CAM maps.
+    pub maps: Tensor<3>,
+    /// `[batch]` ImageNet probabilities of the pet classes, with the "neither" check.
+    pub pets: Option<Tensor<1>>,
+}
+
 /// The classifier network. Input: `[batch, 3, size, size]` normalised photos; output:
 /// `[batch, 2]` logits (cat, dog).
 // One network per loaded model: the variants' size difference costs nothing worth boxing for.
@@ -239,6 +341,78 @@ impl Network {
         match self {
             Network::Cnn(cnn) => cnn.forward(images),
             Network::EfficientnetLite0(network) => network.forward(images),
+        }
+    }
+
+    /// The ImageNet probability of the pet classes for each photo, `[batch]`, for a network
+    /// that carries the "neither" check ([`PetFilter`]).
+    pub fn pet_probability(&self, images: Tensor<4>) -> Option<Tensor<1>> {
+        match self {
+            Network::Cnn(_) => None,
+            Network::EfficientnetLite0(network) => network
+                .head
+                .pet_probability(network.backbone.features(images)),
+        }
+    }
+
+    /// Everything a verdict shows, in one pass: the logits, the pet probability where the
+    /// network has the "neither" check, and each photo's Grad-CAM map before the ReLU: the
+    /// last convolutional block's activations weighted by the mean gradient of the
+    /// dog-minus-cat logit over each channel, `[batch, h, w]`. Positive where the photo looks
+    /// like a dog, negative where it looks like a cat; [`Heatmap`](crate::explain::Heatmap)
+    /// keeps the predicted side.
+    pub fn forward_explained(&self, images: Tensor<4>) -> Explained {
+        let (activations, logits, gradient, pets) = match self {
+            Network::Cnn(cnn) => {
+                let activations = cnn.last_activations(images);
+                let logits = cnn.head.forward(cnn.pool_features(activations.clone()));
+                (activations, logits, log_odds_weights(&cnn.head), None)
+            }
+            Network::EfficientnetLite0(network) => {
+                let activations = network.backbone.last_activations(images);
+                let features = network.backbone.pool_features(activations.clone());
+                let gradient = network.head.log_odds_gradient(features.clone());
+                let pets = network.head.pet_probability(features.clone());
+                (activations, network.head.forward(features), gradient, pets)
+            }
+        };
+        // Average pooling spreads each feature's gradient evenly over the map, so the mean
+        // gradient over a channel is the feature's gradient over h * w: a constant factor
+        // that normalising the heatmap removes.
+        let [batch, channels, height, width] = activations.dims();
+        let weights = gradient.reshape([-1, channels as i32, 1, 1]);
+        let maps = (activations * weights)
+            .sum_dim(1)
+            .reshape([batch, height, width]);
+        Explained { logits, maps, pets }
+    }
+
+    /// The same network with every batch-norm merged into the convolution before it: the
+    /// same logits (to float rounding) for fewer passes over the activations. For inference
+    /// only: training needs the batch-norms, and [`ModelFile::from_network`] refuses a folded
+    /// network rather than store weights that no longer match their file layout.
+    ///
+    /// [`ModelFile::from_network`]: crate::ModelFile::from_network
+    pub fn fold_batch_norms(self) -> Self {
+        match self {
+            Network::Cnn(cnn) => Network::Cnn(Cnn {
+                blocks: cnn.blocks.into_iter().map(ConvBlock::fold).collect(),
+                ..cnn
+            }),
+            Network::EfficientnetLite0(network) => {
+                Network::EfficientnetLite0(EfficientNetClassifier {
+                    backbone: network.backbone.fold_batch_norms(),
+                    head: network.head,
+                })
+            }
+        }
+    }
+
+    /// Whether [`fold_batch_norms`](Self::fold_batch_norms) made this network.
+    pub fn is_folded(&self) -> bool {
+        match self {
+            Network::Cnn(cnn) => cnn.blocks.iter().any(|block| block.folded),
+            Network::EfficientnetLite0(network) => network.backbone.is_folded(),
         }
     }
 

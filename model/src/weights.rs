@@ -163,6 +163,12 @@ pub struct ModelFile {
 impl ModelFile {
     /// Captures a network's weights, stored as the header's `weights_dtype` says.
     pub fn from_network(header: ModelHeader, network: &Network) -> Result<Self, WeightsError> {
+        if network.is_folded() {
+            return Err(WeightsError::Serialize(
+                "a network folded for inference cannot be stored: store the loaded file's network"
+                    .into(),
+            ));
+        }
         let network = match header.weights_dtype {
             WeightsDtype::F32 => network.clone(),
             // Narrowed on flex: not every backend has f16 tensors (ndarray has none). Into a

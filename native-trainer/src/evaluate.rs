@@ -1,11 +1,12 @@
 //! Using a trained model: `evaluate` (accuracy, log loss, per-class precision and recall,
-//! confusion matrix, worst mistakes), `predict`, Kaggle's `submission`, and `inspect` (a
-//! contact sheet of a dataset before training on it).
+//! confusion matrix, worst mistakes), `predict`, `explain` (a Grad-CAM heatmap over the
+//! photo), Kaggle's `submission`, and `inspect` (a contact sheet of a dataset before training
+//! on it).
 
 use std::path::{Path, PathBuf};
 
 use catdog_model::preprocess::decode_photo;
-use catdog_model::{Backend, Classifier, Label, Prediction};
+use catdog_model::{Backend, Classifier, Explanation, Label, Prediction};
 use rand::SeedableRng;
 use rand::seq::IndexedRandom;
 use serde::Serialize;
@@ -28,6 +29,8 @@ pub enum EvaluateError {
         path: PathBuf,
         source: catdog_model::WeightsError,
     },
+    #[error("{path}: {reason}")]
+    Photo { path: PathBuf, reason: String },
     #[error(transparent)]
     Dataset(#[from] DatasetError),
     #[error("{0}")]
@@ -47,6 +50,43 @@ pub fn load_model(path: &Path, backend: Option<Backend>) -> Result<Classifier, E
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// The longest side of the picture `explain` writes: large enough to see the animal, small
+/// enough for a camera's 24-megapixel photo to give a PNG of a few megabytes at most.
+const EXPLAIN_SIDE: u32 = 1024;
+
+/// Classifies a photo and writes it with its Grad-CAM heatmap laid over it to `out` (PNG).
+pub fn explain(
+    classifier: &Classifier,
+    photo: &Path,
+    out: &Path,
+) -> Result<Explanation, EvaluateError> {
+    let bytes = std::fs::read(photo).map_err(io_error(photo))?;
+    let refused = |reason: String| EvaluateError::Photo {
+        path: photo.to_path_buf(),
+        reason,
+    };
+    let explanation = classifier
+        .explain_blocking(&bytes)
+        .map_err(|error| refused(error.to_string()))?;
+    let image = decode_photo(&bytes).map_err(|error| refused(error.to_string()))?;
+    let (width, height) = image.dimensions();
+    let image = if width.max(height) > EXPLAIN_SIDE {
+        let scale = EXPLAIN_SIDE as f32 / width.max(height) as f32;
+        let side = |pixels: u32| ((pixels as f32 * scale).round() as u32).max(1);
+        image::imageops::resize(
+            &image,
+            side(width),
+            side(height),
+            image::imageops::FilterType::Triangle,
+        )
+    } else {
+        image
+    };
+    let png = catdog_model::explain::rgb_png(&explanation.heatmap.overlay(&image));
+    write_atomic(out, &png).map_err(io_error(out))?;
+    Ok(explanation)
 }
 
 /// Precision and recall of one class.

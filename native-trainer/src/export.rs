@@ -48,7 +48,8 @@ pub fn export(from: &Path, to: &Path, dtype: WeightsDtype) -> Result<Exported, E
     let original = Classifier::from_file(&file, &device).map_err(weights(from))?;
     let mut header = file.header.clone();
     header.weights_dtype = dtype;
-    let out = ModelFile::from_network(header, original.network())
+    let network = file.load_network(&device).map_err(weights(from))?;
+    let out = ModelFile::from_network(header, &network)
         .map_err(weights(from))?
         .to_bytes();
     // Read it back as the page will, and compare predictions on a fixed input.

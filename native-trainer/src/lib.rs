@@ -11,6 +11,7 @@
 //! - [`pretrained`]: ImageNet-pretrained EfficientNet-Lite0 and its import check;
 //! - [`features`]: its frozen trunk's outputs, cached; [`transfer`]: fine-tuning from them;
 //!   [`tune`]: the hyper-parameter search; [`calibrate`]: temperature scaling;
+//! - [`pets`]: the "neither cat nor dog" check added to a model;
 //! - [`export`]: the web weight file; [`plot`]: the PNG pictures; [`files`]: atomic writes.
 
 pub mod augment;
@@ -22,6 +23,7 @@ pub mod evaluate;
 pub mod export;
 pub mod features;
 pub mod files;
+pub mod pets;
 pub mod photos;
 pub mod plot;
 pub mod pretrained;

@@ -7,8 +7,11 @@ use catdog_model::HeadConfig;
 use catdog_model::weights::WeightsDtype;
 use catdog_model::{Backend, CnnConfig};
 use catdog_trainer::augment::Augment;
+use catdog_trainer::dataset::SplitSpec;
 use catdog_trainer::train::{Backbone, OptimizerKind, Schedule, TrainConfig};
-use catdog_trainer::{bench, download, evaluate, export, pretrained, runlog, train, tune};
+use catdog_trainer::{
+    bench, download, evaluate, export, files, pets, pretrained, runlog, train, tune,
+};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
@@ -98,6 +101,51 @@ enum Command {
         backend: Option<Backend>,
         #[arg(long)]
         json: bool,
+    },
+    /// Classify a photo and write it with a Grad-CAM heatmap over it: where the verdict came
+    /// from (the last convolutional block's activations, weighted by the verdict's gradient).
+    Explain {
+        #[arg(long)]
+        model: PathBuf,
+        photo: PathBuf,
+        /// The picture to write (PNG).
+        #[arg(short, long, default_value = "heat.png")]
+        out: PathBuf,
+        #[arg(long, value_parser = parse_backend)]
+        backend: Option<Backend>,
+    },
+    /// Give an EfficientNet-Lite0 model the answer "neither cat nor dog": the backbone's
+    /// ImageNet classifier goes into the file, with a threshold on its pet classes chosen on
+    /// the model's training photos; prints how many validation, test and non-pet photos pass.
+    PetFilter {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long, default_value = pretrained::DEFAULT_PRETRAINED)]
+        pretrained: PathBuf,
+        /// The labelled photos the model was trained on (split again as in training).
+        #[arg(long)]
+        data: PathBuf,
+        /// Share of training photos that must pass.
+        #[arg(long, default_value_t = 0.99)]
+        keep: f64,
+        /// Training photos that choose the threshold (spread over the training split).
+        #[arg(long, default_value_t = 2000)]
+        calibration_photos: usize,
+        /// Photos with no cat or dog in them, to count how many are turned away.
+        #[arg(long)]
+        non_pets: Option<PathBuf>,
+        /// The split the model was trained with (`train`'s defaults for transfer learning).
+        #[arg(long, default_value_t = 0.1)]
+        validation: f64,
+        #[arg(long, default_value_t = 0.1)]
+        test: f64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// The model file to write, with the check.
+        #[arg(short, long)]
+        out: PathBuf,
+        #[command(flatten)]
+        common: Common,
     },
     /// Kaggle submission: `id,label` with the dog probability, for a folder of N.jpg.
     Submission {
@@ -507,6 +555,88 @@ fn run(command: Command) -> Result<(), Error> {
                 println!("{}", serde_json::to_string(&result)?);
             }
         }
+        Command::Explain {
+            model,
+            photo,
+            out,
+            backend,
+        } => {
+            let classifier = evaluate::load_model(&model, backend)?;
+            let explanation = evaluate::explain(&classifier, &photo, &out)?;
+            let prediction = explanation.prediction;
+            let label = prediction.label.name();
+            let confidence = prediction.confidence() * 100.0;
+            let verdict = match explanation.pet {
+                Some(pet) if !pet.is_pet() => format!(
+                    "neither a cat nor a dog (pet classes {:.1} %, under {:.1} %; if one, a {label} at {confidence:.1} %)",
+                    pet.probability * 100.0,
+                    pet.threshold * 100.0
+                ),
+                _ => format!("{label} ({confidence:.1} %)"),
+            };
+            println!(
+                "{}: {verdict}; heatmap over the photo written to {}",
+                photo.display(),
+                out.display()
+            );
+        }
+        Command::PetFilter {
+            model,
+            pretrained,
+            data,
+            keep,
+            calibration_photos,
+            non_pets,
+            validation,
+            test,
+            seed,
+            out,
+            common,
+        } => {
+            let report = pets::pet_filter(&pets::PetFilterConfig {
+                model,
+                pretrained,
+                data,
+                split: SplitSpec {
+                    validation_fraction: validation,
+                    test_fraction: test,
+                    limit: None,
+                    seed,
+                },
+                keep,
+                calibration_photos,
+                non_pets,
+                cache: common.cache().map(Path::to_path_buf),
+                out: out.clone(),
+            })?;
+            let rate = |rate: &pets::PassRate| {
+                format!(
+                    "{} of {} ({:.2} %)",
+                    rate.passed,
+                    rate.photos,
+                    rate.rate * 100.0
+                )
+            };
+            println!(
+                "threshold: ImageNet pet probability {:.4}, passing {} training photos",
+                report.threshold,
+                rate(&report.calibration)
+            );
+            println!("validation photos passing: {}", rate(&report.validation));
+            println!("test photos passing: {}", rate(&report.test));
+            if let Some(non_pets) = &report.non_pets {
+                println!(
+                    "non-pet photos turned away: {} of {} ({:.1} %)",
+                    non_pets.photos - non_pets.passed,
+                    non_pets.photos,
+                    (1.0 - non_pets.rate) * 100.0
+                );
+            }
+            let json = serde_json::to_vec_pretty(&report)?;
+            let report_path = out.with_extension("pet-filter.json");
+            files::write_atomic(&report_path, &json)?;
+            println!("wrote {} and {}", out.display(), report_path.display());
+        }
         Command::Predict {
             model,
             paths,
@@ -637,6 +767,7 @@ fn train_config(args: TrainArgs) -> TrainConfig {
         head: HeadConfig {
             hidden: args.hidden,
             dropout: args.dropout,
+            pet_filter: None,
         },
         unfreeze: args.unfreeze,
         test_fraction: args.test.unwrap_or(if transfer { 0.1 } else { 0.0 }),

@@ -130,6 +130,11 @@ impl ImagenetNetwork {
         Ok(network.valid())
     }
 
+    /// The ImageNet classifier alone (the "neither" check keeps it beside the cat/dog head).
+    pub fn into_classifier(self) -> Linear {
+        self.classifier
+    }
+
     /// ImageNet logits, `[batch, 1000]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         self.classifier.forward(self.backbone.features(images))

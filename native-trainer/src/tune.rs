@@ -75,6 +75,7 @@ impl TrialParams {
             head: HeadConfig {
                 hidden: self.hidden,
                 dropout: self.dropout,
+                pet_filter: None,
             },
             unfreeze: self.unfreeze,
             ..base.clone()

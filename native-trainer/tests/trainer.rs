@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use catdog_model::{Label, Normalization, Preprocess};
 use catdog_trainer::dataset::{PackedPhotos, Split, SplitSpec};
 use catdog_trainer::photos::{Layout, PhotoSet};
-use common::{BIN, CATS, DOGS, Scratch, fixture, kaggle_folder, run_ok};
+use common::{BIN, CATS, DOGS, Scratch, fixture, fixtures, kaggle_folder, run_ok};
 
 fn scratch(name: &str) -> Scratch {
     Scratch::new(&format!("trainer-{name}"))
@@ -593,4 +593,138 @@ fn export_safetensors_writes_pytorch_layout_and_the_header() {
         serde_json::json!([32, 3, 3, 3])
     );
     assert!(!out.join("small.safetensors.partial").exists());
+}
+
+#[test]
+fn explain_writes_the_photo_with_its_heatmap_and_names_a_bad_photo() {
+    let out = scratch("explain");
+    let heat = out.join("heat.png");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/model/catdog.bpk");
+    let photo = fixtures().join("cat-with-dolls.jpg");
+    let printed = run_ok(&[
+        "explain",
+        "--model",
+        shipped.to_str().unwrap(),
+        photo.to_str().unwrap(),
+        "-o",
+        heat.to_str().unwrap(),
+    ]);
+    assert!(printed.contains("cat-with-dolls.jpg: cat ("), "{printed}");
+    assert!(printed.contains("heat.png"), "{printed}");
+    // The photo at its own size, tinted where the heat is: not the photo unchanged.
+    let written = image::open(&heat).unwrap().to_rgb8();
+    let original = image::open(&photo).unwrap().to_rgb8();
+    assert_eq!(written.dimensions(), original.dimensions());
+    let changed = written
+        .pixels()
+        .zip(original.pixels())
+        .filter(|(a, b)| a.0.iter().zip(b.0).any(|(x, y)| x.abs_diff(y) > 24))
+        .count();
+    let pixels = (original.width() * original.height()) as usize;
+    assert!(
+        changed > pixels / 10,
+        "only {changed} of {pixels} pixels tinted"
+    );
+
+    // A photo that is not one: refused with its name, and nothing written.
+    let bad = out.join("notes.jpg");
+    std::fs::write(&bad, b"<html>not a photo</html>").unwrap();
+    let refused = Command::new(BIN)
+        .args([
+            "explain",
+            "--model",
+            shipped.to_str().unwrap(),
+            bad.to_str().unwrap(),
+        ])
+        .args(["-o", out.join("bad.png").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("notes.jpg") && stderr.contains("not an image"),
+        "{stderr}"
+    );
+    assert!(!out.join("bad.png").exists());
+}
+
+#[test]
+fn pet_filter_gives_a_model_the_neither_answer_and_reports_its_rates() {
+    let out = scratch("pet-filter");
+    let data = kaggle_folder("pet-filter", 1);
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/model/catdog.bpk");
+    let model = out.join("with-filter.bpk");
+    let non_pets = fixtures().join("non-pets");
+    let pretrained =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../weights/efficientnet-lite0.safetensors");
+    let printed = run_ok(&[
+        "pet-filter",
+        "--model",
+        shipped.to_str().unwrap(),
+        "--pretrained",
+        pretrained.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--non-pets",
+        non_pets.to_str().unwrap(),
+        "--validation",
+        "0.25",
+        "--test",
+        "0.25",
+        "--keep",
+        "0.9",
+        "--no-cache",
+        "-o",
+        model.to_str().unwrap(),
+    ]);
+    for line in [
+        "training photos",
+        "validation photos passing:",
+        "test photos passing:",
+        "non-pet photos turned away:",
+    ] {
+        assert!(printed.contains(line), "{printed}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("with-filter.pet-filter.json")).unwrap())
+            .unwrap();
+    let threshold = report["threshold"].as_f64().unwrap();
+    assert!(threshold > 0.0 && threshold < 1.0, "{report}");
+    assert_eq!(report["non_pets"]["photos"], 52, "{report}");
+    assert!(
+        report["calibration"]["rate"].as_f64().unwrap() >= 0.9,
+        "{report}"
+    );
+
+    // The written model says "neither" for a photo of a man with a camera, a verdict for a cat.
+    let explain = |photo: &Path| {
+        run_ok(&[
+            "explain",
+            "--model",
+            model.to_str().unwrap(),
+            photo.to_str().unwrap(),
+            "-o",
+            out.join("heat.png").to_str().unwrap(),
+        ])
+    };
+    let person = explain(&non_pets.join("scikit-image-camera.jpg"));
+    assert!(person.contains("neither a cat nor a dog"), "{person}");
+    let cat = explain(&fixtures().join("cat.jpg"));
+    assert!(cat.contains("cat.jpg: cat ("), "{cat}");
+
+    // A CNN has no ImageNet classifier to borrow: refused with the file and the reason.
+    let small = Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/model/catdog-small.bpk");
+    let refused = Command::new(BIN)
+        .args(["pet-filter", "--model", small.to_str().unwrap()])
+        .args(["--data", data.to_str().unwrap(), "--no-cache"])
+        .args(["-o", out.join("small.bpk").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("catdog-small.bpk") && stderr.contains("EfficientNet-Lite0"),
+        "{stderr}"
+    );
+    assert!(!out.join("small.bpk").exists());
 }

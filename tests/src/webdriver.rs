@@ -141,9 +141,15 @@ impl Browser {
 
     /// Chooses several files at once in an `<input type=file multiple>`.
     pub fn set_files(&self, input: &Element, paths: &[PathBuf]) {
-        let text: Vec<&str> = paths
+        // ChromeDriver refuses paths with `..` in them.
+        let text: Vec<String> = paths
             .iter()
-            .map(|path| path.to_str().expect("a UTF-8 path"))
+            .map(|path| {
+                let path = path
+                    .canonicalize()
+                    .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+                path.to_str().expect("a UTF-8 path").to_string()
+            })
             .collect();
         self.session_call(
             "POST",

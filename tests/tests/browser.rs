@@ -99,13 +99,18 @@ struct Card {
     model: String,
     backend: String,
     text: String,
+    /// The Grad-CAM heatmap's values, row by row.
+    heatmap: Vec<f64>,
+    /// "true" or "false" from the model's pet check; empty for a model without one.
+    pet: String,
 }
 
 fn cards(browser: &Browser) -> Vec<Card> {
     let found = browser.execute(
         "return [...document.querySelectorAll('.card')].map(c => ({file: c.dataset.file, \
          state: c.dataset.state, label: c.dataset.label || '', sure: c.dataset.sure === 'true', cat: parseFloat(c.dataset.cat || 'NaN'), \
-         model: c.dataset.model || '', backend: c.dataset.backend || '', text: c.innerText}))",
+         model: c.dataset.model || '', backend: c.dataset.backend || '', text: c.innerText, \
+         heatmap: c.dataset.heatmap || '', pet: c.dataset.pet || ''}))",
         json!([]),
     );
     let text = |card: &Value, key: &str| card[key].as_str().unwrap_or_default().to_string();
@@ -122,6 +127,11 @@ fn cards(browser: &Browser) -> Vec<Card> {
             model: text(card, "model"),
             backend: text(card, "backend"),
             text: text(card, "text"),
+            heatmap: text(card, "heatmap")
+                .split_once(": ")
+                .map(|(_, values)| values.split(',').map(|v| v.parse().unwrap()).collect())
+                .unwrap_or_default(),
+            pet: text(card, "pet"),
         })
         .collect()
 }
@@ -178,7 +188,7 @@ fn page_requests(browser: &Browser) -> Vec<(String, String, bool)> {
 }
 
 /// Classifies `files` through the file dialog and checks that nothing left the browser while
-/// it did: the page requested nothing but `blob:` thumbnails, and the server got no request
+/// it did: the page requested nothing but `blob:` thumbnails and `data:` heatmaps, and the server got no request
 /// with a body or naming a photo.
 fn classify_privately(browser: &Browser, site: &Site, files: &[PathBuf]) -> Vec<Card> {
     let _ = browser.network_events();
@@ -187,8 +197,10 @@ fn classify_privately(browser: &Browser, site: &Site, files: &[PathBuf]) -> Vec<
     browser.set_files(&input, files);
     let shown = wait_until_classified(browser, files.len());
     for (method, url, has_body) in page_requests(browser) {
+        // `blob:` (the photo itself) and `data:` (a heatmap the page drew) never leave it.
+        let in_memory = url.starts_with("blob:") || url.starts_with("data:");
         assert!(
-            url.starts_with("blob:") && !has_body,
+            in_memory && !has_body,
             "the page sent a request while classifying: {method} {url}"
         );
     }
@@ -252,6 +264,7 @@ fn several_photos_on_webgpu_and_cpu_broken_files_and_switching_models() {
         } else {
             assert_eq!(card.state, "done", "{card:?}");
             assert_eq!(card.label, true_label(path), "wrong verdict: {card:?}");
+            assert_eq!(card.pet, "true", "a pet taken for neither: {card:?}");
             assert_eq!(
                 (card.model.as_str(), card.backend.as_str()),
                 ("accurate", "wgpu")
@@ -287,7 +300,27 @@ fn several_photos_on_webgpu_and_cpu_broken_files_and_switching_models() {
     let error_text = |name: &str| &gpu.iter().find(|card| card.file == name).unwrap().text;
     assert!(error_text("broken.jpg").contains("truncated"), "{gpu:?}");
     assert!(error_text("notes.txt").contains("not an image"), "{gpu:?}");
+    // "Why?" lays the 7 x 7 Grad-CAM heatmap over the whole photo, and hides it again.
+    let why = ".card[data-file='cat.jpg'] .why";
+    click_on(&browser, ".card[data-file='cat.jpg'] .why-toggle");
+    browser.wait_for_script(
+        "the heatmap over the photo",
+        &format!(
+            "const why = document.querySelector(\"{why}\"); \
+             const [photo, heat] = [why.querySelector('.why-photo'), why.querySelector('.why-heat')]; \
+             const [p, h] = [photo.getBoundingClientRect(), heat.getBoundingClientRect()]; \
+             return heat.complete && heat.naturalWidth === 7 && heat.naturalHeight === 7 \
+               && p.height > 100 && p.width === h.width && p.height === h.height && p.top === h.top"
+        ),
+        Duration::from_secs(10),
+    );
     save_screenshots(&browser);
+    click_on(&browser, ".card[data-file='cat.jpg'] .why-toggle");
+    browser.wait_for_script(
+        "the heatmap to hide",
+        &format!("return document.querySelector(\"{why}\").getBoundingClientRect().height === 0"),
+        Duration::from_secs(10),
+    );
 
     // The same photos on the CPU backend: same verdicts, same probabilities.
     choose(&browser, "#backend-choice", "flex");
@@ -329,7 +362,34 @@ fn several_photos_on_webgpu_and_cpu_broken_files_and_switching_models() {
             (card.cat - on_gpu.cat).abs() < 2e-3,
             "{card:?} vs {on_gpu:?}"
         );
+        // The same heatmap, and one that is really there: scaled so its hottest cell is 1.
+        assert_eq!(card.heatmap.len(), 49, "{card:?}");
+        assert_eq!(card.heatmap.iter().copied().fold(0.0, f64::max), 1.0);
+        let apart = card
+            .heatmap
+            .iter()
+            .zip(&on_gpu.heatmap)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            apart < 0.02,
+            "heatmaps {apart} apart: {card:?} vs {on_gpu:?}"
+        );
     }
+
+    // A photo of a man with a camera: neither a cat nor a dog, says the accurate model.
+    clear(&browser);
+    let person = workspace().join("tests/fixtures/non-pets/scikit-image-camera.jpg");
+    let neither = classify_privately(&browser, &site, &[person]);
+    assert_eq!(
+        (neither[0].state.as_str(), neither[0].pet.as_str()),
+        ("done", "false"),
+        "{neither:?}"
+    );
+    assert!(
+        neither[0].text.contains("Neither a cat nor a dog"),
+        "{neither:?}"
+    );
 
     // The small model, on the backend in use.
     choose(&browser, "#model-choice", "small");
@@ -339,7 +399,7 @@ fn several_photos_on_webgpu_and_cpu_broken_files_and_switching_models() {
     assert!(
         small
             .iter()
-            .all(|card| card.state == "done" && card.model == "small"),
+            .all(|card| card.state == "done" && card.model == "small" && card.pet.is_empty()),
         "{small:?}"
     );
 

@@ -1,5 +1,5 @@
 //! The browser calls the page needs: fetch with progress, file contents, dropped and pasted
-//! files, object URLs, the offline cache, the query string, a clock and yielding.
+//! files, object and data URLs, the offline cache, the query string, a clock and yielding.
 //!
 //! A few APIs (`DataTransfer`, `navigator.serviceWorker`, media devices) are reached through
 //! `js_sys::Reflect` instead of `web-sys` features on purpose: `web-sys` is shared with wgpu,
@@ -110,6 +110,19 @@ pub fn file_list(files: FileList) -> Vec<File> {
 /// A `blob:` URL showing a local file (a thumbnail), never leaving the browser.
 pub fn object_url(blob: &Blob) -> Option<String> {
     web_sys::Url::create_object_url_with_blob(blob).ok()
+}
+
+/// Bytes as a `data:` URL: for small generated images (a heatmap PNG is a few hundred bytes),
+/// which then need no freeing.
+pub fn data_url(mime: &str, bytes: &[u8]) -> Result<String, String> {
+    // `btoa` takes a "binary string": one character per byte.
+    let binary: String = bytes.iter().map(|&byte| char::from(byte)).collect();
+    let window: JsValue = web_sys::window().ok_or("no window")?.into();
+    let encoded = call_method(&window, "btoa", &[JsValue::from_str(&binary)])?;
+    Ok(format!(
+        "data:{mime};base64,{}",
+        encoded.as_string().unwrap_or_default()
+    ))
 }
 
 pub fn revoke_object_url(url: &str) {

@@ -1,9 +1,12 @@
-//! The photos as cards: thumbnail, verdict, a confidence bar for cat against dog, and the
-//! time the model took; or the reason a photo could not be classified.
+//! The photos as cards: thumbnail, verdict, a confidence bar for cat against dog, the time the
+//! model took and, on request, the heatmap of where the verdict came from; or the reason a
+//! photo could not be classified.
 
+use catdog_model::explain::Heatmap;
 use catdog_model::{Label, Prediction};
 use leptos::prelude::*;
 
+use crate::browser::data_url;
 use crate::model::Outcome;
 use crate::state::{Photo, PhotoState, Photos};
 
@@ -64,6 +67,7 @@ fn PhotoCard(photo: Photo) -> impl IntoView {
         PhotoState::Done(outcome) => Some(outcome),
         _ => None,
     };
+    let (why_photo, id) = (photo.thumbnail.clone(), photo.id);
     let data = move |read: fn(&Outcome) -> String| move || outcome().map(|outcome| read(&outcome));
     let body = move || match state.get() {
         PhotoState::Waiting => view! { <p class="verdict pending">"Waiting…"</p> }.into_any(),
@@ -83,22 +87,65 @@ fn PhotoCard(photo: Photo) -> impl IntoView {
             data-model=data(|o| o.model.clone())
             data-backend=data(|o| o.backend.name().into())
             data-ms=data(|o| format!("{:.1}", o.millis))
+            data-heatmap=data(|o| heatmap_values(&o.heatmap))
+            data-pet=data(|o| o.pet.map(|pet| pet.is_pet().to_string()).unwrap_or_default())
             aria-busy=move || (data_state() == "waiting").to_string()>
             {thumbnail}
             <div class="card-body">
                 <p class="file">{photo.name.clone()}</p>
                 {body}
             </div>
+            {move || outcome().zip(why_photo.clone()).map(|(outcome, url)| view! {
+                <Why outcome=outcome photo=url id=id />
+            })}
         </li>
     }
 }
 
-/// The verdict ("not sure" below [`Prediction::SURE`]), the bar and the timing.
+/// "Why?": a toggle that shows the photo with its Grad-CAM heatmap laid over it.
+#[component]
+fn Why(outcome: Outcome, photo: String, id: u32) -> impl IntoView {
+    let (shown, set_shown) = signal(false);
+    let heat = data_url("image/png", &outcome.heatmap.to_png()).ok();
+    let label = outcome.prediction.label.name();
+    let figure_id = format!("why-{id}");
+    view! {
+        <button type="button" class="secondary why-toggle" aria-expanded=move || shown.get().to_string()
+            aria-controls=figure_id.clone() on:click=move |_| set_shown.update(|shown| *shown = !*shown)>
+            {move || if shown.get() { "Hide why" } else { "Why?" }}
+        </button>
+        <figure class="why" id=figure_id class:hidden=move || !shown.get()>
+            <div class="why-picture">
+                <img class="why-photo" src=photo alt="" />
+                <img class="why-heat" src=heat alt=format!("Heatmap of where the model saw a {label}") />
+            </div>
+            <figcaption>
+                {format!("Warm colours: what made the model say {label} (Grad-CAM).")}
+            </figcaption>
+        </figure>
+    }
+}
+
+/// The heatmap as `width x height: v, v, ...` for tests to compare with the trainer's.
+fn heatmap_values(heatmap: &Heatmap) -> String {
+    let values: Vec<String> = heatmap.values.iter().map(|v| format!("{v:.4}")).collect();
+    format!("{}x{}: {}", heatmap.width, heatmap.height, values.join(","))
+}
+
+/// The verdict ("neither" when the model's pet check says so, "not sure" below
+/// [`Prediction::SURE`]), the bar and the timing.
 #[component]
 fn Verdict(outcome: Outcome) -> impl IntoView {
     let Prediction { cat, dog, label } = outcome.prediction;
     let name = label.name();
-    let verdict = if outcome.prediction.is_sure() {
+    let neither = outcome.pet.is_some_and(|pet| !pet.is_pet());
+    let verdict = if neither {
+        view! {
+            <p class="verdict neither">"Neither a cat nor a dog, it seems"</p>
+            <p class="neither-note">{format!("(If it is one, more likely a {name}.)")}</p>
+        }
+        .into_any()
+    } else if outcome.prediction.is_sure() {
         view! { <p class="verdict">"It's a " <strong>{name}</strong> "!"</p> }.into_any()
     } else {
         view! { <p class="verdict unsure">"Not sure: " <strong>"maybe a " {name}</strong></p> }

@@ -4,7 +4,8 @@
 
 use std::rc::Rc;
 
-use catdog_model::{Backend, Classifier, Device, ModelFile, Prediction};
+use catdog_model::explain::Heatmap;
+use catdog_model::{Backend, Classifier, Device, Explanation, ModelFile, PetCheck, Prediction};
 
 use crate::browser::{fetch_with_progress, now_ms, query_param};
 
@@ -113,6 +114,10 @@ pub struct LoadedModel {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
     pub prediction: Prediction,
+    /// Where in the photo the verdict came from.
+    pub heatmap: Heatmap,
+    /// Whether it is a pet at all, for a model with the "neither" check.
+    pub pet: Option<PetCheck>,
     pub model: String,
     pub backend: Backend,
     pub millis: f64,
@@ -155,16 +160,23 @@ impl LoadedModel {
         })
     }
 
-    /// Classifies a photo's bytes, timing decode, preprocessing and the network together.
+    /// Classifies a photo's bytes and explains the verdict (one pass through the network),
+    /// timing decode, preprocessing and the network together.
     pub async fn classify(&self, photo: &[u8]) -> Result<Outcome, String> {
         let start = now_ms();
-        let prediction = self
+        let Explanation {
+            prediction,
+            heatmap,
+            pet,
+        } = self
             .classifier
-            .classify(photo)
+            .explain(photo)
             .await
             .map_err(|error| error.to_string())?;
         Ok(Outcome {
             prediction,
+            heatmap,
+            pet,
             model: self.source.name().to_string(),
             backend: self.backend,
             millis: now_ms() - start,

@@ -3,6 +3,8 @@
 #![cfg(not(target_family = "wasm"))]
 
 mod backends;
+mod explain;
+mod fold;
 mod preprocess;
 mod weights;
 
@@ -16,6 +18,12 @@ pub fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
 }
 
+/// A model the page ships (`www/model/`), whose batch-norms hold real trained statistics.
+pub fn shipped(name: &str) -> ModelFile {
+    let path = format!("{}/../www/model/{name}", env!("CARGO_MANIFEST_DIR"));
+    ModelFile::parse(&std::fs::read(&path).unwrap()).unwrap()
+}
+
 /// The logits a classifier gives for fixture photos, in order, two per photo.
 pub fn fixture_logits(classifier: &Classifier, photos: &[&str]) -> Vec<f32> {
     let inputs: Vec<_> = photos
@@ -24,6 +32,32 @@ pub fn fixture_logits(classifier: &Classifier, photos: &[&str]) -> Vec<f32> {
         .collect();
     classifier
         .logits(&inputs)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap()
+}
+
+/// The logits a network (not a classifier: no batch-norm folding) gives for fixture photos,
+/// preprocessed as `file` says, two per photo.
+pub fn network_logits(
+    network: &catdog_model::Network,
+    file: &ModelFile,
+    photos: &[&str],
+    device: &burn::tensor::Device,
+) -> Vec<f32> {
+    let images = photos
+        .iter()
+        .map(|name| {
+            let input = file.header.preprocess.apply(&fixture(name)).unwrap();
+            let shape = input.batch_shape();
+            burn::tensor::Tensor::<4>::from_data(
+                burn::tensor::TensorData::new(input.data, shape),
+                device,
+            )
+        })
+        .collect();
+    network
+        .forward(burn::tensor::Tensor::cat(images, 0))
         .into_data()
         .try_to_vec::<f32>()
         .unwrap()

@@ -5,7 +5,7 @@ use catdog_model::{
     Preprocess, WeightsError,
 };
 
-use crate::{fixture, fixture_logits, small_model};
+use crate::{fixture, fixture_logits, network_logits, small_model};
 
 /// Logits of a cat and a dog photo through a classifier.
 fn logits(classifier: &Classifier) -> Vec<f32> {
@@ -25,10 +25,13 @@ fn storing_as_f16_leaves_the_network_in_f32() {
     // mixed dtypes, and its predictions would change).
     let device = Device::flex();
     let file = small_model(&device);
-    let classifier = Classifier::from_file(&file, &device).unwrap();
-    let before = logits(&classifier);
-    ModelFile::from_network(file.header.clone(), classifier.network()).unwrap();
-    assert_eq!(logits(&classifier), before);
+    let network = file.load_network(&device).unwrap();
+    let before = network_logits(&network, &file, &["cat.jpg", "dog.jpg"], &device);
+    ModelFile::from_network(file.header.clone(), &network).unwrap();
+    assert_eq!(
+        network_logits(&network, &file, &["cat.jpg", "dog.jpg"], &device),
+        before
+    );
 }
 
 #[test]
@@ -224,6 +227,7 @@ fn an_efficientnet_file_round_trips_and_keeps_its_head() {
     let architecture = Architecture::EfficientnetLite0(HeadConfig {
         hidden: 16,
         dropout: 0.2,
+        pet_filter: None,
     });
     let preprocess = Preprocess {
         input_size: 96,
