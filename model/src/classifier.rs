@@ -259,7 +259,7 @@ impl Classifier {
     }
 
     /// A batch of preprocessed photos as one tensor on this classifier's device.
-    fn images(&self, inputs: &[InputTensor]) -> Tensor<4> {
+    pub(crate) fn images(&self, inputs: &[InputTensor]) -> Tensor<4> {
         let images = inputs
             .iter()
             .map(|input| {
@@ -274,7 +274,7 @@ impl Classifier {
 }
 
 /// Reads a tensor back the way that works on every backend, the browser's WebGPU included.
-async fn read<const D: usize>(tensor: Tensor<D>) -> Result<TensorData, ClassifyError> {
+pub(crate) async fn read<const D: usize>(tensor: Tensor<D>) -> Result<TensorData, ClassifyError> {
     tensor
         .into_data_async()
         .await

@@ -6,6 +6,7 @@
 //! - [`weights`]: the self-describing weight file;
 //! - [`classifier`]: load a weight file and classify photos;
 //! - [`explain`]: Grad-CAM heatmaps of where a verdict came from;
+//! - [`learn`]: fine-tuning the last layer on the user's own labelled photos;
 //! - [`backend`]: the compute backends (wgpu, flex, ndarray) as runtime choices.
 
 pub mod preprocess;
@@ -20,6 +21,8 @@ pub mod efficientnet;
 pub mod explain;
 #[cfg(feature = "inference")]
 mod fold;
+#[cfg(feature = "inference")]
+pub mod learn;
 #[cfg(feature = "inference")]
 pub mod network;
 #[cfg(feature = "inference")]

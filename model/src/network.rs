@@ -238,6 +238,15 @@ impl Head {
         self.out.forward(x)
     }
 
+    /// The input of the output layer for each photo's features, `[batch, inputs]` (as at
+    /// inference: no dropout): what fine-tuning the last layer learns from.
+    fn last_layer_inputs(&self, features: Tensor<2>) -> Tensor<2> {
+        match &self.hidden {
+            Some(hidden) => relu(hidden.forward(features)),
+            None => features,
+        }
+    }
+
     /// The same head with the backbone's ImageNet classifier beside it, for the "neither"
     /// check ([`PetFilter`]).
     pub fn with_pet_classifier(self, imagenet: Linear) -> Self {
@@ -403,6 +412,42 @@ impl Network {
                 Network::EfficientnetLite0(EfficientNetClassifier {
                     backbone: network.backbone.fold_batch_norms(),
                     head: network.head,
+                })
+            }
+        }
+    }
+
+    /// The input of the last dense layer for each photo, `[batch, inputs]`, as at inference:
+    /// the last layer maps it to the logits. Fine-tuning in the page
+    /// ([`learn`](crate::learn)) trains that layer alone on these.
+    pub fn last_layer_inputs(&self, images: Tensor<4>) -> Tensor<2> {
+        match self {
+            Network::Cnn(cnn) => cnn.pool_features(cnn.last_activations(images)),
+            Network::EfficientnetLite0(network) => network
+                .head
+                .last_layer_inputs(network.backbone.features(images)),
+        }
+    }
+
+    /// The last dense layer: `[batch, inputs]` to the `[batch, 2]` logits.
+    pub fn last_layer(&self) -> &Linear {
+        match self {
+            Network::Cnn(cnn) => &cnn.head,
+            Network::EfficientnetLite0(network) => &network.head.out,
+        }
+    }
+
+    /// The same network with another last dense layer of the same shape.
+    pub fn with_last_layer(self, layer: Linear) -> Self {
+        match self {
+            Network::Cnn(cnn) => Network::Cnn(Cnn { head: layer, ..cnn }),
+            Network::EfficientnetLite0(network) => {
+                Network::EfficientnetLite0(EfficientNetClassifier {
+                    head: Head {
+                        out: layer,
+                        ..network.head
+                    },
+                    ..network
                 })
             }
         }

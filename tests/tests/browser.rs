@@ -449,6 +449,136 @@ fn several_photos_on_webgpu_and_cpu_broken_files_and_switching_models() {
 }
 
 #[test]
+fn teaching_the_model_in_the_page_and_downloading_what_it_learned() {
+    let _one = ONE_BROWSER
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let site = serve(dist());
+    let dir = TempDir::new("teach");
+    // The shipped accurate model calls the first a dog and the second a cat; the user
+    // corrects both and leaves the others unlabelled.
+    let names = [
+        "cat-called-dog.jpg",
+        "dog-called-cat.jpg",
+        "cat.jpg",
+        "dog.jpg",
+        "dog-alpha.png",
+        "cat-grey.jpg",
+    ];
+    let files: Vec<PathBuf> = names
+        .iter()
+        .map(|name| {
+            let path = dir.0.join(name);
+            std::fs::copy(workspace().join("tests/fixtures").join(name), &path).unwrap();
+            path
+        })
+        .collect();
+    let browser = open(&site.url(""));
+    wait_for_model(&browser, "accurate", "wgpu");
+    let before = classify_privately(&browser, &site, &files);
+    let verdict = |cards: &[Card], name: &str| {
+        let card = cards.iter().find(|card| card.file == name).unwrap();
+        (card.label.clone(), card.cat, card.model.clone())
+    };
+    assert_eq!(
+        verdict(&before, "cat-called-dog.jpg").0,
+        "dog",
+        "{before:?}"
+    );
+    assert_eq!(
+        verdict(&before, "dog-called-cat.jpg").0,
+        "cat",
+        "{before:?}"
+    );
+    // Nothing to teach yet: the lesson stays out of the way.
+    let teach_height = "return document.querySelector('.teach').getBoundingClientRect().height";
+    assert_eq!(browser.execute(teach_height, json!([])), json!(0));
+
+    click_on(&browser, ".card[data-file='cat-called-dog.jpg'] .truth-cat");
+    click_on(&browser, ".card[data-file='dog-called-cat.jpg'] .truth-dog");
+    browser.wait_for_script(
+        "both answers given",
+        "return document.querySelector(\".card[data-file='cat-called-dog.jpg']\").dataset.truth === 'cat' \
+           && document.querySelector(\".card[data-file='dog-called-cat.jpg']\").dataset.truth === 'dog'",
+        Duration::from_secs(10),
+    );
+    // Every step's loss as the page shows it.
+    browser.execute(
+        "window.lessonLosses = {}; \
+         new MutationObserver(() => { \
+           const status = document.querySelector('#lesson-status[data-step]'); \
+           if (status) window.lessonLosses[status.dataset.step] = parseFloat(status.dataset.loss); \
+         }).observe(document.body, {subtree: true, childList: true, attributes: true});",
+        json!([]),
+    );
+    let requests_before = site.received().len();
+    click_on(&browser, "#teach-start");
+    let result = browser.wait_for_element("#lesson-result", CLASSIFIED);
+    let loss = |name: &str| browser.attribute(&result, name).parse::<f64>().unwrap();
+    let (first, last) = (loss("data-before"), loss("data-after"));
+    assert!(last < first / 4.0, "the loss went from {first} to {last}");
+    let steps = browser.execute("return window.lessonLosses", json!([]));
+    let steps = steps.as_object().unwrap();
+    assert_eq!(steps.len(), 10, "steps seen: {steps:?}");
+    assert!(
+        steps["10"].as_f64().unwrap() < steps["1"].as_f64().unwrap(),
+        "{steps:?}"
+    );
+
+    // The taught model is in use, and every photo was looked at again with it.
+    wait_for_model(&browser, "own", "wgpu");
+    let after = wait_until_classified(&browser, names.len());
+    assert!(after.iter().all(|card| card.model == "own"), "{after:?}");
+    assert_eq!(verdict(&after, "cat-called-dog.jpg").0, "cat", "{after:?}");
+    assert_eq!(verdict(&after, "dog-called-cat.jpg").0, "dog", "{after:?}");
+    for name in &names[2..] {
+        assert_eq!(verdict(&after, name).0, verdict(&before, name).0, "{name}");
+    }
+    // Learning sent nothing anywhere.
+    let during = &site.received()[requests_before..];
+    assert!(during.is_empty(), "requests while learning: {during:?}");
+
+    // The download is an ordinary weight file: natively, on the CPU, it gives the verdicts
+    // the page gave with it on WebGPU.
+    let link = browser.wait_for_element("#download-model", Duration::from_secs(10));
+    assert_eq!(browser.attribute(&link, "download"), "catdog-taught.bpk");
+    browser.execute(
+        "fetch(arguments[0]).then(r => r.arrayBuffer()).then(buffer => { \
+           const bytes = new Uint8Array(buffer); let binary = ''; \
+           for (let i = 0; i < bytes.length; i += 0x8000) \
+             binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000)); \
+           window.taughtModel = btoa(binary); })",
+        json!([browser.attribute(&link, "href")]),
+    );
+    let encoded = browser.wait_for_script(
+        "the taught model's bytes",
+        "return window.taughtModel || false",
+        Duration::from_secs(60),
+    );
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded.as_str().unwrap())
+        .unwrap();
+    let file = catdog_model::ModelFile::parse(&bytes).unwrap();
+    let notes = &file.header.training.as_ref().unwrap().notes;
+    assert!(notes.contains("fine-tuned on 2 labelled photos"), "{notes}");
+    let classifier =
+        catdog_model::Classifier::from_file(&file, &catdog_model::Device::flex()).unwrap();
+    for (name, path) in names.iter().zip(&files) {
+        let native = classifier
+            .explain_blocking(&std::fs::read(path).unwrap())
+            .unwrap()
+            .prediction;
+        let (label, cat, _) = verdict(&after, name);
+        assert_eq!(native.label.name(), label, "{name}");
+        assert!(
+            (f64::from(native.cat) - cat).abs() < 2e-3,
+            "{name}: {native:?} vs {cat}"
+        );
+    }
+}
+
+#[test]
 fn photos_dropped_pasted_or_from_the_camera_and_a_second_visit_offline() {
     let _one = ONE_BROWSER
         .lock()

@@ -11,6 +11,7 @@ use crate::controls::{BackendChoice, ModelChoice, ModelStatus, use_weight_file};
 use crate::inputs::{Camera, PhotoPicker};
 use crate::model::{SHIPPED, ShippedModel, requested_backend};
 use crate::state::{Models, Photos};
+use crate::teach::Teach;
 
 #[component]
 pub fn App() -> impl IntoView {
@@ -62,6 +63,7 @@ pub fn App() -> impl IntoView {
                 <PhotoPicker on_files=on_files />
                 <Camera on_photo=move |file| on_files(vec![file]) />
             </section>
+            <Teach photos=photos models=models />
             <PhotoCards photos=photos />
             <footer>
                 <OfflineStatus />

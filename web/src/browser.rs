@@ -125,6 +125,13 @@ pub fn data_url(mime: &str, bytes: &[u8]) -> Result<String, String> {
     ))
 }
 
+/// A `blob:` URL of bytes the page made (a taught model's weight file), for a download link.
+pub fn bytes_object_url(bytes: &[u8]) -> Result<String, String> {
+    let parts = Array::of1(&Uint8Array::from(bytes));
+    let blob = Blob::new_with_u8_array_sequence(&parts).map_err(js_error)?;
+    object_url(&blob).ok_or_else(|| "the browser gave no URL for the file".to_string())
+}
+
 pub fn revoke_object_url(url: &str) {
     let _ = web_sys::Url::revoke_object_url(url);
 }

@@ -9,6 +9,7 @@ use leptos::prelude::*;
 use crate::browser::data_url;
 use crate::model::Outcome;
 use crate::state::{Photo, PhotoState, Photos};
+use crate::teach::TruthButtons;
 
 /// How many photos are done, and the cards, newest first.
 #[component]
@@ -67,7 +68,8 @@ fn PhotoCard(photo: Photo) -> impl IntoView {
         PhotoState::Done(outcome) => Some(outcome),
         _ => None,
     };
-    let (why_photo, id) = (photo.thumbnail.clone(), photo.id);
+    let (why_photo, id, truth) = (photo.thumbnail.clone(), photo.id, photo.truth);
+    let for_truth = photo.clone();
     let data = move |read: fn(&Outcome) -> String| move || outcome().map(|outcome| read(&outcome));
     let body = move || match state.get() {
         PhotoState::Waiting => view! { <p class="verdict pending">"Waiting…"</p> }.into_any(),
@@ -89,6 +91,7 @@ fn PhotoCard(photo: Photo) -> impl IntoView {
             data-ms=data(|o| format!("{:.1}", o.millis))
             data-heatmap=data(|o| heatmap_values(&o.heatmap))
             data-pet=data(|o| o.pet.map(|pet| pet.is_pet().to_string()).unwrap_or_default())
+            data-truth=move || truth.get().map(Label::name)
             aria-busy=move || (data_state() == "waiting").to_string()>
             {thumbnail}
             <div class="card-body">
@@ -98,6 +101,7 @@ fn PhotoCard(photo: Photo) -> impl IntoView {
             {move || outcome().zip(why_photo.clone()).map(|(outcome, url)| view! {
                 <Why outcome=outcome photo=url id=id />
             })}
+            {move || outcome().map(|_| view! { <TruthButtons photo=for_truth.clone() /> })}
         </li>
     }
 }

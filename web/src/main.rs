@@ -7,6 +7,7 @@ mod controls;
 mod inputs;
 mod model;
 mod state;
+mod teach;
 
 fn main() {
     console_error_panic_hook::set_once();

@@ -5,9 +5,12 @@
 use std::rc::Rc;
 
 use catdog_model::explain::Heatmap;
-use catdog_model::{Backend, Classifier, Device, Explanation, ModelFile, PetCheck, Prediction};
+use catdog_model::learn::{Example, FineTune, Lesson};
+use catdog_model::{
+    Backend, Classifier, Device, Explanation, Label, ModelFile, PetCheck, Prediction,
+};
 
-use crate::browser::{fetch_with_progress, now_ms, query_param};
+use crate::browser::{fetch_with_progress, now_ms, query_param, yield_to_browser};
 
 /// A model shipped with the page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,6 +183,60 @@ impl LoadedModel {
             model: self.source.name().to_string(),
             backend: self.backend,
             millis: now_ms() - start,
+        })
+    }
+}
+
+/// What a lesson made: the taught model's weight file and how the loss on the labelled photos
+/// went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Taught {
+    pub weights: Vec<u8>,
+    /// The loss before each step.
+    pub losses: Vec<f32>,
+    /// The loss after the last step.
+    pub after: f32,
+}
+
+impl LoadedModel {
+    /// Fine-tunes the model's last layer on the photos the user labelled, keeping its verdicts
+    /// on `unlabelled` photos, on the device the model runs on; `on_step(step, steps, loss)`
+    /// hears each step. The browser gets to paint between steps.
+    pub async fn teach(
+        &self,
+        labelled: &[(Vec<u8>, Label)],
+        unlabelled: &[Vec<u8>],
+        mut on_step: impl FnMut(usize, usize, f32),
+    ) -> Result<Taught, String> {
+        let examples: Vec<Example> = labelled
+            .iter()
+            .map(|(photo, label)| Example {
+                photo,
+                label: *label,
+            })
+            .collect();
+        let kept: Vec<&[u8]> = unlabelled.iter().map(Vec::as_slice).collect();
+        let failed = |error: &dyn std::fmt::Display| format!("the lesson failed: {error}");
+        let mut lesson = FineTune::new(&self.classifier, &examples, &kept, Lesson::default())
+            .map_err(|error| failed(&error))?;
+        let steps = lesson.lesson().steps;
+        let mut losses = Vec::with_capacity(steps);
+        while !lesson.is_done() {
+            let loss = lesson.step().await.map_err(|error| failed(&error))?;
+            losses.push(loss);
+            on_step(lesson.steps_taken(), steps, loss);
+            yield_to_browser().await;
+        }
+        let after = lesson.loss().await.map_err(|error| failed(&error))?;
+        let file = ModelFile::parse(&self.weights).map_err(|error| failed(&error))?;
+        let taught = lesson
+            .improved_file(&file, &examples)
+            .await
+            .map_err(|error| failed(&error))?;
+        Ok(Taught {
+            weights: taught.to_bytes(),
+            losses,
+            after,
         })
     }
 }

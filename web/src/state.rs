@@ -3,7 +3,7 @@
 
 use std::rc::Rc;
 
-use catdog_model::Backend;
+use catdog_model::{Backend, Label};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use web_sys::File;
@@ -90,57 +90,78 @@ impl Models {
     /// is the one in use) and, once warmed up, puts it in use. The model in use stays until
     /// then, and stays if the load fails. Also the "Try again" after a failure.
     pub fn load(self) {
+        spawn_local(async move {
+            self.load_now().await;
+        });
+    }
+
+    /// Puts a model the page taught in use ([`LoadedModel::teach`]), on the backend in use,
+    /// as the user's own model of that name; returns once it is in use (true) or has failed
+    /// or been overtaken by another load (false).
+    pub async fn use_taught(self, file_name: String, weights: Vec<u8>) -> bool {
+        self.wanted
+            .set_value(Wanted::Own(file_name, weights.into()));
+        self.load_now().await
+    }
+
+    /// [`load`](Self::load), awaited: whether it put the model in use.
+    async fn load_now(self) -> bool {
         self.generation.update_value(|generation| *generation += 1);
         let generation = self.generation.get_value();
         self.notice.set(None);
         let (wanted, backend) = (self.wanted.get_value(), self.wanted_backend.get_value());
-        spawn_local(async move {
-            let (source, weights) = match wanted {
-                Wanted::Own(file_name, weights) => (ModelSource::Own(file_name), weights),
-                Wanted::Shipped(model) => {
-                    let source = ModelSource::Shipped(model);
-                    let in_use = self.current.with_untracked(|current| {
-                        current
-                            .as_ref()
-                            .filter(|current| current.source == source)
-                            .map(|current| current.weights.clone())
-                    });
-                    let weights = match in_use {
-                        Some(weights) => Ok(weights),
-                        None => {
-                            model
-                                .download(self.download_progress(generation, model))
-                                .await
-                        }
-                    };
-                    match weights {
-                        Ok(weights) => (source, weights),
-                        Err(error) => return self.fail(generation, error),
+        let (source, weights) = match wanted {
+            Wanted::Own(file_name, weights) => (ModelSource::Own(file_name), weights),
+            Wanted::Shipped(model) => {
+                let source = ModelSource::Shipped(model);
+                let in_use = self.current.with_untracked(|current| {
+                    current
+                        .as_ref()
+                        .filter(|current| current.source == source)
+                        .map(|current| current.weights.clone())
+                });
+                let weights = match in_use {
+                    Some(weights) => Ok(weights),
+                    None => {
+                        model
+                            .download(self.download_progress(generation, model))
+                            .await
+                    }
+                };
+                match weights {
+                    Ok(weights) => (source, weights),
+                    Err(error) => {
+                        self.fail(generation, error);
+                        return false;
                     }
                 }
-            };
-            if !self.is_current(generation) {
-                return;
             }
-            let place = backend.map_or("WebGPU or the CPU", Backend::name);
-            self.phase.set(Phase::Starting(format!(
-                "Starting {} on {place} and warming it up…",
-                source.describe()
-            )));
-            // Let the status paint before a CPU backend takes the thread.
-            yield_to_browser().await;
-            if !self.is_current(generation) {
-                return;
+        };
+        if !self.is_current(generation) {
+            return false;
+        }
+        let place = backend.map_or("WebGPU or the CPU", Backend::name);
+        self.phase.set(Phase::Starting(format!(
+            "Starting {} on {place} and warming it up…",
+            source.describe()
+        )));
+        // Let the status paint before a CPU backend takes the thread.
+        yield_to_browser().await;
+        if !self.is_current(generation) {
+            return false;
+        }
+        match LoadedModel::load(source, weights, backend).await {
+            Ok(model) if self.is_current(generation) => {
+                self.current.set(Some(Rc::new(model)));
+                self.phase.set(Phase::Idle);
+                true
             }
-            match LoadedModel::load(source, weights, backend).await {
-                Ok(model) if self.is_current(generation) => {
-                    self.current.set(Some(Rc::new(model)));
-                    self.phase.set(Phase::Idle);
-                }
-                Ok(_) => {}
-                Err(error) => self.fail(generation, error),
+            Ok(_) => false,
+            Err(error) => {
+                self.fail(generation, error);
+                false
             }
-        });
+        }
     }
 
     fn download_progress(
@@ -195,6 +216,8 @@ pub struct Photo {
     /// A `blob:` URL of the file itself: the browser shows it upright (EXIF orientation).
     pub thumbnail: Option<String>,
     pub state: RwSignal<PhotoState>,
+    /// The right answer, if the user gave one to teach the model.
+    pub truth: RwSignal<Option<Label>>,
 }
 
 /// The photos, classified in the order given, one at a time.
@@ -228,6 +251,7 @@ impl Photos {
                     thumbnail: object_url(&file),
                     file,
                     state: RwSignal::new(PhotoState::Waiting),
+                    truth: RwSignal::new(None),
                 }
             })
             .collect();
@@ -243,6 +267,16 @@ impl Photos {
             }
         }
         self.list.set(Vec::new());
+    }
+
+    /// Classifies every classified photo again, with the model now in use.
+    pub fn reclassify(self, models: Models) {
+        for photo in self.list.get_untracked() {
+            if matches!(photo.state.get_untracked(), PhotoState::Done(_)) {
+                photo.state.set(PhotoState::Waiting);
+            }
+        }
+        self.run(models);
     }
 
     /// `(finished, total)`, reactively.

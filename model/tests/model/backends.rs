@@ -1,6 +1,6 @@
 use catdog_model::{Backend, Classifier};
 
-use crate::{fixture, fixture_logits, small_model};
+use crate::{block_on, fixture, fixture_logits, small_model};
 
 const PHOTOS: [&str; 4] = ["cat.jpg", "dog.jpg", "cat-grey.jpg", "dog-alpha.png"];
 
@@ -47,7 +47,7 @@ fn classify_gives_probabilities_and_label() {
     let device = Backend::Flex.device().unwrap();
     let classifier = Classifier::load(&small_model(&device).to_bytes(), &device).unwrap();
     let photo = fixture("dog.jpg");
-    let prediction = burn_block_on(classifier.classify(&photo)).unwrap();
+    let prediction = block_on(classifier.classify(&photo)).unwrap();
     assert!((prediction.cat + prediction.dog - 1.0).abs() < 1e-5);
     let expected = if prediction.dog > prediction.cat {
         "dog"
@@ -66,9 +66,9 @@ fn warm_up_runs_the_network_and_changes_nothing() {
     let device = Backend::Flex.device().unwrap();
     let classifier = Classifier::load(&small_model(&device).to_bytes(), &device).unwrap();
     let photo = fixture("cat.jpg");
-    let before = burn_block_on(classifier.classify(&photo)).unwrap();
-    burn_block_on(classifier.warm_up()).unwrap();
-    assert_eq!(burn_block_on(classifier.classify(&photo)).unwrap(), before);
+    let before = block_on(classifier.classify(&photo)).unwrap();
+    block_on(classifier.warm_up()).unwrap();
+    assert_eq!(block_on(classifier.classify(&photo)).unwrap(), before);
 }
 
 #[test]
@@ -99,15 +99,4 @@ fn backend_names_parse() {
     }
     assert_eq!("cpu".parse::<Backend>(), Ok(Backend::DEFAULT_CPU));
     assert!("tpu".parse::<Backend>().unwrap_err().contains("tpu"));
-}
-
-/// Runs a future that completes without waiting on anything (CPU readback is immediate).
-fn burn_block_on<F: std::future::Future>(future: F) -> F::Output {
-    let waker = std::task::Waker::noop();
-    let mut context = std::task::Context::from_waker(waker);
-    let mut future = std::pin::pin!(future);
-    match future.as_mut().poll(&mut context) {
-        std::task::Poll::Ready(output) => output,
-        std::task::Poll::Pending => panic!("CPU readback should be immediate"),
-    }
 }

@@ -5,12 +5,24 @@
 mod backends;
 mod explain;
 mod fold;
+mod learn;
 mod preprocess;
 mod weights;
 
 use catdog_model::{
     Architecture, Classifier, CnnConfig, ModelFile, ModelHeader, Normalization, Preprocess,
 };
+
+/// Runs a future that completes without waiting on anything (CPU readback is immediate).
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    let waker = std::task::Waker::noop();
+    let mut context = std::task::Context::from_waker(waker);
+    let mut future = std::pin::pin!(future);
+    match future.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(output) => output,
+        std::task::Poll::Pending => panic!("CPU readback should be immediate"),
+    }
+}
 
 /// A fixture photo from the workspace's `tests/fixtures`.
 pub fn fixture(name: &str) -> Vec<u8> {
