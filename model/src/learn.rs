@@ -28,6 +28,12 @@ pub struct Example<'a> {
     pub label: Label,
 }
 
+impl<'a> Example<'a> {
+    pub fn new(photo: &'a [u8], label: Label) -> Self {
+        Self { photo, label }
+    }
+}
+
 /// How a lesson learns.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Lesson {

@@ -728,3 +728,64 @@ fn pet_filter_gives_a_model_the_neither_answer_and_reports_its_rates() {
     );
     assert!(!out.join("small.bpk").exists());
 }
+
+#[test]
+fn a_model_taught_as_the_page_teaches_it_is_read_by_the_trainer() {
+    use catdog_model::learn::{Example, FineTune, Lesson};
+    use catdog_model::{Classifier, Device, ModelFile};
+
+    // The lesson the page gives (`catdog_model::learn`), run here on the CPU: the two photos
+    // the shipped model gets wrong, with their right answers.
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/model/catdog.bpk");
+    let file = ModelFile::parse(&std::fs::read(&shipped).unwrap()).unwrap();
+    let classifier = Classifier::from_file(&file, &Device::flex()).unwrap();
+    let (cat, dog) = (fixture("cat-called-dog.jpg"), fixture("dog-called-cat.jpg"));
+    let examples = [
+        Example::new(&cat, Label::Cat),
+        Example::new(&dog, Label::Dog),
+    ];
+    let others = [fixture("cat.jpg"), fixture("dog.jpg")];
+    let others: Vec<&[u8]> = others.iter().map(Vec::as_slice).collect();
+    let mut lesson = FineTune::new(&classifier, &examples, &others, Lesson::default()).unwrap();
+    while !lesson.is_done() {
+        block_on(lesson.step()).unwrap();
+    }
+    let taught = block_on(lesson.improved_file(&file, &examples)).unwrap();
+    let out = scratch("taught");
+    let path = out.join("catdog-taught.bpk");
+    std::fs::write(&path, taught.to_bytes()).unwrap();
+
+    // The trainer's predict reads it and gives the right answers.
+    let photos = out.join("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    for name in ["cat-called-dog.jpg", "dog-called-cat.jpg"] {
+        std::fs::copy(fixtures().join(name), photos.join(name)).unwrap();
+    }
+    let stdout = run_ok(&[
+        "predict",
+        "--model",
+        path.to_str().unwrap(),
+        "--json",
+        photos.to_str().unwrap(),
+    ]);
+    let predictions: Vec<serde_json::Value> = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(predictions.len(), 2, "{stdout}");
+    for prediction in &predictions {
+        let name = prediction["path"].as_str().unwrap();
+        let truth = if name.contains("cat-called-dog") {
+            "cat"
+        } else {
+            "dog"
+        };
+        assert_eq!(prediction["label"], truth, "{prediction}");
+    }
+}
+
+/// Runs a future that completes without waiting (CPU readback is immediate).
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(future).as_mut().poll(&mut context) {
+        std::task::Poll::Ready(output) => output,
+        std::task::Poll::Pending => panic!("CPU readback should be immediate"),
+    }
+}

@@ -534,6 +534,10 @@ fn teaching_the_model_in_the_page_and_downloading_what_it_learned() {
     for name in &names[2..] {
         assert_eq!(verdict(&after, name).0, verdict(&before, name).0, "{name}");
     }
+    if let Some(dir) = std::env::var_os("CATDOG_SCREENSHOTS").map(PathBuf::from) {
+        browser.set_window_size(1000, 1250);
+        std::fs::write(dir.join("page-teach.png"), browser.screenshot()).unwrap();
+    }
     // Learning sent nothing anywhere.
     let during = &site.received()[requests_before..];
     assert!(during.is_empty(), "requests while learning: {during:?}");

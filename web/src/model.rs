@@ -210,10 +210,7 @@ impl LoadedModel {
     ) -> Result<Taught, String> {
         let examples: Vec<Example> = labelled
             .iter()
-            .map(|(photo, label)| Example {
-                photo,
-                label: *label,
-            })
+            .map(|(photo, label)| Example::new(photo, *label))
             .collect();
         let kept: Vec<&[u8]> = unlabelled.iter().map(Vec::as_slice).collect();
         let failed = |error: &dyn std::fmt::Display| format!("the lesson failed: {error}");

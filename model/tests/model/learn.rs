@@ -44,14 +44,8 @@ fn a_lesson_fixes_the_photos_it_is_given_and_keeps_the_other_verdicts() {
     assert_eq!(label(&classifier, "dog-called-cat.jpg"), Label::Cat);
     let (cat, dog) = (fixture("cat-called-dog.jpg"), fixture("dog-called-cat.jpg"));
     let examples = [
-        Example {
-            photo: &cat,
-            label: Label::Cat,
-        },
-        Example {
-            photo: &dog,
-            label: Label::Dog,
-        },
+        Example::new(&cat, Label::Cat),
+        Example::new(&dog, Label::Dog),
     ];
     let kept: Vec<Vec<u8>> = OTHERS[..4].iter().map(|name| fixture(name)).collect();
     let kept: Vec<&[u8]> = kept.iter().map(Vec::as_slice).collect();
@@ -96,10 +90,7 @@ fn the_small_model_learns_from_one_photo() {
     let file = shipped("catdog-small.bpk");
     let classifier = Classifier::from_file(&file, &device).unwrap();
     let photo = fixture("cat-unsure.jpg");
-    let examples = [Example {
-        photo: &photo,
-        label: Label::Cat,
-    }];
+    let examples = [Example::new(&photo, Label::Cat)];
     let mut lesson = FineTune::new(&classifier, &examples, &[], Lesson::default()).unwrap();
     let before = block_on(lesson.loss()).unwrap();
     let (losses, after) = teach(&mut lesson);
@@ -115,9 +106,6 @@ fn the_small_model_learns_from_one_photo() {
 fn a_photo_that_is_not_one_is_refused_before_learning() {
     let device = Device::flex();
     let classifier = Classifier::from_file(&shipped("catdog-small.bpk"), &device).unwrap();
-    let examples = [Example {
-        photo: b"<html>not a photo</html>",
-        label: Label::Dog,
-    }];
+    let examples = [Example::new(b"<html>not a photo</html>", Label::Dog)];
     assert!(FineTune::new(&classifier, &examples, &[], Lesson::default()).is_err());
 }
