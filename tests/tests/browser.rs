@@ -536,6 +536,10 @@ fn teaching_the_model_in_the_page_and_downloading_what_it_learned() {
     }
     if let Some(dir) = std::env::var_os("CATDOG_SCREENSHOTS").map(PathBuf::from) {
         browser.set_window_size(1000, 1250);
+        browser.execute(
+            "document.querySelector('.teach').scrollIntoView()",
+            json!([]),
+        );
         std::fs::write(dir.join("page-teach.png"), browser.screenshot()).unwrap();
     }
     // Learning sent nothing anywhere.
@@ -670,6 +674,7 @@ fn save_screenshots(browser: &Browser) {
     if let Some(dir) = &dir {
         std::fs::create_dir_all(dir).unwrap();
         browser.set_window_size(1000, 1250);
+        browser.execute("window.scrollTo(0, 0)", json!([]));
         std::fs::write(dir.join("page-desktop.png"), browser.screenshot()).unwrap();
     }
     browser.set_window_size(390, 844);

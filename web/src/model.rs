@@ -27,7 +27,7 @@ pub const SHIPPED: [ShippedModel; 2] = [
     ShippedModel {
         name: "accurate",
         url: "./model/catdog.bpk",
-        description: "accurate (EfficientNet-Lite0, 4.2 MB)",
+        description: "accurate (EfficientNet-Lite0, 5.5 MB)",
     },
     ShippedModel {
         name: "small",
