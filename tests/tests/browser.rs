@@ -473,8 +473,12 @@ fn teaching_the_model_in_the_page_and_downloading_what_it_learned() {
             path
         })
         .collect();
-    let browser = open(&site.url(""));
+    // A model name the page does not know: said, and the default is used all the same.
+    let browser = open(&site.url("?model=nope"));
     wait_for_model(&browser, "accurate", "wgpu");
+    let notice = browser.wait_for_element("#model-notice", Duration::from_secs(10));
+    let notice = browser.text(&notice);
+    assert!(notice.contains("no model called 'nope'"), "{notice}");
     let before = classify_privately(&browser, &site, &files);
     let verdict = |cards: &[Card], name: &str| {
         let card = cards.iter().find(|card| card.file == name).unwrap();

@@ -34,6 +34,13 @@ enum Wanted {
     Own(String, Rc<[u8]>),
 }
 
+/// A load as asked for: which one it is, what and on which backend.
+struct Load {
+    generation: u32,
+    wanted: Wanted,
+    backend: Option<Backend>,
+}
+
 /// The model in use, the one asked for, and the loader's phase.
 #[derive(Clone, Copy)]
 pub struct Models {
@@ -90,26 +97,42 @@ impl Models {
     /// is the one in use) and, once warmed up, puts it in use. The model in use stays until
     /// then, and stays if the load fails. Also the "Try again" after a failure.
     pub fn load(self) {
+        let load = self.begin_load();
         spawn_local(async move {
-            self.load_now().await;
+            self.finish_load(load).await;
         });
     }
 
-    /// Puts a model the page taught in use ([`LoadedModel::teach`]), on the backend in use,
-    /// as the user's own model of that name; returns once it is in use (true) or has failed
-    /// or been overtaken by another load (false).
+    /// Puts a model the page taught in use ([`LoadedModel::teach`]), on the backend asked
+    /// for, as the user's own model of that name; returns once it is in use (true) or has
+    /// failed or been overtaken by another load (false).
     pub async fn use_taught(self, file_name: String, weights: Vec<u8>) -> bool {
         self.wanted
             .set_value(Wanted::Own(file_name, weights.into()));
-        self.load_now().await
+        let load = self.begin_load();
+        self.finish_load(load).await
     }
 
-    /// [`load`](Self::load), awaited: whether it put the model in use.
-    async fn load_now(self) -> bool {
+    /// The part of a load that happens at once, when it is asked for: it overtakes any load
+    /// under way, clears the last refusal (so a refusal said right after, as `App` does for a
+    /// bad `?model=`, stays) and takes what is wanted now.
+    fn begin_load(self) -> Load {
         self.generation.update_value(|generation| *generation += 1);
-        let generation = self.generation.get_value();
         self.notice.set(None);
-        let (wanted, backend) = (self.wanted.get_value(), self.wanted_backend.get_value());
+        Load {
+            generation: self.generation.get_value(),
+            wanted: self.wanted.get_value(),
+            backend: self.wanted_backend.get_value(),
+        }
+    }
+
+    /// The rest of a load: download, start, warm up and put in use; whether it did.
+    async fn finish_load(self, load: Load) -> bool {
+        let Load {
+            generation,
+            wanted,
+            backend,
+        } = load;
         let (source, weights) = match wanted {
             Wanted::Own(file_name, weights) => (ModelSource::Own(file_name), weights),
             Wanted::Shipped(model) => {
