@@ -141,7 +141,7 @@ impl FineTune {
     /// One optimiser step. Returns the labelled photos' mean cross-entropy before it (the
     /// anchor's pull not included): the figure a user watches fall.
     pub async fn step(&mut self) -> Result<f32, ClassifyError> {
-        let loss = self.cross_entropy(&self.layer);
+        let loss = self.cross_entropy();
         let penalty = self.anchor_penalty() + self.forgetting();
         let gradients =
             GradientsParams::from_grads((loss.clone() + penalty).backward(), &self.layer);
@@ -154,13 +154,16 @@ impl FineTune {
 
     /// The labelled photos' mean cross-entropy with the layer as it is now.
     pub async fn loss(&self) -> Result<f32, ClassifyError> {
-        scalar(self.cross_entropy(&self.layer)).await
+        scalar(self.cross_entropy()).await
     }
 
-    fn cross_entropy(&self, layer: &Linear) -> Tensor<1> {
+    fn cross_entropy(&self) -> Tensor<1> {
         CrossEntropyLossConfig::new()
             .init(&self.inputs.device())
-            .forward(layer.forward(self.inputs.clone()), self.targets.clone())
+            .forward(
+                self.layer.forward(self.inputs.clone()),
+                self.targets.clone(),
+            )
     }
 
     /// `keep` times the unlabelled photos' mean KL divergence from their starting verdicts.

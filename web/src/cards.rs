@@ -83,14 +83,14 @@ fn PhotoCard(photo: Photo) -> impl IntoView {
     };
     view! {
         <li class="card" id=format!("photo-{}", photo.id) data-file=photo.name.clone() data-state=data_state
-            data-label=data(|o| o.prediction.label.name().into())
-            data-sure=data(|o| o.prediction.is_sure().to_string())
-            data-cat=data(|o| format!("{:.4}", o.prediction.cat))
+            data-label=data(|o| o.explanation.prediction.label.name().into())
+            data-sure=data(|o| o.explanation.prediction.is_sure().to_string())
+            data-cat=data(|o| format!("{:.4}", o.explanation.prediction.cat))
             data-model=data(|o| o.model.clone())
             data-backend=data(|o| o.backend.name().into())
             data-ms=data(|o| format!("{:.1}", o.millis))
-            data-heatmap=data(|o| heatmap_values(&o.heatmap))
-            data-pet=data(|o| o.pet.map(|pet| pet.is_pet().to_string()).unwrap_or_default())
+            data-heatmap=data(|o| heatmap_values(&o.explanation.heatmap))
+            data-pet=data(|o| o.explanation.pet.map(|pet| pet.is_pet().to_string()).unwrap_or_default())
             data-truth=move || truth.get().map(Label::name)
             aria-busy=move || (data_state() == "waiting").to_string()>
             {thumbnail}
@@ -110,8 +110,8 @@ fn PhotoCard(photo: Photo) -> impl IntoView {
 #[component]
 fn Why(outcome: Outcome, photo: String, id: u32) -> impl IntoView {
     let (shown, set_shown) = signal(false);
-    let heat = data_url("image/png", &outcome.heatmap.to_png()).ok();
-    let label = outcome.prediction.label.name();
+    let heat = data_url("image/png", &outcome.explanation.heatmap.to_png()).ok();
+    let label = outcome.explanation.prediction.label.name();
     let figure_id = format!("why-{id}");
     view! {
         <button type="button" class="secondary why-toggle" aria-expanded=move || shown.get().to_string()
@@ -140,16 +140,15 @@ fn heatmap_values(heatmap: &Heatmap) -> String {
 /// [`Prediction::SURE`]), the bar and the timing.
 #[component]
 fn Verdict(outcome: Outcome) -> impl IntoView {
-    let Prediction { cat, dog, label } = outcome.prediction;
+    let Prediction { cat, dog, label } = outcome.explanation.prediction;
     let name = label.name();
-    let neither = outcome.pet.is_some_and(|pet| !pet.is_pet());
-    let verdict = if neither {
+    let verdict = if outcome.explanation.is_neither() {
         view! {
             <p class="verdict neither">"Neither a cat nor a dog, it seems"</p>
             <p class="neither-note">{format!("(If it is one, more likely a {name}.)")}</p>
         }
         .into_any()
-    } else if outcome.prediction.is_sure() {
+    } else if outcome.explanation.prediction.is_sure() {
         view! { <p class="verdict">"It's a " <strong>{name}</strong> "!"</p> }.into_any()
     } else {
         view! { <p class="verdict unsure">"Not sure: " <strong>"maybe a " {name}</strong></p> }

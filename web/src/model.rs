@@ -4,11 +4,8 @@
 
 use std::rc::Rc;
 
-use catdog_model::explain::Heatmap;
 use catdog_model::learn::{Example, FineTune, Lesson};
-use catdog_model::{
-    Backend, Classifier, Device, Explanation, Label, ModelFile, PetCheck, Prediction,
-};
+use catdog_model::{Backend, Classifier, Device, Explanation, Label, ModelFile};
 
 use crate::browser::{fetch_with_progress, now_ms, query_param, yield_to_browser};
 
@@ -116,11 +113,8 @@ pub struct LoadedModel {
 /// One classified photo, as shown to the user.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
-    pub prediction: Prediction,
-    /// Where in the photo the verdict came from.
-    pub heatmap: Heatmap,
-    /// Whether it is a pet at all, for a model with the "neither" check.
-    pub pet: Option<PetCheck>,
+    /// The verdict, where in the photo it came from and whether it is a pet at all.
+    pub explanation: Explanation,
     pub model: String,
     pub backend: Backend,
     pub millis: f64,
@@ -167,19 +161,13 @@ impl LoadedModel {
     /// timing decode, preprocessing and the network together.
     pub async fn classify(&self, photo: &[u8]) -> Result<Outcome, String> {
         let start = now_ms();
-        let Explanation {
-            prediction,
-            heatmap,
-            pet,
-        } = self
+        let explanation = self
             .classifier
             .explain(photo)
             .await
             .map_err(|error| error.to_string())?;
         Ok(Outcome {
-            prediction,
-            heatmap,
-            pet,
+            explanation,
             model: self.source.name().to_string(),
             backend: self.backend,
             millis: now_ms() - start,
@@ -192,8 +180,8 @@ impl LoadedModel {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Taught {
     pub weights: Vec<u8>,
-    /// The loss before each step.
-    pub losses: Vec<f32>,
+    /// The loss before the first step.
+    pub before: f32,
     /// The loss after the last step.
     pub after: f32,
 }
@@ -217,10 +205,10 @@ impl LoadedModel {
         let mut lesson = FineTune::new(&self.classifier, &examples, &kept, Lesson::default())
             .map_err(|error| failed(&error))?;
         let steps = lesson.lesson().steps;
-        let mut losses = Vec::with_capacity(steps);
+        let mut before = None;
         while !lesson.is_done() {
             let loss = lesson.step().await.map_err(|error| failed(&error))?;
-            losses.push(loss);
+            before.get_or_insert(loss);
             on_step(lesson.steps_taken(), steps, loss);
             yield_to_browser().await;
         }
@@ -232,7 +220,8 @@ impl LoadedModel {
             .map_err(|error| failed(&error))?;
         Ok(Taught {
             weights: taught.to_bytes(),
-            losses,
+            // A lesson of no steps changed nothing.
+            before: before.unwrap_or(after),
             after,
         })
     }

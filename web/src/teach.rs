@@ -198,5 +198,5 @@ async fn lesson(
         return Err("the taught model could not be put in use (see above)".into());
     }
     photos.reclassify(models);
-    Ok((taught.losses[0], taught.after, url))
+    Ok((taught.before, taught.after, url))
 }
