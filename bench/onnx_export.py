@@ -64,17 +64,20 @@ class MbConv(nn.Module):
         return y + x if self.residual else y
 
 
-# (blocks, kernel, stride, expansion, output channels): model/src/efficientnet.rs's STAGES.
-STAGES = [(1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
-          (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320)]
+# (kernel, stride, expansion, output channels): model/src/efficientnet.rs's STAGES; the
+# blocks per stage depend on the family member (Variant::stage_blocks).
+STAGES = [(3, 1, 1, 16), (3, 2, 6, 24), (5, 2, 6, 40), (3, 2, 6, 80),
+          (5, 1, 6, 112), (5, 2, 6, 192), (3, 1, 6, 320)]
+STAGE_BLOCKS = {"efficientnet_lite0": [1, 2, 2, 3, 3, 4, 1],
+                "efficientnet_lite1": [1, 3, 3, 4, 4, 5, 1]}
 
 
-class EfficientNetLite0(nn.Module):
-    def __init__(self):
+class EfficientNetLite(nn.Module):
+    def __init__(self, kind="efficientnet_lite0"):
         super().__init__()
         self.stem = ConvNorm(3, 32, 3, 2)
         blocks, inputs = [], 32
-        for count, kernel, stride, expansion, outputs in STAGES:
+        for count, (kernel, stride, expansion, outputs) in zip(STAGE_BLOCKS[kind], STAGES):
             for index in range(count):
                 blocks.append(MbConv(inputs, outputs, kernel, stride if index == 0 else 1, expansion))
                 inputs = outputs
@@ -108,9 +111,9 @@ class Head(nn.Module):
 
 
 class EfficientNetClassifier(nn.Module):
-    def __init__(self, hidden, pet_filter):
+    def __init__(self, hidden, pet_filter, kind="efficientnet_lite0"):
         super().__init__()
-        self.backbone = EfficientNetLite0()
+        self.backbone = EfficientNetLite(kind)
         self.head = Head(1280, hidden, pet_filter)
 
     def forward(self, x):
@@ -154,18 +157,27 @@ def network(header):
     architecture = header["architecture"]
     if architecture["kind"] == "cnn":
         return Cnn(architecture["channels"])
-    if architecture["kind"] == "efficientnet_lite0":
-        return EfficientNetClassifier(architecture["hidden"], architecture.get("pet_filter"))
+    if architecture["kind"] in STAGE_BLOCKS:
+        return EfficientNetClassifier(architecture["hidden"], architecture.get("pet_filter"),
+                                      architecture["kind"])
     raise SystemExit(f"unknown architecture {architecture['kind']}")
 
 
 def preprocess(path, header):
-    """catdog's preprocessing: EXIF orientation, RGB, the whole photo squashed to the input size
-    (bilinear), ImageNet normalisation. Resampling differs slightly from `image`'s."""
-    size = header["preprocess"]["input_size"]
-    normalization = header["preprocess"]["normalization"]
+    """catdog's preprocessing, as the model file's header says: EXIF orientation, RGB, the
+    whole photo squashed or a centred crop of the shorter side, resized to the input size
+    (bilinear or bicubic), normalised. Resampling differs slightly from `image`'s."""
+    spec = header["preprocess"]
+    size, normalization = spec["input_size"], spec["normalization"]
+    geometry = spec.get("geometry", {"kind": "squash"})
+    resample = Image.BICUBIC if spec.get("resample") == "bicubic" else Image.BILINEAR
     with Image.open(path) as image:
-        image = ImageOps.exif_transpose(image).convert("RGB").resize((size, size), Image.BILINEAR)
+        image = ImageOps.exif_transpose(image).convert("RGB")
+        if geometry["kind"] == "centre_crop":
+            side = max(1, round(min(image.size) * geometry["fraction"]))
+            left, top = (image.size[0] - side) // 2, (image.size[1] - side) // 2
+            image = image.crop((left, top, left + side, top + side))
+        image = image.resize((size, size), resample)
     pixels = np.asarray(image, dtype=np.float32) / 255.0
     pixels = (pixels - np.array(normalization["mean"], np.float32)) / np.array(normalization["std"], np.float32)
     return pixels.transpose(2, 0, 1)[None]

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 here = os.path.dirname(os.path.abspath(__file__))
-f=open(os.path.join(here, '..', 'weights', 'efficientnet-lite0.safetensors'),'rb'); n=struct.unpack('<Q',f.read(8))[0]; h=json.loads(f.read(n)); data=f.read()
+f=open(os.environ.get('CATDOG_LITE0', os.path.join(here, '..', '..', 'shared', 'weights', 'efficientnet-lite0.safetensors')),'rb'); n=struct.unpack('<Q',f.read(8))[0]; h=json.loads(f.read(n)); data=f.read()
 W={}
 for k,v in h.items():
     if k=='__metadata__' or v['dtype']!='F32': continue

@@ -4,8 +4,6 @@
 
 use std::path::PathBuf;
 
-use catdog_model::{Normalization, Preprocess};
-
 include!("tests/support/parity_fixtures.rs");
 
 fn main() {
@@ -13,19 +11,18 @@ fn main() {
     let fixtures = root.join("../tests/fixtures");
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
     println!("cargo::rerun-if-changed=tests/support/parity_fixtures.rs");
-    let preprocess = Preprocess {
-        input_size: PARITY_INPUT_SIZE,
-        normalization: Normalization::IMAGENET,
-    };
     for name in PARITY_FIXTURES {
         let path = fixtures.join(name);
         println!("cargo::rerun-if-changed={}", path.display());
         let bytes =
             std::fs::read(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
-        let input = preprocess
-            .apply(&bytes)
-            .unwrap_or_else(|error| panic!("{name}: {error}"));
-        let raw: Vec<u8> = input.data.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let mut raw: Vec<u8> = Vec::new();
+        for preprocess in parity_preprocesses() {
+            let input = preprocess
+                .apply(&bytes)
+                .unwrap_or_else(|error| panic!("{name}: {error}"));
+            raw.extend(input.data.iter().flat_map(|x| x.to_le_bytes()));
+        }
         std::fs::write(out.join(format!("{name}.f32")), raw).unwrap();
     }
 }

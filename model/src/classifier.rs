@@ -3,7 +3,7 @@
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::explain::Heatmap;
-use crate::network::{Architecture, Explained, Network};
+use crate::network::{Explained, Network};
 use crate::preprocess::{DecodeError, InputTensor};
 use crate::weights::{ModelFile, ModelHeader, WeightsError};
 
@@ -219,17 +219,21 @@ impl Classifier {
 
     /// The "neither" threshold, for a model that has the check.
     fn pet_threshold(&self) -> Option<f32> {
-        match &self.header.architecture {
-            Architecture::EfficientnetLite0(head) => head.pet_filter.map(|filter| filter.threshold),
-            Architecture::Cnn(_) => None,
-        }
+        let (_, head) = self.header.architecture.backbone()?;
+        head.pet_filter.map(|filter| filter.threshold)
     }
 
     fn explained_tensors(&self, photo: &[u8]) -> Result<Explained, ClassifyError> {
         let input = self.input(photo)?;
-        Ok(self
+        let Explained { logits, maps, pets } = self
             .network
-            .forward_explained(self.images(std::slice::from_ref(&input))))
+            .forward_explained(self.views(self.images(std::slice::from_ref(&input))));
+        // The verdict from both views; the heatmap and the pet check from the photo as it is.
+        Ok(Explained {
+            logits: self.average_views(logits),
+            maps: maps.narrow(0, 0, 1),
+            pets: pets.map(|pets| pets.narrow(0, 0, 1)),
+        })
     }
 
     /// Runs the network once on a blank photo and reads the result back, so that compiling GPU
@@ -255,7 +259,39 @@ impl Classifier {
 
     /// The network's logits for a batch of preprocessed photos of this model's input size.
     pub fn logits(&self, inputs: &[InputTensor]) -> Tensor<2> {
-        self.network.forward(self.images(inputs))
+        self.batch_logits(self.images(inputs))
+    }
+
+    /// The logits for a `[batch, 3, size, size]` tensor of normalised photos, as the model
+    /// file says to compute them (averaged with the mirror images where it says so).
+    pub fn batch_logits(&self, images: Tensor<4>) -> Tensor<2> {
+        self.average_views(self.network.forward(self.views(images)))
+    }
+
+    /// The input of the last dense layer for each photo, `[batch, inputs]`, the way
+    /// [`batch_logits`](Self::batch_logits) reaches it: the last layer is linear, so averaging
+    /// its inputs over the two views averages the logits.
+    pub(crate) fn last_layer_inputs(&self, images: Tensor<4>) -> Tensor<2> {
+        self.average_views(self.network.last_layer_inputs(self.views(images)))
+    }
+
+    /// The photos, followed by their mirror images when the model averages over both.
+    fn views(&self, images: Tensor<4>) -> Tensor<4> {
+        if self.header.average_mirror {
+            Tensor::cat(vec![images.clone(), images.flip([3])], 0)
+        } else {
+            images
+        }
+    }
+
+    /// `[2n, k]` values of [`views`](Self::views) back to `[n, k]`: each photo's mean over its
+    /// two views.
+    fn average_views(&self, values: Tensor<2>) -> Tensor<2> {
+        if !self.header.average_mirror {
+            return values;
+        }
+        let n = values.dims()[0] / 2;
+        (values.clone().narrow(0, 0, n) + values.narrow(0, n, n)).div_scalar(2.0)
     }
 
     /// A batch of preprocessed photos as one tensor on this classifier's device.

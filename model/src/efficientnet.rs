@@ -1,7 +1,9 @@
-//! EfficientNet-Lite0, the ImageNet backbone the accurate model is fine-tuned from, exactly as
-//! `shared/weights/README.md` describes the pretrained file: a 3x3 stride-2 stem of 32 channels,
-//! 16 inverted-residual (MBConv) blocks, a 1x1 head to 1280 channels, ReLU6 everywhere, no
-//! squeeze-and-excitation, TensorFlow "SAME" padding and batch-norm epsilon 1e-3.
+//! EfficientNet-Lite, the ImageNet backbones the accurate model is fine-tuned from, exactly as
+//! `shared/weights/README.md` describes the pretrained files: a 3x3 stride-2 stem of 32
+//! channels, inverted-residual (MBConv) blocks in seven stages, a 1x1 head to 1280 channels,
+//! ReLU6 everywhere, no squeeze-and-excitation, TensorFlow "SAME" padding and batch-norm
+//! epsilon 1e-3. The family's members ([`Variant`]) differ in how many blocks each stage has,
+//! their channels and their input size; the stem and the head are the same in all.
 //!
 //! Burn's `PaddingConfig2d::Same` pads `floor(total / 2)` before and the rest after, which is
 //! TensorFlow's rule, so the stride-2 layers get the same asymmetric padding the weights were
@@ -15,12 +17,13 @@ use burn::tensor::activation::relu6;
 use burn::tensor::{Device, Tensor};
 
 use crate::fold;
+use crate::preprocess::{Geometry, Normalization, Preprocess, Resample};
 
 /// Channels of the stem.
 pub const STEM_CHANNELS: usize = 32;
 /// Length of the pooled feature vector the head produces.
 pub const FEATURES: usize = 1280;
-/// Classes of the ImageNet classifier the pretrained file ends with.
+/// Classes of the ImageNet classifier the pretrained files end with.
 pub const IMAGENET_CLASSES: usize = 1000;
 /// The ImageNet classes of pets and their wild kin: the dog breeds (151-268), wolves, wild dogs
 /// and foxes (269-280), domestic cats (281-285) and wild cats (286-293). ImageNet's classifier
@@ -29,21 +32,79 @@ pub const IMAGENET_CLASSES: usize = 1000;
 ///
 /// [`PetFilter`]: crate::network::PetFilter
 pub const PET_CLASSES: std::ops::Range<usize> = 151..294;
-/// The input size the backbone was trained at.
-pub const INPUT_SIZE: u32 = 224;
-/// MBConv blocks in the backbone.
-pub const BLOCKS: usize = 16;
 /// Blocks in the tail: the part after the trunk, which fine-tuning may unfreeze.
 pub const TAIL_BLOCKS: usize = 1;
-/// Channels and spatial size of the trunk's output (the input of the last block) at 224 px.
-pub const TRUNK_SHAPE: [usize; 3] = [192, 7, 7];
 
 /// The batch-norm epsilon of the TensorFlow original (PyTorch's default is 1e-5).
 const BATCH_NORM_EPSILON: f64 = 1e-3;
 
-/// One stage of blocks.
+/// A member of the EfficientNet-Lite family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Variant {
+    /// 4.65 M parameters, 224 px, 16 blocks.
+    Lite0,
+    /// 5.47 M parameters, 240 px, 21 blocks (deeper stages, the same channels as Lite0).
+    Lite1,
+}
+
+impl Variant {
+    pub const ALL: [Variant; 2] = [Variant::Lite0, Variant::Lite1];
+
+    /// The name of the variant as the pretrained files and the trainer's options spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Lite0 => "efficientnet-lite0",
+            Variant::Lite1 => "efficientnet-lite1",
+        }
+    }
+
+    /// The input size the backbone was trained and evaluated at.
+    pub fn input_size(self) -> u32 {
+        match self {
+            Variant::Lite0 => 224,
+            Variant::Lite1 => 240,
+        }
+    }
+
+    /// The blocks of each of the seven stages: Lite0's 1/2/2/3/3/4/1, and deeper members
+    /// scale the five middle stages (the first and last stay one block in the Lite family).
+    fn stage_blocks(self) -> [usize; 7] {
+        match self {
+            Variant::Lite0 => [1, 2, 2, 3, 3, 4, 1],
+            Variant::Lite1 => [1, 3, 3, 4, 4, 5, 1],
+        }
+    }
+
+    /// MBConv blocks in the backbone.
+    pub fn blocks(self) -> usize {
+        self.stage_blocks().iter().sum()
+    }
+
+    /// How a photo becomes this backbone's input: the way its weights were trained and
+    /// evaluated, a centred crop of `size / (size + 32)` of the shorter side (TensorFlow's
+    /// EfficientNet evaluation), bicubic resampling and `(x - 127) / 128`.
+    pub fn preprocess(self) -> Preprocess {
+        let size = self.input_size();
+        Preprocess {
+            input_size: size,
+            normalization: Normalization::SYMMETRIC,
+            resample: Resample::Bicubic,
+            geometry: Geometry::CentreCrop {
+                fraction: size as f32 / (size + 32) as f32,
+            },
+        }
+    }
+
+    /// Channels and spatial size of the trunk's output (the input of the last block) for a
+    /// square input of `input_size` pixels: five stride-2 layers with "SAME" padding.
+    pub fn trunk_shape(self, input_size: u32) -> [usize; 3] {
+        let side = (0..5).fold(input_size as usize, |side, _| side.div_ceil(2));
+        [STAGES[5].out_channels, side, side]
+    }
+}
+
+/// One stage of blocks; how many depends on the [`Variant`].
 struct Stage {
-    blocks: usize,
     kernel: usize,
     /// Stride of the stage's first block; the others have stride 1.
     stride: usize,
@@ -52,24 +113,17 @@ struct Stage {
 }
 
 const STAGES: [Stage; 7] = [
-    stage(1, 3, 1, 1, 16),
-    stage(2, 3, 2, 6, 24),
-    stage(2, 5, 2, 6, 40),
-    stage(3, 3, 2, 6, 80),
-    stage(3, 5, 1, 6, 112),
-    stage(4, 5, 2, 6, 192),
-    stage(1, 3, 1, 6, 320),
+    stage(3, 1, 1, 16),
+    stage(3, 2, 6, 24),
+    stage(5, 2, 6, 40),
+    stage(3, 2, 6, 80),
+    stage(5, 1, 6, 112),
+    stage(5, 2, 6, 192),
+    stage(3, 1, 6, 320),
 ];
 
-const fn stage(
-    blocks: usize,
-    kernel: usize,
-    stride: usize,
-    expansion: usize,
-    out_channels: usize,
-) -> Stage {
+const fn stage(kernel: usize, stride: usize, expansion: usize, out_channels: usize) -> Stage {
     Stage {
-        blocks,
         kernel,
         stride,
         expansion,
@@ -172,19 +226,19 @@ impl MbConv {
 
 /// The backbone without its ImageNet classifier: photos in, 1280 pooled features out.
 #[derive(Module, Debug)]
-pub struct EfficientNetLite0 {
+pub struct EfficientNetLite {
     stem: ConvNorm,
     blocks: Vec<MbConv>,
     head: ConvNorm,
     pool: AdaptiveAvgPool2d,
 }
 
-impl EfficientNetLite0 {
-    pub fn new(device: &Device) -> Self {
+impl EfficientNetLite {
+    pub fn new(variant: Variant, device: &Device) -> Self {
         let mut in_channels = STEM_CHANNELS;
         let mut blocks = Vec::new();
-        for stage in &STAGES {
-            for index in 0..stage.blocks {
+        for (stage, count) in STAGES.iter().zip(variant.stage_blocks()) {
+            for index in 0..count {
                 let stride = if index == 0 { stage.stride } else { 1 };
                 blocks.push(MbConv::new(
                     in_channels,
@@ -266,8 +320,8 @@ mod tests {
     #[test]
     fn the_architecture_has_the_pretrained_files_shape() {
         let device = Device::flex();
-        let backbone = EfficientNetLite0::new(&device);
-        assert_eq!(backbone.blocks.len(), BLOCKS);
+        let backbone = EfficientNetLite::new(Variant::Lite0, &device);
+        assert_eq!(backbone.blocks.len(), Variant::Lite0.blocks());
         // 4.65 M parameters with the 1.28 M of the ImageNet classifier (1280 x 1000 + 1000);
         // Burn also counts the batch-norm running means and variances (42,016 values).
         let classifier = FEATURES * IMAGENET_CLASSES + IMAGENET_CLASSES;
@@ -277,7 +331,20 @@ mod tests {
             4_652_008 + running_statistics
         );
         let trunk = backbone.trunk(Tensor::zeros([2, 3, 224, 224], &device));
-        assert_eq!(trunk.dims()[1..], TRUNK_SHAPE);
+        assert_eq!(trunk.dims()[1..], Variant::Lite0.trunk_shape(224));
+        assert_eq!(Variant::Lite0.trunk_shape(224), [192, 7, 7]);
         assert_eq!(backbone.tail(trunk).dims(), [2, FEATURES]);
+    }
+
+    #[test]
+    fn lite1_is_deeper_with_the_same_channels() {
+        let device = Device::flex();
+        let backbone = EfficientNetLite::new(Variant::Lite1, &device);
+        assert_eq!(backbone.blocks.len(), 21);
+        // That every tensor of the pretrained Lite1 file fits is the trainer's import test.
+        // 240 px: 120, 60, 30, 15, then 8 with "SAME" padding.
+        let trunk = backbone.trunk(Tensor::zeros([1, 3, 240, 240], &device));
+        assert_eq!(trunk.dims()[1..], [192, 8, 8]);
+        assert_eq!(Variant::Lite1.trunk_shape(240), [192, 8, 8]);
     }
 }

@@ -252,11 +252,7 @@ fn last_layer_inputs<'a>(
     // In batches: an EfficientNet pass over dozens of photos at once needs hundreds of MB.
     let batches = inputs
         .chunks(8)
-        .map(|batch| {
-            classifier
-                .network()
-                .last_layer_inputs(classifier.images(batch))
-        })
+        .map(|batch| classifier.last_layer_inputs(classifier.images(batch)))
         .collect();
     Ok(Tensor::cat(batches, 0))
 }

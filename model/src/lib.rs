@@ -28,7 +28,7 @@ pub mod network;
 #[cfg(feature = "inference")]
 pub mod weights;
 
-pub use preprocess::{DecodeError, InputTensor, Normalization, Preprocess};
+pub use preprocess::{DecodeError, Geometry, InputTensor, Normalization, Preprocess, Resample};
 
 #[cfg(all(feature = "inference", not(target_family = "wasm")))]
 pub use backend::gpu_adapter;

@@ -1,5 +1,5 @@
 //! The network: its architecture description (stored in the weight file) and the Burn module,
-//! either the from-scratch CNN or EfficientNet-Lite0 with a cat/dog head.
+//! either the from-scratch CNN or an EfficientNet-Lite backbone with a cat/dog head.
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -12,7 +12,7 @@ use burn::tensor::activation::{relu, softmax};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::efficientnet::{self, EfficientNetLite0};
+use crate::efficientnet::{self, EfficientNetLite, Variant};
 use crate::fold;
 
 /// The number of classes: cat and dog.
@@ -29,30 +29,59 @@ pub enum Architecture {
     Cnn(CnnConfig),
     /// The ImageNet-pretrained EfficientNet-Lite0 backbone with a cat/dog head.
     EfficientnetLite0(HeadConfig),
+    /// The ImageNet-pretrained EfficientNet-Lite1 backbone with a cat/dog head.
+    EfficientnetLite1(HeadConfig),
 }
 
 impl Architecture {
     /// The names of the architectures this build can load.
-    pub const KNOWN: &'static [&'static str] = &["cnn", "efficientnet_lite0"];
+    pub const KNOWN: &'static [&'static str] = &["cnn", "efficientnet_lite0", "efficientnet_lite1"];
+
+    /// A pretrained backbone of `variant` with a cat/dog head.
+    pub fn efficientnet(variant: Variant, head: HeadConfig) -> Self {
+        match variant {
+            Variant::Lite0 => Architecture::EfficientnetLite0(head),
+            Variant::Lite1 => Architecture::EfficientnetLite1(head),
+        }
+    }
 
     /// The architecture's `kind` as written in the weight file.
     pub fn kind(&self) -> &'static str {
         match self {
             Architecture::Cnn(_) => "cnn",
             Architecture::EfficientnetLite0(_) => "efficientnet_lite0",
+            Architecture::EfficientnetLite1(_) => "efficientnet_lite1",
+        }
+    }
+
+    /// The pretrained backbone and the head on it; `None` for the CNN.
+    pub fn backbone(&self) -> Option<(Variant, &HeadConfig)> {
+        match self {
+            Architecture::Cnn(_) => None,
+            Architecture::EfficientnetLite0(head) => Some((Variant::Lite0, head)),
+            Architecture::EfficientnetLite1(head) => Some((Variant::Lite1, head)),
+        }
+    }
+
+    /// The head on the pretrained backbone, to change it; `None` for the CNN.
+    pub fn head_mut(&mut self) -> Option<&mut HeadConfig> {
+        match self {
+            Architecture::Cnn(_) => None,
+            Architecture::EfficientnetLite0(head) | Architecture::EfficientnetLite1(head) => {
+                Some(head)
+            }
         }
     }
 
     /// Builds the network with freshly initialised weights.
     pub fn init(&self, device: &Device) -> Network {
-        match self {
-            Architecture::Cnn(config) => Network::Cnn(config.init(device)),
-            Architecture::EfficientnetLite0(head) => {
-                Network::EfficientnetLite0(EfficientNetClassifier {
-                    backbone: EfficientNetLite0::new(device),
-                    head: head.init(efficientnet::FEATURES, device),
-                })
-            }
+        match (self, self.backbone()) {
+            (Architecture::Cnn(config), _) => Network::Cnn(config.init(device)),
+            (_, Some((variant, head))) => Network::EfficientNet(EfficientNetClassifier {
+                backbone: EfficientNetLite::new(variant, device),
+                head: head.init(efficientnet::FEATURES, device),
+            }),
+            (_, None) => unreachable!("only the CNN has no backbone"),
         }
     }
 }
@@ -306,10 +335,10 @@ fn log_odds_weights(layer: &Linear) -> Tensor<2> {
     (dog - cat).reshape([1, inputs])
 }
 
-/// EfficientNet-Lite0 and its cat/dog head.
+/// An EfficientNet-Lite backbone and its cat/dog head.
 #[derive(Module, Debug)]
 pub struct EfficientNetClassifier {
-    pub backbone: EfficientNetLite0,
+    pub backbone: EfficientNetLite,
     pub head: Head,
 }
 
@@ -318,7 +347,7 @@ impl EfficientNetClassifier {
         self.head.forward(self.backbone.features(images))
     }
 
-    /// Logits from the backbone's trunk output (see [`EfficientNetLite0::trunk`]): how the
+    /// Logits from the backbone's trunk output (see [`EfficientNetLite::trunk`]): how the
     /// trainer fine-tunes the tail on cached trunk outputs.
     pub fn forward_from_trunk(&self, trunk: Tensor<4>) -> Tensor<2> {
         self.head.forward(self.backbone.tail(trunk))
@@ -342,14 +371,14 @@ pub struct Explained {
 #[derive(Module, Debug)]
 pub enum Network {
     Cnn(Cnn),
-    EfficientnetLite0(EfficientNetClassifier),
+    EfficientNet(EfficientNetClassifier),
 }
 
 impl Network {
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         match self {
             Network::Cnn(cnn) => cnn.forward(images),
-            Network::EfficientnetLite0(network) => network.forward(images),
+            Network::EfficientNet(network) => network.forward(images),
         }
     }
 
@@ -358,7 +387,7 @@ impl Network {
     pub fn pet_probability(&self, images: Tensor<4>) -> Option<Tensor<1>> {
         match self {
             Network::Cnn(_) => None,
-            Network::EfficientnetLite0(network) => network
+            Network::EfficientNet(network) => network
                 .head
                 .pet_probability(network.backbone.features(images)),
         }
@@ -377,7 +406,7 @@ impl Network {
                 let logits = cnn.head.forward(cnn.pool_features(activations.clone()));
                 (activations, logits, log_odds_weights(&cnn.head), None)
             }
-            Network::EfficientnetLite0(network) => {
+            Network::EfficientNet(network) => {
                 let activations = network.backbone.last_activations(images);
                 let features = network.backbone.pool_features(activations.clone());
                 let gradient = network.head.log_odds_gradient(features.clone());
@@ -408,12 +437,10 @@ impl Network {
                 blocks: cnn.blocks.into_iter().map(ConvBlock::fold).collect(),
                 ..cnn
             }),
-            Network::EfficientnetLite0(network) => {
-                Network::EfficientnetLite0(EfficientNetClassifier {
-                    backbone: network.backbone.fold_batch_norms(),
-                    head: network.head,
-                })
-            }
+            Network::EfficientNet(network) => Network::EfficientNet(EfficientNetClassifier {
+                backbone: network.backbone.fold_batch_norms(),
+                head: network.head,
+            }),
         }
     }
 
@@ -423,7 +450,7 @@ impl Network {
     pub fn last_layer_inputs(&self, images: Tensor<4>) -> Tensor<2> {
         match self {
             Network::Cnn(cnn) => cnn.pool_features(cnn.last_activations(images)),
-            Network::EfficientnetLite0(network) => network
+            Network::EfficientNet(network) => network
                 .head
                 .last_layer_inputs(network.backbone.features(images)),
         }
@@ -433,7 +460,7 @@ impl Network {
     pub fn last_layer(&self) -> &Linear {
         match self {
             Network::Cnn(cnn) => &cnn.head,
-            Network::EfficientnetLite0(network) => &network.head.out,
+            Network::EfficientNet(network) => &network.head.out,
         }
     }
 
@@ -441,15 +468,13 @@ impl Network {
     pub fn with_last_layer(self, layer: Linear) -> Self {
         match self {
             Network::Cnn(cnn) => Network::Cnn(Cnn { head: layer, ..cnn }),
-            Network::EfficientnetLite0(network) => {
-                Network::EfficientnetLite0(EfficientNetClassifier {
-                    head: Head {
-                        out: layer,
-                        ..network.head
-                    },
-                    ..network
-                })
-            }
+            Network::EfficientNet(network) => Network::EfficientNet(EfficientNetClassifier {
+                head: Head {
+                    out: layer,
+                    ..network.head
+                },
+                ..network
+            }),
         }
     }
 
@@ -457,7 +482,7 @@ impl Network {
     pub fn is_folded(&self) -> bool {
         match self {
             Network::Cnn(cnn) => cnn.blocks.iter().any(|block| block.folded),
-            Network::EfficientnetLite0(network) => network.backbone.is_folded(),
+            Network::EfficientNet(network) => network.backbone.is_folded(),
         }
     }
 
@@ -466,7 +491,7 @@ impl Network {
     pub fn into_weights(self) -> ModuleRecord {
         match self {
             Network::Cnn(cnn) => cnn.into_record(),
-            Network::EfficientnetLite0(network) => network.into_record(),
+            Network::EfficientNet(network) => network.into_record(),
         }
     }
 
@@ -474,8 +499,8 @@ impl Network {
     pub fn try_load_weights(self, weights: ModuleRecord) -> Result<Self, RecordError> {
         Ok(match self {
             Network::Cnn(cnn) => Network::Cnn(cnn.try_load_record(weights)?),
-            Network::EfficientnetLite0(network) => {
-                Network::EfficientnetLite0(network.try_load_record(weights)?)
+            Network::EfficientNet(network) => {
+                Network::EfficientNet(network.try_load_record(weights)?)
             }
         })
     }

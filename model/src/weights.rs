@@ -113,6 +113,11 @@ pub struct ModelHeader {
     pub classes: Vec<String>,
     pub weights_dtype: WeightsDtype,
     pub training: Option<TrainingSummary>,
+    /// Average the logits of each photo and of its mirror image (test-time augmentation):
+    /// twice the work per photo, set where validation showed it pays. Files from before it
+    /// existed run each photo once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub average_mirror: bool,
 }
 
 impl ModelHeader {
@@ -123,6 +128,7 @@ impl ModelHeader {
             classes: CLASSES.iter().map(|name| name.to_string()).collect(),
             weights_dtype: WeightsDtype::F16,
             training: None,
+            average_mirror: false,
         }
     }
 

@@ -53,10 +53,7 @@ pub fn run(config: &BenchConfig) -> Result<(Vec<BenchRow>, Vec<String>), Dataset
         .step_by(step)
         .take(config.photos)
         .collect();
-    let preprocess = Preprocess {
-        input_size: config.input_size,
-        normalization: Normalization::IMAGENET,
-    };
+    let preprocess = Preprocess::squash(config.input_size, Normalization::IMAGENET);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let started = Instant::now();
     let packed = PackedPhotos::load(&set, &preprocess, None)?;

@@ -527,7 +527,7 @@ fn hash_into(reader: &mut impl Read, hasher: &mut Sha256, bar: &ProgressBar) -> 
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     bytes
         .iter()

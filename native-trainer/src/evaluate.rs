@@ -124,7 +124,7 @@ pub fn evaluate(
     let (set, packed) = PackedPhotos::load_labelled(data, &preprocess, cache)?;
     let indices: Vec<usize> = (0..packed.len()).collect();
     let logits = train::logits(
-        classifier.network(),
+        |images| classifier.batch_logits(images),
         classifier.device(),
         &packed,
         &indices,

@@ -111,7 +111,7 @@ pub fn export_safetensors(from: &Path, to: &Path) -> Result<usize, ExportError> 
     // The variant's module itself, so tensor paths do not name the enum's variant.
     let (saved, tensors) = match &network {
         catdog_model::Network::Cnn(cnn) => (cnn.save_into(&mut store), cnn.num_params()),
-        catdog_model::Network::EfficientnetLite0(classifier) => {
+        catdog_model::Network::EfficientNet(classifier) => {
             (classifier.save_into(&mut store), classifier.num_params())
         }
     };

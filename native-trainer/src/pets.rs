@@ -1,4 +1,4 @@
-//! `pet-filter`: gives an EfficientNet-Lite0 model the "neither cat nor dog" answer.
+//! `pet-filter`: gives an EfficientNet-Lite model the "neither cat nor dog" answer.
 //!
 //! The cat/dog head answers "cat" or "dog" for anything, a car included. The backbone's own
 //! ImageNet classifier knows a thousand things, 143 of them dogs, wolves, foxes and cats
@@ -15,7 +15,7 @@
 use std::path::PathBuf;
 
 use catdog_model::network::PetFilter;
-use catdog_model::{Architecture, Backend, ModelFile, Network};
+use catdog_model::{Backend, ModelFile, Network};
 use serde::Serialize;
 
 use crate::dataset::{DatasetError, PackedPhotos, Split, SplitSpec, progress_bar};
@@ -27,7 +27,8 @@ use crate::pretrained::{ImagenetNetwork, PretrainedError};
 #[derive(Debug, Clone)]
 pub struct PetFilterConfig {
     pub model: PathBuf,
-    pub pretrained: PathBuf,
+    /// The backbone's pretrained file; `None`: its default path.
+    pub pretrained: Option<PathBuf>,
     /// The labelled photos the model was trained on, split as it was trained.
     pub data: PathBuf,
     pub split: SplitSpec,
@@ -102,21 +103,25 @@ pub fn pet_filter(config: &PetFilterConfig) -> Result<PetFilterReport, PetFilter
         source,
     })?;
     let file = ModelFile::parse(&bytes).map_err(|error| refused(error.to_string()))?;
-    let Architecture::EfficientnetLite0(head_config) = &file.header.architecture else {
+    let Some((variant, _)) = file.header.architecture.backbone() else {
         return Err(refused(
-            "the pet filter needs an EfficientNet-Lite0 model (its ImageNet classifier reads that backbone's features)".into(),
+            "the pet filter needs an EfficientNet-Lite model (its ImageNet classifier reads that backbone's features)".into(),
         ));
     };
     let device = Backend::DEFAULT_CPU.device()?;
-    let Network::EfficientnetLite0(mut network) = file
+    let Network::EfficientNet(mut network) = file
         .load_network(&device)
         .map_err(|error| refused(error.to_string()))?
     else {
-        unreachable!("the header says EfficientNet-Lite0");
+        unreachable!("the header says EfficientNet-Lite");
     };
-    let imagenet = ImagenetNetwork::load(&config.pretrained, &device)?;
+    let pretrained = config
+        .pretrained
+        .clone()
+        .unwrap_or_else(|| crate::pretrained::default_path(variant));
+    let imagenet = ImagenetNetwork::load(&pretrained, variant, &device)?;
     network.head = network.head.with_pet_classifier(imagenet.into_classifier());
-    let network = Network::EfficientnetLite0(network);
+    let network = Network::EfficientNet(network);
     // Folded for speed: only its probabilities are used here; the unfolded one is stored.
     let folded = network.clone().fold_batch_norms();
     let preprocess = file.header.preprocess;
@@ -171,9 +176,9 @@ pub fn pet_filter(config: &PetFilterConfig) -> Result<PetFilterReport, PetFilter
     };
 
     let mut header = file.header.clone();
-    let mut head_config = head_config.clone();
-    head_config.pet_filter = Some(PetFilter { threshold });
-    header.architecture = Architecture::EfficientnetLite0(head_config);
+    if let Some(head) = header.architecture.head_mut() {
+        head.pet_filter = Some(PetFilter { threshold });
+    }
     let out = ModelFile::from_network(header, &network)
         .map_err(|error| refused(error.to_string()))?
         .to_bytes();

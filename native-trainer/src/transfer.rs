@@ -1,4 +1,4 @@
-//! Transfer learning from ImageNet-pretrained EfficientNet-Lite0, made practical on a CPU.
+//! Transfer learning from ImageNet-pretrained EfficientNet-Lite, made practical on a CPU.
 //!
 //! The backbone's trunk stays frozen and its outputs are cached ([`crate::features`]). A run
 //! then trains either the head alone on the pooled features (seconds per epoch), or, with
@@ -17,7 +17,7 @@ use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use catdog_model::efficientnet::{EfficientNetLite0, FEATURES};
+use catdog_model::efficientnet::{EfficientNetLite, FEATURES, Variant};
 use catdog_model::network::EfficientNetClassifier;
 use catdog_model::weights::{TrainingSummary, WeightsDtype};
 use catdog_model::{Backend, ModelFile, ModelHeader, Network};
@@ -28,7 +28,7 @@ use crate::augment::Augment;
 use crate::calibrate::{self, CalibrationScores};
 use crate::dataset::log_when_hidden;
 use crate::export;
-use crate::features::{self, TRUNK_LEN, TrunkOutputs, View};
+use crate::features::{self, TrunkOutputs, View};
 use crate::files::write_atomic;
 use crate::pretrained::{self, ImagenetNetwork};
 use crate::runlog::{EpochRecord, RunLog};
@@ -40,7 +40,7 @@ use crate::train::{
 /// The photos of a transfer run with the frozen backbone's outputs for each.
 pub struct TransferData {
     pub run: RunData,
-    pub backbone: EfficientNetLite0,
+    pub backbone: EfficientNetLite,
     pub trunk: TrunkOutputs,
     /// The frozen tail's pooled features, `[photos * 1280]` per view: what a head-only
     /// (`--unfreeze 0`) run trains on; `None` when nothing will read them.
@@ -58,6 +58,15 @@ pub struct TransferFigures {
     pub validation_after_calibration: CalibrationScores,
     pub test_before_calibration: Option<CalibrationScores>,
     pub test_after_calibration: Option<CalibrationScores>,
+    /// Validation, each calibrated at its own temperature: the photos as they are, and each
+    /// averaged with its mirror image (where the run cached the mirror images).
+    #[serde(default)]
+    pub validation_as_they_are: Option<CalibrationScores>,
+    #[serde(default)]
+    pub validation_with_mirror: Option<CalibrationScores>,
+    /// Whether the model averages over the mirror image ([`mirror_pays`]).
+    #[serde(default)]
+    pub average_mirror: bool,
     /// The test split through the model file stored each way, from the photos, as the page
     /// would run it; the figure to quote is the shipped storage's.
     pub storage: Vec<StorageFigures>,
@@ -83,17 +92,27 @@ pub struct Fitted {
     pub stopped_early: bool,
 }
 
+/// The run's pretrained backbone.
+fn variant(config: &TrainConfig) -> Variant {
+    config
+        .backbone
+        .variant()
+        .expect("a transfer run has a pretrained backbone")
+}
+
 fn pretrained_path(config: &TrainConfig) -> std::path::PathBuf {
     config
         .pretrained
         .clone()
-        .unwrap_or_else(|| pretrained::DEFAULT_PRETRAINED.into())
+        .unwrap_or_else(|| pretrained::default_path(variant(config)))
 }
 
-fn load_backbone(config: &TrainConfig, device: &Device) -> Result<EfficientNetLite0, TrainError> {
-    Ok(ImagenetNetwork::load(&pretrained_path(config), device)
-        .map_err(|error| TrainError::Pretrained(error.to_string()))?
-        .backbone)
+fn load_backbone(config: &TrainConfig, device: &Device) -> Result<EfficientNetLite, TrainError> {
+    Ok(
+        ImagenetNetwork::load(&pretrained_path(config), variant(config), device)
+            .map_err(|error| TrainError::Pretrained(error.to_string()))?
+            .backbone,
+    )
 }
 
 /// The pretrained backbone with a fresh head, every weight trainable on `training` (an
@@ -103,7 +122,7 @@ pub fn pretrained_network(
     base: &Device,
     training: &Device,
 ) -> Result<Network, TrainError> {
-    Ok(Network::EfficientnetLite0(EfficientNetClassifier {
+    Ok(Network::EfficientNet(EfficientNetClassifier {
         backbone: load_backbone(config, base)?.train().fork(training),
         head: config.head.init(FEATURES, training),
     }))
@@ -125,7 +144,14 @@ pub fn prepare(config: &TrainConfig, pooled: bool) -> Result<TransferData, Train
     };
     let weights_id = features::weights_id(&path).map_err(io_error(&path))?;
     let cache = config.cache.as_deref();
-    let trunk = features::trunk_outputs(&run.packed, &backbone, weights_id, views, cache, &device)
+    let preprocess = config.preprocess();
+    let shape = variant(config).trunk_shape(preprocess.input_size);
+    let source = features::Trunk {
+        backbone: &backbone,
+        weights_id,
+        shape,
+    };
+    let trunk = features::trunk_outputs(&run.packed, &source, &preprocess, views, cache, &device)
         .map_err(io_error(cache.unwrap_or(Path::new("."))))?;
     let pooled = pooled.then(|| trunk.pooled(&backbone, &device));
     Ok(TransferData {
@@ -150,11 +176,11 @@ fn logits(
 ) -> Tensor<2> {
     let n = indices.len();
     if unfreeze {
-        let mut values = Vec::with_capacity(n * TRUNK_LEN);
+        let mut values = Vec::with_capacity(n * data.trunk.per_photo());
         for (&index, &view) in indices.iter().zip(views) {
             values.extend_from_slice(data.trunk.get(view, index));
         }
-        network.forward_from_trunk(features::trunk_tensor(values, n, device))
+        network.forward_from_trunk(data.trunk.tensor(values, n, device))
     } else {
         let pooled = data
             .pooled
@@ -171,16 +197,18 @@ fn logits(
     }
 }
 
-/// (cat, dog) logits of a trained network for photos in their original view.
+/// (cat, dog) logits of a trained network for photos in view `view` (0: as they are, 1:
+/// mirrored, where the run cached it).
 pub fn evaluation_logits(
     network: &EfficientNetClassifier,
     data: &TransferData,
     indices: &[usize],
+    view: usize,
     unfreeze: bool,
 ) -> Vec<[f32; 2]> {
     let mut out = Vec::with_capacity(indices.len());
     for chunk in indices.chunks(256) {
-        let views = vec![0; chunk.len()];
+        let views = vec![view; chunk.len()];
         let values = features::floats(
             logits(network, data, chunk, &views, unfreeze, &data.device).into_data(),
         );
@@ -271,7 +299,7 @@ pub fn fit(
         bar.finish_and_clear();
         let valid = network.valid();
         let scores = scores_from_logits(
-            &evaluation_logits(&valid, data, &split.validation, unfreeze),
+            &evaluation_logits(&valid, data, &split.validation, 0, unfreeze),
             &labels,
         );
         let seconds = started.elapsed().as_secs_f64();
@@ -335,11 +363,49 @@ pub fn run(config: &TrainConfig) -> Result<TrainReport, TrainError> {
     log.write(&fitted.history).map_err(io_error(&config.run))?;
     let unfreeze = config.unfreeze > 0;
 
-    // Temperature from the validation split; the test split only reports what it does.
-    let validation_logits = evaluation_logits(&fitted.network, &data, &split.validation, unfreeze);
+    // Whether to average each photo's logits with its mirror image's, and the temperature,
+    // from the validation split; the test split only reports what they do.
     let validation_labels = data.run.packed.labels(&split.validation);
+    let logits_of = |indices: &[usize], average: bool| {
+        let plain = evaluation_logits(&fitted.network, &data, indices, 0, unfreeze);
+        if !average {
+            return plain;
+        }
+        let mirrored = evaluation_logits(&fitted.network, &data, indices, 1, unfreeze);
+        plain
+            .iter()
+            .zip(&mirrored)
+            .map(|(a, b)| [(a[0] + b[0]) / 2.0, (a[1] + b[1]) / 2.0])
+            .collect()
+    };
+    let calibrated = |logits: &[[f32; 2]]| {
+        let temperature = calibrate::fit_temperature(logits, &validation_labels);
+        calibrate::scores(logits, &validation_labels, temperature)
+    };
+    let plain = calibrated(&logits_of(&split.validation, false));
+    let with_mirror =
+        (data.trunk.views.len() > 1).then(|| calibrated(&logits_of(&split.validation, true)));
+    let average_mirror = with_mirror
+        .as_ref()
+        .is_some_and(|averaged| mirror_pays(&plain, averaged));
+    if let Some(averaged) = &with_mirror {
+        eprintln!(
+            "validation, calibrated: {:.2}% / log loss {:.4} as the photos are, {:.2}% / {:.4} \
+             averaged with their mirror images: {}",
+            plain.accuracy * 100.0,
+            plain.log_loss,
+            averaged.accuracy * 100.0,
+            averaged.log_loss,
+            if average_mirror {
+                "the model will average (twice the work per photo)"
+            } else {
+                "not worth twice the work"
+            }
+        );
+    }
+    let validation_logits = logits_of(&split.validation, average_mirror);
     let temperature = calibrate::fit_temperature(&validation_logits, &validation_labels);
-    let test_logits = evaluation_logits(&fitted.network, &data, &split.test, unfreeze);
+    let test_logits = logits_of(&split.test, average_mirror);
     let test_labels = data.run.packed.labels(&split.test);
     let test_scores =
         |t: f64| (!split.test.is_empty()).then(|| calibrate::scores(&test_logits, &test_labels, t));
@@ -358,6 +424,9 @@ pub fn run(config: &TrainConfig) -> Result<TrainReport, TrainError> {
         ),
         test_before_calibration: test_scores(1.0),
         test_after_calibration: test_scores(temperature),
+        validation_as_they_are: Some(plain),
+        validation_with_mirror: with_mirror,
+        average_mirror,
         storage: Vec::new(),
         train_photos: split.train.len(),
         validation_photos: split.validation.len(),
@@ -378,6 +447,7 @@ pub fn run(config: &TrainConfig) -> Result<TrainReport, TrainError> {
     let best = config.run.join("best.bpk");
     let mut header = ModelHeader::new(config.architecture(), config.preprocess());
     header.weights_dtype = WeightsDtype::F32;
+    header.average_mirror = average_mirror;
     let mut summary = TrainingSummary {
         dataset: config.data.display().to_string(),
         epochs: fitted.best_epoch,
@@ -387,7 +457,7 @@ pub fn run(config: &TrainConfig) -> Result<TrainReport, TrainError> {
         notes: describe(config, &data, &figures),
     };
     header.training = Some(summary.clone());
-    let bytes = ModelFile::from_network(header, &Network::EfficientnetLite0(network))?.to_bytes();
+    let bytes = ModelFile::from_network(header, &Network::EfficientNet(network))?.to_bytes();
     write_atomic(&best, &bytes).map_err(io_error(&best))?;
 
     // The --out file is one of these stored forms: written from the bytes measured here
@@ -402,7 +472,7 @@ pub fn run(config: &TrainConfig) -> Result<TrainReport, TrainError> {
             };
             let classifier = catdog_model::Classifier::load(&stored, &data.device)?;
             let test = train::score(
-                classifier.network(),
+                |images| classifier.batch_logits(images),
                 &data.device,
                 &data.run.packed,
                 &split.test,
@@ -456,14 +526,23 @@ pub fn run(config: &TrainConfig) -> Result<TrainReport, TrainError> {
     Ok(report)
 }
 
+/// The one rule for test-time mirroring: worth twice the work per photo only if, calibrated,
+/// it lowers the validation log loss without losing accuracy.
+pub fn mirror_pays(plain: &CalibrationScores, averaged: &CalibrationScores) -> bool {
+    averaged.log_loss < plain.log_loss && averaged.accuracy >= plain.accuracy
+}
+
 fn describe(config: &TrainConfig, data: &TransferData, figures: &TransferFigures) -> String {
     format!(
-        "EfficientNet-Lite0 (ImageNet) with {} unfrozen blocks and head {:?}; seeded ({}) \
+        "{} (ImageNet) with {} unfrozen blocks and head {:?}; input {:?}; seeded ({}) \
          stratified split: {} train, {} validation, {} test photos; {:?} lr {} weight decay {} \
-         batch {}; mirrored copies {}; best epoch {} by validation log loss; temperature {:.3} \
-         fitted on validation; test split through the stored file: {}; backend {}",
+         batch {}; mirrored copies {}; best epoch {} by validation log loss; averaged with the \
+         mirror image: {}; temperature {:.3} fitted on validation; test split through the \
+         stored file: {}; backend {}",
+        variant(config).name(),
         config.unfreeze,
         config.head,
+        config.preprocess(),
         config.seed,
         figures.train_photos,
         figures.validation_photos,
@@ -478,6 +557,7 @@ fn describe(config: &TrainConfig, data: &TransferData, figures: &TransferFigures
             "off"
         },
         figures.best_epoch,
+        if figures.average_mirror { "yes" } else { "no" },
         figures.temperature,
         figures
             .storage

@@ -50,10 +50,7 @@ fn png_bomb(side: u32) -> Vec<u8> {
 }
 
 fn preprocess(size: u32) -> Preprocess {
-    Preprocess {
-        input_size: size,
-        normalization: Normalization::IMAGENET,
-    }
+    Preprocess::squash(size, Normalization::IMAGENET)
 }
 
 #[test]
@@ -655,8 +652,7 @@ fn pet_filter_gives_a_model_the_neither_answer_and_reports_its_rates() {
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/model/catdog.bpk");
     let model = out.join("with-filter.bpk");
     let non_pets = fixtures().join("non-pets");
-    let pretrained =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../weights/efficientnet-lite0.safetensors");
+    let pretrained = common::shared_weights("efficientnet-lite0");
     let printed = run_ok(&[
         "pet-filter",
         "--model",
@@ -723,7 +719,7 @@ fn pet_filter_gives_a_model_the_neither_answer_and_reports_its_rates() {
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
-        stderr.contains("catdog-small.bpk") && stderr.contains("EfficientNet-Lite0"),
+        stderr.contains("catdog-small.bpk") && stderr.contains("needs an EfficientNet-Lite model"),
         "{stderr}"
     );
     assert!(!out.join("small.bpk").exists());

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use catdog_model::efficientnet::EfficientNetLite0;
+use catdog_model::efficientnet::{EfficientNetLite, Variant};
 use catdog_model::weights::WeightsDtype;
 use catdog_model::{ModelFile, Network};
 use catdog_trainer::pretrained::ImagenetNetwork;
@@ -56,15 +56,14 @@ fn photo_folder(name: &str) -> Scratch {
 }
 
 fn pretrained() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../weights/efficientnet-lite0.safetensors")
+    common::shared_weights("efficientnet-lite0")
         .display()
         .to_string()
 }
 
 /// The backbone's trunk and tail outputs on a fixed photo-like input: what tells which parts of
 /// it a run trained.
-fn backbone_outputs(backbone: &EfficientNetLite0) -> (Vec<f32>, Vec<f32>) {
+fn backbone_outputs(backbone: &EfficientNetLite) -> (Vec<f32>, Vec<f32>) {
     let values: Vec<f32> = (0..3 * 224 * 224)
         .map(|i| (i as f32 * 0.0007).sin())
         .collect();
@@ -78,13 +77,14 @@ fn backbone_outputs(backbone: &EfficientNetLite0) -> (Vec<f32>, Vec<f32>) {
 fn trained_backbone(model: &Path) -> (Vec<f32>, Vec<f32>) {
     let file = ModelFile::parse(&std::fs::read(model).unwrap()).unwrap();
     match file.load_network(&Device::flex()).unwrap() {
-        Network::EfficientnetLite0(network) => backbone_outputs(&network.backbone),
+        Network::EfficientNet(network) => backbone_outputs(&network.backbone),
         Network::Cnn(_) => panic!("{} holds a CNN", model.display()),
     }
 }
 
 fn pretrained_backbone() -> (Vec<f32>, Vec<f32>) {
-    let network = ImagenetNetwork::load(Path::new(&pretrained()), &Device::flex()).unwrap();
+    let network =
+        ImagenetNetwork::load(Path::new(&pretrained()), Variant::Lite0, &Device::flex()).unwrap();
     backbone_outputs(&network.backbone)
 }
 
@@ -176,7 +176,24 @@ fn a_transfer_run_caches_the_trunk_calibrates_and_stores_each_way() {
     let file = ModelFile::parse(&bytes).unwrap();
     assert_eq!(file.header.weights_dtype, WeightsDtype::Int8);
     assert_eq!(file.header.architecture.kind(), "efficientnet_lite0");
-    assert_eq!(file.header.preprocess.input_size, 224);
+    // The backbone's own preprocessing travels in the header.
+    assert_eq!(file.header.preprocess, Variant::Lite0.preprocess());
+    // Whether the page averages over the mirror image was decided on validation, by the
+    // one rule, from the figures the summary reports.
+    let score = |name: &str| {
+        let scores = &figures[name];
+        (
+            scores["log_loss"].as_f64().unwrap(),
+            scores["accuracy"].as_f64().unwrap(),
+        )
+    };
+    let (plain, mirrored) = (
+        score("validation_as_they_are"),
+        score("validation_with_mirror"),
+    );
+    let pays = mirrored.0 < plain.0 && mirrored.1 >= plain.1;
+    assert_eq!(figures["average_mirror"].as_bool(), Some(pays), "{figures}");
+    assert_eq!(file.header.average_mirror, pays);
     let notes = file.header.training.unwrap().notes;
     assert!(notes.contains("temperature"), "{notes}");
 

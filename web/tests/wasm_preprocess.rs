@@ -1,7 +1,6 @@
 //! The same photo gives the same input tensor in the browser as natively.
 #![cfg(target_family = "wasm")]
 
-use catdog_model::{Normalization, Preprocess};
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -31,26 +30,33 @@ const CASES: [(&str, &[u8], &[u8]); 6] = [
 #[wasm_bindgen_test]
 fn browser_preprocessing_matches_native() {
     assert_eq!(CASES.map(|(name, _, _)| name), PARITY_FIXTURES);
-    let preprocess = Preprocess {
-        input_size: PARITY_INPUT_SIZE,
-        normalization: Normalization::IMAGENET,
-    };
     for (name, photo, native) in CASES {
         let native: Vec<f32> = native
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
             .collect();
-        let browser = preprocess.apply(photo).unwrap();
-        assert_eq!(browser.data.len(), native.len(), "{name}");
-        let worst = browser
-            .data
+        let mut browser = Vec::new();
+        for preprocess in parity_preprocesses() {
+            browser.extend(preprocess.apply(photo).unwrap().data);
+        }
+        assert_eq!(browser.len(), native.len(), "{name}");
+        // Each preprocessing, separately, so a failure names it.
+        let per = browser.len() / parity_preprocesses().len();
+        for (preprocess, (browser, native)) in parity_preprocesses()
             .iter()
-            .zip(&native)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
-        assert!(
-            worst <= 1.0 / 255.0,
-            "{name}: browser and native differ by up to {worst}"
-        );
+            .zip(browser.chunks(per).zip(native.chunks(per)))
+        {
+            let worst = browser
+                .iter()
+                .zip(native)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(
+                worst <= 1.0 / 255.0,
+                "{name}, {:?} {:?}: browser and native differ by up to {worst}",
+                preprocess.geometry,
+                preprocess.resample
+            );
+        }
     }
 }

@@ -58,7 +58,7 @@ fn explaining_gives_the_verdict_that_classifying_gives() {
 fn the_heads_closed_form_gradient_matches_finite_differences() {
     let device = Device::flex();
     let file = shipped("catdog.bpk");
-    let Network::EfficientnetLite0(network) = file.load_network(&device).unwrap() else {
+    let Network::EfficientNet(network) = file.load_network(&device).unwrap() else {
         panic!("the accurate model is EfficientNet-Lite0");
     };
     let input = file.header.preprocess.apply(&fixture("dog.jpg")).unwrap();

@@ -81,10 +81,7 @@ pub fn small_model(device: &burn::tensor::Device) -> ModelFile {
         channels: vec![8, 16, 16],
         dropout: 0.2,
     });
-    let preprocess = Preprocess {
-        input_size: 64,
-        normalization: Normalization::IMAGENET,
-    };
+    let preprocess = Preprocess::squash(64, Normalization::IMAGENET);
     let network = architecture.init(device);
     ModelFile::from_network(ModelHeader::new(architecture, preprocess), &network).unwrap()
 }

@@ -1,5 +1,5 @@
 use catdog_model::preprocess::{MAX_PIXELS, decode_photo};
-use catdog_model::{DecodeError, Normalization, Preprocess};
+use catdog_model::{DecodeError, Geometry, Normalization, Preprocess, Resample};
 use image::RgbImage;
 
 use crate::fixture;
@@ -77,10 +77,7 @@ fn exif_orientation_is_applied() {
 
 #[test]
 fn input_tensor_is_channels_first_resized_and_normalised() {
-    let preprocess = Preprocess {
-        input_size: 32,
-        normalization: Normalization::IMAGENET,
-    };
+    let preprocess = Preprocess::squash(32, Normalization::IMAGENET);
     let input = preprocess.apply(&fixture("dog.jpg")).unwrap();
     assert_eq!(input.size, 32);
     assert_eq!(input.batch_shape(), [1, 3, 32, 32]);
@@ -160,4 +157,67 @@ fn png_chunk(png: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
     png.extend_from_slice(&(data.len() as u32).to_be_bytes());
     png.extend_from_slice(&body);
     png.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
+}
+
+#[test]
+fn a_centre_crop_takes_the_middle_of_the_shorter_side() {
+    // dog.jpg is 235 x 333 (portrait): a crop of half its shorter side is the 118 x 118 square
+    // at its centre, here resized to 59 px.
+    let photo = decode_photo(&fixture("dog.jpg")).unwrap();
+    let preprocess = Preprocess {
+        geometry: Geometry::CentreCrop { fraction: 0.5 },
+        ..Preprocess::squash(59, Normalization::SYMMETRIC)
+    };
+    let cropped = preprocess.resize(&photo);
+    assert_eq!(cropped.dimensions(), (59, 59));
+    let side = 118;
+    let centre = image::imageops::crop_imm(&photo, (235 - side) / 2, (333 - side) / 2, side, side)
+        .to_image();
+    let expected = image::imageops::resize(&centre, 59, 59, image::imageops::FilterType::Triangle);
+    assert_eq!(cropped, expected);
+    // The whole photo squashed is another picture.
+    let squashed = Preprocess::squash(59, Normalization::SYMMETRIC).resize(&photo);
+    assert!(mean_abs_diff(&cropped, &squashed) > 10.0);
+}
+
+#[test]
+fn bicubic_resampling_is_catmull_rom_and_differs_from_bilinear() {
+    let photo = decode_photo(&fixture("cat.jpg")).unwrap();
+    let bilinear = Preprocess::squash(100, Normalization::SYMMETRIC);
+    let bicubic = Preprocess {
+        resample: Resample::Bicubic,
+        ..bilinear
+    };
+    let expected =
+        image::imageops::resize(&photo, 100, 100, image::imageops::FilterType::CatmullRom);
+    assert_eq!(bicubic.resize(&photo), expected);
+    assert_ne!(bicubic.resize(&photo), bilinear.resize(&photo));
+}
+
+#[test]
+fn symmetric_normalisation_is_x_minus_127_over_128() {
+    let preprocess = Preprocess::squash(1, Normalization::SYMMETRIC);
+    for level in [0u8, 127, 255] {
+        let input = preprocess.normalize(&RgbImage::from_pixel(1, 1, image::Rgb([level; 3])));
+        let expected = (f32::from(level) - 127.0) / 128.0;
+        for value in input.data {
+            assert!((value - expected).abs() < 1e-6, "{level}: {value}");
+        }
+    }
+}
+
+#[test]
+fn a_crop_of_a_one_pixel_photo_or_a_bad_fraction_is_still_an_input() {
+    // A header may say anything: the crop keeps at least one pixel and at most the photo.
+    let pixel = RgbImage::from_pixel(1, 1, image::Rgb([9, 9, 9]));
+    let wide = RgbImage::from_pixel(300, 2, image::Rgb([9, 9, 9]));
+    for fraction in [0.875, 0.0, -1.0, 3.0, f32::NAN] {
+        let preprocess = Preprocess {
+            geometry: Geometry::CentreCrop { fraction },
+            ..Preprocess::squash(8, Normalization::SYMMETRIC)
+        };
+        for photo in [&pixel, &wide] {
+            assert_eq!(preprocess.resize(photo).dimensions(), (8, 8), "{fraction}");
+        }
+    }
 }

@@ -1,8 +1,9 @@
 use burn::tensor::Device;
+use catdog_model::efficientnet::Variant;
 use catdog_model::weights::{FORMAT_VERSION, MAGIC, WeightsDtype};
 use catdog_model::{
-    Architecture, Classifier, CnnConfig, HeadConfig, ModelFile, ModelHeader, Normalization,
-    Preprocess, WeightsError,
+    Architecture, Classifier, CnnConfig, Geometry, HeadConfig, ModelFile, ModelHeader,
+    Normalization, Preprocess, Resample, WeightsError,
 };
 
 use crate::{fixture, fixture_logits, network_logits, small_model};
@@ -191,10 +192,7 @@ fn int8_storage_quarters_the_file_and_keeps_the_logits_close() {
     // 8 bits, the rest to f16, and the network still computes what the f32 one does.
     let device = Device::flex();
     let architecture = Architecture::EfficientnetLite0(HeadConfig::default());
-    let preprocess = Preprocess {
-        input_size: 96,
-        normalization: Normalization::IMAGENET,
-    };
+    let preprocess = Preprocess::squash(96, Normalization::IMAGENET);
     let network = architecture.init(&device);
     let stored = |weights_dtype| {
         let header = ModelHeader {
@@ -229,10 +227,7 @@ fn an_efficientnet_file_round_trips_and_keeps_its_head() {
         dropout: 0.2,
         pet_filter: None,
     });
-    let preprocess = Preprocess {
-        input_size: 96,
-        normalization: Normalization::IMAGENET,
-    };
+    let preprocess = Preprocess::squash(96, Normalization::IMAGENET);
     let header = ModelHeader {
         weights_dtype: WeightsDtype::F32,
         ..ModelHeader::new(architecture.clone(), preprocess)
@@ -277,4 +272,94 @@ fn a_precision_is_named_as_the_header_stores_it() {
             serde_json::Value::from(dtype.name())
         );
     }
+}
+
+#[test]
+fn the_preprocessing_travels_in_the_header_and_old_files_mean_todays() {
+    // A file written before the resampling and crop fields existed (the shipped models) reads
+    // as what it was made with: the whole photo squashed, bilinear.
+    for name in ["catdog.bpk", "catdog-small.bpk"] {
+        let file = crate::shipped(name);
+        let json = serde_json::to_value(file.header.preprocess).unwrap();
+        assert_eq!(
+            file.header.preprocess.resample,
+            Resample::Bilinear,
+            "{name}"
+        );
+        assert_eq!(file.header.preprocess.geometry, Geometry::Squash, "{name}");
+        assert!(json.get("resample").is_some());
+    }
+    // A Lite1 file stores its backbone's preprocessing and gives it back.
+    let device = Device::flex();
+    let architecture = Architecture::efficientnet(Variant::Lite1, HeadConfig::default());
+    let preprocess = Variant::Lite1.preprocess();
+    assert_eq!(preprocess.input_size, 240);
+    assert_eq!(
+        preprocess.geometry,
+        Geometry::CentreCrop {
+            fraction: 240.0 / 272.0
+        }
+    );
+    let header = ModelHeader::new(architecture.clone(), preprocess);
+    let bytes = ModelFile::from_network(header, &architecture.init(&device))
+        .unwrap()
+        .to_bytes();
+    let loaded = Classifier::load(&bytes, &device).unwrap();
+    assert_eq!(loaded.header().architecture.kind(), "efficientnet_lite1");
+    assert_eq!(loaded.header().preprocess, preprocess);
+    let input = loaded.input(&fixture("dog.jpg")).unwrap();
+    assert_eq!(input.batch_shape(), [1, 3, 240, 240]);
+    assert_eq!(logits(&loaded).len(), 4);
+}
+
+#[test]
+fn a_model_that_averages_over_the_mirror_image_gives_the_mean_of_both_views() {
+    // The shipped small model (real trained weights), once as it is and once told to average.
+    let device = Device::flex();
+    let file = crate::shipped("catdog-small.bpk");
+    let plain = Classifier::from_file(&file, &device).unwrap();
+    let mut header = file.header.clone();
+    header.average_mirror = true;
+    let network = file.load_network(&device).unwrap();
+    let bytes = ModelFile::from_network(header, &network)
+        .unwrap()
+        .to_bytes();
+    let averaged = Classifier::load(&bytes, &device).unwrap();
+    assert!(averaged.header().average_mirror);
+    let photo = fixture("cat-with-dolls.jpg");
+    let input = plain.input(&photo).unwrap();
+    // The same input flipped left to right, by hand.
+    let size = input.size as usize;
+    let mut mirrored = input.clone();
+    for plane in 0..3 {
+        for y in 0..size {
+            for x in 0..size {
+                mirrored.data[(plane * size + y) * size + x] =
+                    input.data[(plane * size + y) * size + size - 1 - x];
+            }
+        }
+    }
+    let logits = |classifier: &Classifier, inputs: &[catdog_model::InputTensor]| {
+        classifier
+            .logits(inputs)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+    };
+    let (as_is, flipped) = (
+        logits(&plain, std::slice::from_ref(&input)),
+        logits(&plain, std::slice::from_ref(&mirrored)),
+    );
+    assert_ne!(as_is, flipped, "the photo is not symmetric");
+    let mean = logits(&averaged, std::slice::from_ref(&input));
+    for i in 0..2 {
+        let expected = (as_is[i] + flipped[i]) / 2.0;
+        assert!((mean[i] - expected).abs() < 1e-4, "{mean:?} vs {expected}");
+    }
+    // The verdict with its heatmap is the averaged one too.
+    let explained = crate::block_on(averaged.explain(&photo)).unwrap();
+    let classified = crate::block_on(averaged.classify(&photo)).unwrap();
+    assert!((explained.prediction.cat - classified.cat).abs() < 1e-5);
+    // Files that do not say so run each photo once.
+    assert!(!crate::shipped("catdog.bpk").header.average_mirror);
 }

@@ -30,6 +30,22 @@ pub fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
 }
 
+/// A pretrained backbone's file (`efficientnet-lite0`, `efficientnet-lite1`) from the
+/// project's shared folder beside the repository (`../shared/weights`, which CI has too):
+/// the repository does not carry them (18.8 and 21.9 MB); users get them with
+/// `native-trainer fetch-backbone`.
+pub fn shared_weights(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/weights")
+        .join(format!("{name}.safetensors"));
+    assert!(
+        path.exists(),
+        "{} is missing: the tests read the pretrained backbones from ../shared/weights",
+        path.display()
+    );
+    path
+}
+
 /// A fresh, empty folder for one test, removed when dropped. Keep it bound to a variable for
 /// as long as the test uses the folder.
 pub struct Scratch(PathBuf);

@@ -12,3 +12,20 @@ pub const PARITY_FIXTURES: [&str; 6] = [
 
 /// The input size the parity test preprocesses at.
 pub const PARITY_INPUT_SIZE: u32 = 128;
+
+/// Every way of preprocessing a model file can ask for, each compared in turn: the whole photo
+/// squashed with bilinear resampling and ImageNet statistics (the CNN and older files), and
+/// EfficientNet-Lite's centre crop, bicubic resampling and `(x - 127) / 128`. `build.rs`
+/// writes the tensors of each fixture one after another in this order.
+pub fn parity_preprocesses() -> [catdog_model::Preprocess; 2] {
+    use catdog_model::{Geometry, Normalization, Preprocess, Resample};
+    [
+        Preprocess::squash(PARITY_INPUT_SIZE, Normalization::IMAGENET),
+        Preprocess {
+            input_size: PARITY_INPUT_SIZE,
+            normalization: Normalization::SYMMETRIC,
+            resample: Resample::Bicubic,
+            geometry: Geometry::CentreCrop { fraction: 0.875 },
+        },
+    ]
+}
