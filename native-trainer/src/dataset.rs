@@ -130,7 +130,7 @@ impl PackedPhotos {
         preprocess: &Preprocess,
         cache_dir: Option<&Path>,
     ) -> Result<Self, DatasetError> {
-        let key = cache_key(set, preprocess.input_size)?;
+        let key = cache_key(set, preprocess)?;
         let cache_file = cache_dir.map(|dir| {
             dir.join(format!(
                 "photos-{}px-{:016x}.pack",
@@ -207,9 +207,10 @@ impl PackedPhotos {
     }
 }
 
-/// Identifies the source's current contents cheaply: a changed, added or removed file
-/// changes the key, so a stale cache is never used.
-fn cache_key(set: &PhotoSet, size: u32) -> Result<String, DatasetError> {
+/// Identifies the source's current contents cheaply, and how its photos were resized: a
+/// changed, added or removed file, or another crop or filter, changes the key, so a stale
+/// cache is never used.
+fn cache_key(set: &PhotoSet, preprocess: &Preprocess) -> Result<String, DatasetError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| DatasetError::Io { path, source }
@@ -236,8 +237,12 @@ fn cache_key(set: &PhotoSet, size: u32) -> Result<String, DatasetError> {
     let source = std::fs::canonicalize(set.source.path())
         .unwrap_or_else(|_| set.source.path().to_path_buf());
     Ok(format!(
-        "v{PACK_VERSION} {} size={size} files={} bytes={bytes} newest={newest} names={fingerprint:016x}",
+        "v{PACK_VERSION} {} size={} resample={:?} geometry={:?} files={} bytes={bytes} \
+         newest={newest} names={fingerprint:016x}",
         source.display(),
+        preprocess.input_size,
+        preprocess.resample,
+        preprocess.geometry,
         set.photos.len(),
     ))
 }

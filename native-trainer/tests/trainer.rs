@@ -147,6 +147,15 @@ fn unusable_files_are_skipped_and_reported_and_the_cache_is_reused() {
     assert_eq!(cached.skipped, packed.skipped);
     assert_eq!(cached.pixels(5), packed.pixels(5));
     assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 1);
+    // Another crop or filter at the same size is another pack, never the squashed pixels.
+    let cropped = catdog_model::Preprocess {
+        geometry: catdog_model::Geometry::CentreCrop { fraction: 0.5 },
+        resample: catdog_model::Resample::Bicubic,
+        ..preprocess(32)
+    };
+    let other = PackedPhotos::load(&set, &cropped, Some(&cache)).unwrap();
+    assert_ne!(other.pixels(5), packed.pixels(5));
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 2);
     // A changed folder is not served from the stale pack.
     std::fs::remove_file(dir.join("cat.900.jpg")).unwrap();
     let set = PhotoSet::open_labelled(&dir).unwrap();
