@@ -366,25 +366,28 @@ pub fn run(config: &TrainConfig) -> Result<TrainReport, TrainError> {
     // Whether to average each photo's logits with its mirror image's, and the temperature,
     // from the validation split; the test split only reports what they do.
     let validation_labels = data.run.packed.labels(&split.validation);
-    let logits_of = |indices: &[usize], average: bool| {
-        let plain = evaluation_logits(&fitted.network, &data, indices, 0, unfreeze);
-        if !average {
-            return plain;
-        }
-        let mirrored = evaluation_logits(&fitted.network, &data, indices, 1, unfreeze);
+    // Each split's logits are computed once per view (with `--unfreeze 1` a pass is the tail
+    // over every photo), and the averaged ones derived from them.
+    let view_logits = |indices: &[usize], view: usize| {
+        evaluation_logits(&fitted.network, &data, indices, view, unfreeze)
+    };
+    let mean = |plain: &[[f32; 2]], mirrored: &[[f32; 2]]| -> Vec<[f32; 2]> {
         plain
             .iter()
-            .zip(&mirrored)
+            .zip(mirrored)
             .map(|(a, b)| [(a[0] + b[0]) / 2.0, (a[1] + b[1]) / 2.0])
             .collect()
     };
+    let mirrored = data.trunk.views.len() > 1;
+    let plain_validation = view_logits(&split.validation, 0);
+    let averaged_validation =
+        mirrored.then(|| mean(&plain_validation, &view_logits(&split.validation, 1)));
     let calibrated = |logits: &[[f32; 2]]| {
         let temperature = calibrate::fit_temperature(logits, &validation_labels);
         calibrate::scores(logits, &validation_labels, temperature)
     };
-    let plain = calibrated(&logits_of(&split.validation, false));
-    let with_mirror =
-        (data.trunk.views.len() > 1).then(|| calibrated(&logits_of(&split.validation, true)));
+    let plain = calibrated(&plain_validation);
+    let with_mirror = averaged_validation.as_deref().map(calibrated);
     let average_mirror = with_mirror
         .as_ref()
         .is_some_and(|averaged| mirror_pays(&plain, averaged));
@@ -403,9 +406,16 @@ pub fn run(config: &TrainConfig) -> Result<TrainReport, TrainError> {
             }
         );
     }
-    let validation_logits = logits_of(&split.validation, average_mirror);
+    let validation_logits = match averaged_validation {
+        Some(averaged) if average_mirror => averaged,
+        _ => plain_validation,
+    };
     let temperature = calibrate::fit_temperature(&validation_logits, &validation_labels);
-    let test_logits = logits_of(&split.test, average_mirror);
+    let test_logits = if average_mirror {
+        mean(&view_logits(&split.test, 0), &view_logits(&split.test, 1))
+    } else {
+        view_logits(&split.test, 0)
+    };
     let test_labels = data.run.packed.labels(&split.test);
     let test_scores =
         |t: f64| (!split.test.is_empty()).then(|| calibrate::scores(&test_logits, &test_labels, t));
