@@ -9,8 +9,9 @@
 use std::path::Path;
 
 use burn::tensor::{Device, Tensor, TensorData, f16};
-use catdog_model::Preprocess;
 use catdog_model::efficientnet::{EfficientNetLite, FEATURES};
+use catdog_model::{Normalization, Preprocess};
+use indicatif::ProgressBar;
 
 use crate::dataset::{PackedPhotos, fnv1a, log_when_hidden, progress_bar};
 use crate::files::write_atomic;
@@ -125,46 +126,28 @@ pub fn trunk_outputs(
     // convolutions, the same outputs (to float rounding) come a pass over each activation
     // sooner.
     let backbone = backbone.clone().fold_batch_norms();
-    let shards = packed.len().div_ceil(SHARD);
     let bar = progress_bar((packed.len() * views.len()) as u64, "trunk features");
-    let mut last = std::time::Instant::now();
     let mut outputs = Vec::new();
     for &view in views {
         let dir = cache.map(|cache| {
             let id = cache_id(packed, weights_id, preprocess, shape, view);
             cache.join(format!("trunk-{id:016x}"))
         });
-        let mut values = Vec::with_capacity(packed.len() * len);
-        for shard in 0..shards {
-            let indices: Vec<usize> =
-                (shard * SHARD..((shard + 1) * SHARD).min(packed.len())).collect();
-            let file = dir
-                .as_ref()
-                .map(|dir| dir.join(format!("shard-{shard:05}.f16")));
-            if let Some(cached) = file
-                .as_deref()
-                .and_then(|file| read_shard(file, indices.len(), len))
-            {
-                values.extend(cached);
-                bar.inc(indices.len() as u64);
-                continue;
-            }
-            let start = values.len();
-            for chunk in indices.chunks(BATCH) {
-                let images = packed.batch(chunk, &preprocess.normalization, device);
+        let values = cached_pass(
+            packed,
+            &preprocess.normalization,
+            len,
+            dir.as_deref(),
+            &bar,
+            device,
+            |images| {
                 let images = match view {
                     View::Original => images,
                     View::Mirrored => images.flip([3]),
                 };
-                values.extend(floats(backbone.trunk(images).into_data()));
-                bar.inc(chunk.len() as u64);
-                log_when_hidden(&bar, &mut last);
-            }
-            if let (Some(dir), Some(file)) = (&dir, &file) {
-                std::fs::create_dir_all(dir)?;
-                write_shard(file, &values[start..], len)?;
-            }
-        }
+                floats(backbone.trunk(images).into_data())
+            },
+        )?;
         outputs.push(values);
     }
     bar.finish_and_clear();
@@ -172,6 +155,47 @@ pub fn trunk_outputs(
         shape,
         views: outputs,
     })
+}
+
+/// `pass`'s `len` values for every packed photo (normalised as `normalization` says),
+/// [`BATCH`] photos at a time, in pack order. With a `dir`, each shard of [`SHARD`] photos is
+/// read from it when there and written to it (atomically) when computed, so an interrupted
+/// pass continues at the shard it was in.
+pub fn cached_pass(
+    packed: &PackedPhotos,
+    normalization: &Normalization,
+    len: usize,
+    dir: Option<&Path>,
+    bar: &ProgressBar,
+    device: &Device,
+    pass: impl Fn(Tensor<4>) -> Vec<f32>,
+) -> std::io::Result<Vec<f32>> {
+    let mut last = std::time::Instant::now();
+    let mut values = Vec::with_capacity(packed.len() * len);
+    for shard in 0..packed.len().div_ceil(SHARD) {
+        let indices: Vec<usize> =
+            (shard * SHARD..((shard + 1) * SHARD).min(packed.len())).collect();
+        let file = dir.map(|dir| dir.join(format!("shard-{shard:05}.f16")));
+        if let Some(cached) = file
+            .as_deref()
+            .and_then(|file| read_shard(file, indices.len(), len))
+        {
+            values.extend(cached);
+            bar.inc(indices.len() as u64);
+            continue;
+        }
+        let start = values.len();
+        for chunk in indices.chunks(BATCH) {
+            values.extend(pass(packed.batch(chunk, normalization, device)));
+            bar.inc(chunk.len() as u64);
+            log_when_hidden(bar, &mut last);
+        }
+        if let (Some(dir), Some(file)) = (dir, &file) {
+            std::fs::create_dir_all(dir)?;
+            write_shard(file, &values[start..], len)?;
+        }
+    }
+    Ok(values)
 }
 
 /// Names a cache: the photos (names and perceptual hashes, in pack order), the weights, the

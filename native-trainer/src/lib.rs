@@ -6,6 +6,7 @@
 //! - [`dataset`]: checked, packed, cached photos and the seeded train/validation split;
 //! - [`augment`]: training-time augmentation;
 //! - [`train`]: the resumable training loop; [`runlog`]: its logs, curves and comparisons;
+//!   [`distill`]: learning from a teacher model's probabilities as well as the labels;
 //! - [`evaluate`]: evaluation, prediction, Kaggle submission, dataset inspection;
 //! - [`bench`]: decode and training speed per backend;
 //! - [`pretrained`]: ImageNet-pretrained EfficientNet-Lite (Lite0, Lite1) and its import check;
@@ -19,6 +20,7 @@ pub mod augment;
 pub mod bench;
 pub mod calibrate;
 pub mod dataset;
+pub mod distill;
 pub mod download;
 pub mod evaluate;
 pub mod export;

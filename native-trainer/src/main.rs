@@ -7,6 +7,7 @@ use catdog_model::weights::WeightsDtype;
 use catdog_model::{Backend, CnnConfig, Geometry, HeadConfig, Normalization, Preprocess, Resample};
 use catdog_trainer::augment::Augment;
 use catdog_trainer::dataset::SplitSpec;
+use catdog_trainer::distill::Distill;
 use catdog_trainer::train::{Backbone, OptimizerKind, Schedule, TrainConfig};
 use catdog_trainer::{
     bench, download, evaluate, export, fetch, files, pets, pretrained, runlog, train, tune,
@@ -331,6 +332,18 @@ struct TrainArgs {
     validation: f64,
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// A weight file (the accurate model) whose probabilities the network learns from as
+    /// well as the labels: knowledge distillation. Its logits on every photo are computed
+    /// once and cached. Use the teacher's --seed and split, so that the photos held out from
+    /// the student were held out from the teacher too (the default --test becomes 0.1).
+    #[arg(long)]
+    teacher: Option<PathBuf>,
+    /// The share of the loss that comes from the teacher.
+    #[arg(long, default_value_t = Distill::WEIGHT, requires = "teacher")]
+    distill_weight: f64,
+    /// The temperature that softens the teacher's and the student's probabilities.
+    #[arg(long, default_value_t = Distill::TEMPERATURE, requires = "teacher")]
+    distill_temperature: f64,
     /// Train without augmentation (crop, flip, colour jitter).
     #[arg(long)]
     no_augment: bool,
@@ -902,7 +915,16 @@ fn train_config(args: TrainArgs) -> Result<TrainConfig, String> {
             pet_filter: None,
         },
         unfreeze: args.unfreeze,
-        test_fraction: args.test.unwrap_or(if transfer { 0.1 } else { 0.0 }),
+        test_fraction: args.test.unwrap_or(if transfer || args.teacher.is_some() {
+            0.1
+        } else {
+            0.0
+        }),
+        distill: args.teacher.map(|teacher| Distill {
+            teacher,
+            weight: args.distill_weight,
+            temperature: args.distill_temperature,
+        }),
         out_precision: args.precision.map_or(
             if transfer {
                 WeightsDtype::Int8

@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::augment::Augment;
 use crate::dataset::{DatasetError, PackedPhotos, Split, SplitSpec, progress_bar};
+use crate::distill::{Distill, DistillError, Teacher};
 use crate::export;
 use crate::files::write_atomic;
 use crate::photos::PhotoSet;
@@ -169,6 +170,10 @@ pub struct TrainConfig {
     pub resample: Resample,
     #[serde(default)]
     pub geometry: Geometry,
+    /// A teacher model whose probabilities the network learns from as well as the labels
+    /// (the CNN, or `--unfreeze all`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distill: Option<Distill>,
 }
 
 fn default_out_precision() -> WeightsDtype {
@@ -260,6 +265,8 @@ pub enum TrainError {
         "{0} already holds a training run; pass --resume to continue it, or choose another --run"
     )]
     RunExists(PathBuf),
+    #[error(transparent)]
+    Teacher(#[from] DistillError),
     #[error("{path}: cannot resume: {reason}")]
     BadCheckpoint { path: PathBuf, reason: String },
 }
@@ -302,11 +309,18 @@ pub fn train(config: &TrainConfig) -> Result<TrainReport, TrainError> {
     if config.run.join("checkpoint.ckpt").exists() || config.run.join("config.json").exists() {
         return Err(TrainError::RunExists(config.run.clone()));
     }
+    let photo_by_photo = config.backbone == Backbone::Scratch || config.fine_tunes_everything();
+    if let Some(distill) = &config.distill {
+        if !photo_by_photo {
+            return Err(TrainError::Teacher(DistillError::Frozen));
+        }
+        distill.check()?;
+    }
     std::fs::create_dir_all(&config.run).map_err(io_error(&config.run))?;
     let json = serde_json::to_vec_pretty(config).expect("a config always serialises");
     let path = config.run.join("config.json");
     write_atomic(&path, &json).map_err(io_error(&path))?;
-    if config.backbone == Backbone::Scratch || config.fine_tunes_everything() {
+    if photo_by_photo {
         run(config, Progress::default(), None)
     } else {
         transfer::run(config)
@@ -496,6 +510,20 @@ fn run(
         progress.epoch = 1;
     }
     let loss = CrossEntropyLossConfig::new().init(&device);
+    let teacher = match &config.distill {
+        Some(distill) => Some(Teacher::load(
+            distill,
+            &config.data,
+            config.cache.as_deref(),
+            &data.packed,
+            [
+                ("training", &data.split.train),
+                ("validation", &data.split.validation),
+            ],
+            &base,
+        )?),
+        None => None,
+    };
     let normalization = config.preprocess().normalization;
     let per_epoch = data.split.train.len().div_ceil(config.batch_size);
     let total_steps = per_epoch * config.epochs;
@@ -529,7 +557,10 @@ fn run(
             );
             let logits = network.forward(images);
             let predicted = logits.clone().argmax(1);
-            let batch_loss = loss.forward(logits, targets);
+            let batch_loss = match &teacher {
+                Some(teacher) => teacher.loss(loss.forward(logits.clone(), targets), logits, batch),
+                None => loss.forward(logits, targets),
+            };
             let loss_value = batch_loss.clone().into_scalar::<f32>() as f64;
             let predicted = predicted
                 .into_data()

@@ -794,3 +794,162 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
         std::task::Poll::Pending => panic!("CPU readback should be immediate"),
     }
 }
+
+/// Knowledge distillation end to end: the teacher (the shipped small model, a real weight
+/// file) runs once over the photos, its logits are cached and read back by the next run, and
+/// the student trains and exports; a run that cannot learn from a teacher, or a teacher that
+/// is not a model, is refused before anything is written.
+#[test]
+fn a_student_learns_from_a_teachers_cached_logits() {
+    let data = kaggle_folder("distill", 1);
+    let base = scratch("distill-runs");
+    let cache = base.join("cache");
+    let teacher = Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/model/catdog-small.bpk");
+    let (data_s, cache_s, teacher_s) = (
+        data.to_str().unwrap(),
+        cache.to_str().unwrap(),
+        teacher.to_str().unwrap(),
+    );
+    let student = |run: &str| {
+        let run = base.join(run);
+        let out = run.with_extension("bpk");
+        let output = Command::new(BIN)
+            .args([
+                "train",
+                "--data",
+                data_s,
+                "--run",
+                run.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--input-size",
+                "32",
+                "--channels",
+                "8,16",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "4",
+                "--validation",
+                "0.25",
+                "--backend",
+                "flex",
+                "--cache",
+                cache_s,
+                "--teacher",
+                teacher_s,
+                "--distill-weight",
+                "0.7",
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        assert!(output.status.success(), "{stderr}");
+        let line = stderr
+            .lines()
+            .find(|line| line.starts_with("teacher "))
+            .unwrap_or_else(|| panic!("no teacher line:\n{stderr}"))
+            .to_string();
+        (run, out, line)
+    };
+
+    let (run, out, first) = student("first");
+    assert!(
+        first.contains("of the training photos") && first.contains("weight 0.7"),
+        "{first}"
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["distill"]["teacher"], teacher_s);
+    assert_eq!(config["distill"]["temperature"], 2.0);
+    // Held out like the teacher's own run: a test split by default.
+    assert_eq!(config["test_fraction"], 0.1);
+    let file = catdog_model::ModelFile::parse(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(file.header.preprocess.input_size, 32);
+
+    // The teacher's logits are cached: replace them with a teacher sure that every photo is
+    // a dog, and the next run's teacher is right on exactly the dogs (half the photos).
+    let shards: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            path.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("teacher-")
+        })
+        .collect();
+    assert_eq!(shards.len(), 1, "{shards:?}");
+    let shard = shards[0].join("shard-00000.f16");
+    let bytes = std::fs::read(&shard).unwrap();
+    let photos = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
+    assert_eq!(photos, 12, "every photo of the folder, in one shard");
+    let mut doggy = bytes[..12].to_vec();
+    for _ in 0..photos {
+        doggy.extend_from_slice(&burn::tensor::f16::from_f32(0.0).to_le_bytes());
+        doggy.extend_from_slice(&burn::tensor::f16::from_f32(8.0).to_le_bytes());
+    }
+    std::fs::write(&shard, doggy).unwrap();
+    let (_, _, second) = student("second");
+    assert!(
+        second.contains("right on 50.00 % of the training photos"),
+        "{second}"
+    );
+
+    // A frozen backbone learns from cached features, not from photos: refused up front.
+    let frozen = base.join("frozen");
+    let refused = Command::new(BIN)
+        .args([
+            "train",
+            "--data",
+            data_s,
+            "--run",
+            frozen.to_str().unwrap(),
+            "--backbone",
+            "efficientnet-lite0",
+            "--teacher",
+            teacher_s,
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--unfreeze all"));
+    assert!(!frozen.exists(), "nothing written for a refused run");
+
+    // A teacher that is not a weight file is named, and no student trains.
+    let bad = base.join("teacher.bpk");
+    std::fs::write(&bad, &std::fs::read(&teacher).unwrap()[..100]).unwrap();
+    let output = Command::new(BIN)
+        .args([
+            "train",
+            "--data",
+            data_s,
+            "--run",
+            base.join("bad").to_str().unwrap(),
+            "--input-size",
+            "32",
+            "--channels",
+            "8,16",
+            "--epochs",
+            "1",
+            "--backend",
+            "flex",
+            "--cache",
+            cache_s,
+            "--teacher",
+            bad.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("teacher.bpk: not a usable teacher"),
+        "{stderr}"
+    );
+    assert!(
+        !base.join("bad").exists(),
+        "nothing written for a refused run"
+    );
+}
