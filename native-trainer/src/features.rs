@@ -2,7 +2,8 @@
 //!
 //! Fine-tuning on a CPU keeps EfficientNet-Lite's trunk (every block but the last) frozen, so
 //! its output never changes: it is computed once for each photo and once for the photo's
-//! mirror image (the augmentation), then cached on disk in shards of [`SHARD`] photos, each
+//! mirror image (the flip augmentation, and the test-time mirror averaging weighed on
+//! validation), then cached on disk in shards of [`SHARD`] photos, each
 //! written atomically. An interrupted extraction continues at the shard it was in, and later
 //! runs and `tune` trials read the cache in seconds.
 

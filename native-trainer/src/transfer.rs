@@ -24,7 +24,6 @@ use catdog_model::{Backend, ModelFile, ModelHeader, Network};
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::augment::Augment;
 use crate::calibrate::{self, CalibrationScores};
 use crate::dataset::log_when_hidden;
 use crate::export;
@@ -59,7 +58,7 @@ pub struct TransferFigures {
     pub test_before_calibration: Option<CalibrationScores>,
     pub test_after_calibration: Option<CalibrationScores>,
     /// Validation, each calibrated at its own temperature: the photos as they are, and each
-    /// averaged with its mirror image (where the run cached the mirror images).
+    /// averaged with its mirror image (`None` in runs from before every run cached both views).
     #[serde(default)]
     pub validation_as_they_are: Option<CalibrationScores>,
     #[serde(default)]
@@ -137,11 +136,9 @@ pub fn prepare(config: &TrainConfig, pooled: bool) -> Result<TransferData, Train
     let (backend, device) = train::choose_backend(config.backend)?;
     let path = pretrained_path(config);
     let backbone = load_backbone(config, &device)?;
-    let views: &[View] = if config.augment == Augment::NONE {
-        &[View::Original]
-    } else {
-        &[View::Original, View::Mirrored]
-    };
+    // Both views always: the mirror image is what the test-time decision ([`mirror_pays`])
+    // weighs on validation, whether or not training shows it (augmentation's flip).
+    let views = &[View::Original, View::Mirrored];
     let weights_id = features::weights_id(&path).map_err(io_error(&path))?;
     let cache = config.cache.as_deref();
     let preprocess = config.preprocess();
@@ -244,7 +241,12 @@ pub fn fit(
     let loss = CrossEntropyLossConfig::new().init(&device);
     let split = &data.run.split;
     let labels = data.run.packed.labels(&split.validation);
-    let views = data.trunk.views.len();
+    // Training sees the mirrored copies only when augmenting; view 0 is the photo as it is.
+    let views = if config.augment.flip {
+        data.trunk.views.len()
+    } else {
+        1
+    };
     let per_epoch = split.train.len().div_ceil(config.batch_size);
     let total = per_epoch * config.epochs;
     let mut step = 0;
@@ -378,37 +380,32 @@ pub fn run(config: &TrainConfig) -> Result<TrainReport, TrainError> {
             .map(|(a, b)| [(a[0] + b[0]) / 2.0, (a[1] + b[1]) / 2.0])
             .collect()
     };
-    let mirrored = data.trunk.views.len() > 1;
     let plain_validation = view_logits(&split.validation, 0);
-    let averaged_validation =
-        mirrored.then(|| mean(&plain_validation, &view_logits(&split.validation, 1)));
+    let averaged_validation = mean(&plain_validation, &view_logits(&split.validation, 1));
     let calibrated = |logits: &[[f32; 2]]| {
         let temperature = calibrate::fit_temperature(logits, &validation_labels);
         calibrate::scores(logits, &validation_labels, temperature)
     };
     let plain = calibrated(&plain_validation);
-    let with_mirror = averaged_validation.as_deref().map(calibrated);
-    let average_mirror = with_mirror
-        .as_ref()
-        .is_some_and(|averaged| mirror_pays(&plain, averaged));
-    if let Some(averaged) = &with_mirror {
-        eprintln!(
-            "validation, calibrated: {:.2}% / log loss {:.4} as the photos are, {:.2}% / {:.4} \
-             averaged with their mirror images: {}",
-            plain.accuracy * 100.0,
-            plain.log_loss,
-            averaged.accuracy * 100.0,
-            averaged.log_loss,
-            if average_mirror {
-                "the model will average (twice the work per photo)"
-            } else {
-                "not worth twice the work"
-            }
-        );
-    }
-    let validation_logits = match averaged_validation {
-        Some(averaged) if average_mirror => averaged,
-        _ => plain_validation,
+    let with_mirror = calibrated(&averaged_validation);
+    let average_mirror = mirror_pays(&plain, &with_mirror);
+    eprintln!(
+        "validation, calibrated: {:.2}% / log loss {:.4} as the photos are, {:.2}% / {:.4} \
+         averaged with their mirror images: {}",
+        plain.accuracy * 100.0,
+        plain.log_loss,
+        with_mirror.accuracy * 100.0,
+        with_mirror.log_loss,
+        if average_mirror {
+            "the model will average (twice the work per photo)"
+        } else {
+            "not worth twice the work"
+        }
+    );
+    let validation_logits = if average_mirror {
+        averaged_validation
+    } else {
+        plain_validation
     };
     let temperature = calibrate::fit_temperature(&validation_logits, &validation_labels);
     let test_logits = if average_mirror {
@@ -435,7 +432,7 @@ pub fn run(config: &TrainConfig) -> Result<TrainReport, TrainError> {
         test_before_calibration: test_scores(1.0),
         test_after_calibration: test_scores(temperature),
         validation_as_they_are: Some(plain),
-        validation_with_mirror: with_mirror,
+        validation_with_mirror: Some(with_mirror),
         average_mirror,
         storage: Vec::new(),
         train_photos: split.train.len(),
@@ -561,11 +558,7 @@ fn describe(config: &TrainConfig, data: &TransferData, figures: &TransferFigures
         config.learning_rate,
         config.weight_decay,
         config.batch_size,
-        if data.trunk.views.len() > 1 {
-            "on"
-        } else {
-            "off"
-        },
+        if config.augment.flip { "on" } else { "off" },
         figures.best_epoch,
         if figures.average_mirror { "yes" } else { "no" },
         figures.temperature,
