@@ -370,9 +370,18 @@ pub fn resume(run_dir: &Path) -> Result<TrainReport, TrainError> {
     run(&config, progress, Some((model, optimizer)))
 }
 
-/// Picks the backend: the named one, or the GPU when there is a real one (a software
-/// Vulkan such as lavapipe trains far slower than flex), else the default CPU backend.
-pub fn choose_backend(requested: Option<Backend>) -> Result<(Backend, Device), TrainError> {
+/// Picks a run's backend (see [`pick_backend`]) and seeds its random numbers (weight
+/// initialisation, dropout masks) with the run's seed, so that the same command trains the
+/// same network: unseeded, two runs of one command differed by 0.0014 in validation log loss.
+pub fn choose_backend(config: &TrainConfig) -> Result<(Backend, Device), TrainError> {
+    let (backend, device) = pick_backend(config.backend)?;
+    device.seed(config.seed);
+    Ok((backend, device))
+}
+
+/// The named backend, or the GPU when there is a real one (a software Vulkan such as lavapipe
+/// trains far slower than flex), else the default CPU backend.
+fn pick_backend(requested: Option<Backend>) -> Result<(Backend, Device), TrainError> {
     if let Some(backend) = requested {
         return Ok((backend, backend.device()?));
     }
@@ -481,7 +490,7 @@ fn run(
     saved: Option<(Vec<u8>, Vec<u8>)>,
 ) -> Result<TrainReport, TrainError> {
     let data = load_data(config)?;
-    let (backend, base) = choose_backend(config.backend)?;
+    let (backend, base) = choose_backend(config)?;
     let device = base.clone().autodiff();
     let architecture = config.architecture();
     let mut network = match config.backbone {

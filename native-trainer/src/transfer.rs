@@ -133,7 +133,7 @@ pub fn pretrained_network(
 /// trunk outputs on two cores).
 pub fn prepare(config: &TrainConfig, pooled: bool) -> Result<TransferData, TrainError> {
     let run = train::load_data(config)?;
-    let (backend, device) = train::choose_backend(config.backend)?;
+    let (backend, device) = train::choose_backend(config)?;
     let path = pretrained_path(config);
     let backbone = load_backbone(config, &device)?;
     // Both views always: the mirror image is what the test-time decision ([`mirror_pays`])

@@ -953,3 +953,35 @@ fn a_student_learns_from_a_teachers_cached_logits() {
         "nothing written for a refused run"
     );
 }
+
+/// The run's seed seeds Burn's random numbers too (weight initialisation, dropout): the same
+/// command gives the same losses, epoch by epoch. (Unseeded, two runs of this command ended
+/// epoch 2 at training losses 0.79 and 0.58.)
+#[test]
+fn the_same_command_trains_the_same_network() {
+    let data = kaggle_folder("same", 1);
+    let base = scratch("same-runs");
+    let losses = |name: &str| {
+        let run = base.join(name);
+        let out = base.join(format!("{name}.bpk"));
+        run_ok(&train_args(
+            data.to_str().unwrap(),
+            run.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "4",
+        ));
+        let log: Vec<serde_json::Value> =
+            serde_json::from_slice(&std::fs::read(run.join("log.json")).unwrap()).unwrap();
+        log.iter()
+            .map(|epoch| {
+                (
+                    epoch["train_loss"].clone(),
+                    epoch["validation_loss"].clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let first = losses("first");
+    assert_eq!(first.len(), 3);
+    assert_eq!(first, losses("second"));
+}
