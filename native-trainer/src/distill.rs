@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::calibrate;
 use crate::dataset::{DatasetError, PackedPhotos, fnv1a, progress_bar};
-use crate::features::{cached_pass, floats, weights_id};
+use crate::features::{cached_pass, floats};
 use crate::photos::PhotoSet;
 
 #[derive(Debug, thiserror::Error)]
@@ -109,9 +109,9 @@ impl Teacher {
         let preprocess = classifier.header().preprocess;
         let set = PhotoSet::open_labelled(data).map_err(DatasetError::from)?;
         let packed = PackedPhotos::load(&set, &preprocess, cache)?;
-        let id = weights_id(path).map_err(io_error(path))?;
         let dir = cache.map(|cache| {
-            let mut key = format!("teacher v1 {id:016x}").into_bytes();
+            // The file's bytes name it, as `features::weights_id` does for a backbone.
+            let mut key = format!("teacher v1 {:016x}", fnv1a(&bytes)).into_bytes();
             for entry in &packed.entries {
                 key.extend_from_slice(entry.name.as_bytes());
             }

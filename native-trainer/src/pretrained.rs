@@ -123,12 +123,14 @@ impl ImagenetNetwork {
                 pth::to_safetensors(&tensors, &[])
             }
         };
+        // Counted before the bytes go to the store, which keeps them.
+        let blocks = block_count(&bytes);
         let mut network = Self::new(variant, device);
         // The file has PyTorch's conventions: norms' weight/bias are Burn's gamma/beta and
         // dense weights are transposed. Partial loads are allowed only so that what is
         // missing comes back as data, which `check_complete` turns into a one-line refusal.
         let mut store = RENAMES.iter().fold(
-            SafetensorsStore::from_bytes(Some(bytes.clone()))
+            SafetensorsStore::from_bytes(Some(bytes))
                 .with_from_adapter(PyTorchToBurnAdapter)
                 .allow_partial(true),
             |store, (from, to)| store.with_key_remapping(from, *to),
@@ -139,7 +141,7 @@ impl ImagenetNetwork {
             reason: shortened(reason),
         };
         // Another member of the family fails on hundreds of shapes at once: say which it is.
-        if let Some(blocks) = block_count(&bytes)
+        if let Some(blocks) = blocks
             && blocks > 0
             && blocks != variant.blocks()
         {

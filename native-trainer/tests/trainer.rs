@@ -810,39 +810,19 @@ fn a_student_learns_from_a_teachers_cached_logits() {
         cache.to_str().unwrap(),
         teacher.to_str().unwrap(),
     );
+    // The tests' usual tiny run, on a shared photo cache instead of none, with `extra`.
+    let distilled = |run: &Path, extra: &[&str]| {
+        let out = run.with_extension("bpk");
+        let mut args = train_args(data_s, run.to_str().unwrap(), out.to_str().unwrap(), "4");
+        args.retain(|arg| *arg != "--no-cache");
+        args.extend(["--cache", cache_s]);
+        args.extend(extra);
+        let output = Command::new(BIN).args(args).output().unwrap();
+        (out, output)
+    };
     let student = |run: &str| {
         let run = base.join(run);
-        let out = run.with_extension("bpk");
-        let output = Command::new(BIN)
-            .args([
-                "train",
-                "--data",
-                data_s,
-                "--run",
-                run.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-                "--input-size",
-                "32",
-                "--channels",
-                "8,16",
-                "--epochs",
-                "1",
-                "--batch-size",
-                "4",
-                "--validation",
-                "0.25",
-                "--backend",
-                "flex",
-                "--cache",
-                cache_s,
-                "--teacher",
-                teacher_s,
-                "--distill-weight",
-                "0.7",
-            ])
-            .output()
-            .unwrap();
+        let (out, output) = distilled(&run, &["--teacher", teacher_s, "--distill-weight", "0.7"]);
         let stderr = String::from_utf8_lossy(&output.stderr).to_string();
         assert!(output.status.success(), "{stderr}");
         let line = stderr
@@ -920,28 +900,7 @@ fn a_student_learns_from_a_teachers_cached_logits() {
     // A teacher that is not a weight file is named, and no student trains.
     let bad = base.join("teacher.bpk");
     std::fs::write(&bad, &std::fs::read(&teacher).unwrap()[..100]).unwrap();
-    let output = Command::new(BIN)
-        .args([
-            "train",
-            "--data",
-            data_s,
-            "--run",
-            base.join("bad").to_str().unwrap(),
-            "--input-size",
-            "32",
-            "--channels",
-            "8,16",
-            "--epochs",
-            "1",
-            "--backend",
-            "flex",
-            "--cache",
-            cache_s,
-            "--teacher",
-            bad.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let (_, output) = distilled(&base.join("bad"), &["--teacher", bad.to_str().unwrap()]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
