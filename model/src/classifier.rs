@@ -68,6 +68,9 @@ impl Prediction {
         let logits = data
             .try_to_vec::<f32>()
             .map_err(|error| ClassifyError::Backend(format!("{error:?}")))?;
+        if logits.iter().any(|logit| !logit.is_finite()) {
+            return Err(ClassifyError::NotFinite);
+        }
         Ok(logits
             .chunks_exact(2)
             .map(|pair| Self::from_logits(pair[0], pair[1]))
@@ -142,6 +145,10 @@ pub enum ClassifyError {
     Decode(#[from] DecodeError),
     #[error("the backend failed: {0}")]
     Backend(String),
+    /// Weights that hold NaN or infinity (a damaged or hostile file whose checksum was
+    /// recomputed) give no probability at all; the warm-up finds them at load.
+    #[error("the model's output is not a number: its weights hold NaN or infinite values")]
+    NotFinite,
 }
 
 /// A loaded model on a device, ready to classify photos.
@@ -245,7 +252,7 @@ impl Classifier {
             .header
             .preprocess
             .normalize(&image::RgbImage::new(size, size));
-        read(self.logits(&[blank])).await.map(drop)
+        Prediction::from_logits_data(read(self.logits(&[blank])).await?).map(drop)
     }
 
     /// Classifies a batch of preprocessed photos, blocking until the results are read back.

@@ -17,6 +17,8 @@ use burn::tensor::activation::relu6;
 use burn::tensor::{Device, Tensor};
 
 use crate::fold;
+use crate::limits::Footprint;
+use crate::network::{batch_norm_parameters, conv_parameters};
 use crate::preprocess::{Geometry, Normalization, Preprocess, Resample};
 
 /// Channels of the stem.
@@ -93,6 +95,48 @@ impl Variant {
                 fraction: size as f32 / (size + 32) as f32,
             },
         }
+    }
+
+    /// The backbone's parameters and largest activations for one photo of `input_size`
+    /// pixels, walked layer by layer as [`EfficientNetLite::new`] builds them.
+    pub fn footprint(self, input_size: u32) -> Footprint {
+        let conv_norm = |inputs: u64, outputs: u64, kernel: u64, groups: u64| {
+            conv_parameters(inputs, outputs, kernel, groups) + batch_norm_parameters(outputs)
+        };
+        let input = u64::from(input_size);
+        let mut side = input.div_ceil(2);
+        let mut footprint = Footprint {
+            parameters: conv_norm(3, STEM_CHANNELS as u64, 3, 1),
+            activations: 3 * input * input + STEM_CHANNELS as u64 * side * side,
+        };
+        let mut in_channels = STEM_CHANNELS as u64;
+        for (stage, count) in STAGES.iter().zip(self.stage_blocks()) {
+            for index in 0..count {
+                let stride = if index == 0 { stage.stride } else { 1 } as u64;
+                let (out, hidden) = (
+                    stage.out_channels as u64,
+                    in_channels * stage.expansion as u64,
+                );
+                let expand = if stage.expansion == 1 {
+                    0
+                } else {
+                    conv_norm(in_channels, hidden, 1, 1)
+                };
+                let next = side.div_ceil(stride);
+                // The block's input, the expansion's output and the depthwise output.
+                footprint = footprint.then(Footprint {
+                    parameters: expand
+                        + conv_norm(hidden, hidden, stage.kernel as u64, hidden)
+                        + conv_norm(hidden, out, 1, 1),
+                    activations: (in_channels + hidden) * side * side + hidden * next * next,
+                });
+                (in_channels, side) = (out, next);
+            }
+        }
+        footprint.then(Footprint {
+            parameters: conv_norm(in_channels, FEATURES as u64, 1, 1),
+            activations: (in_channels + FEATURES as u64) * side * side,
+        })
     }
 
     /// Channels and spatial size of the trunk's output (the input of the last block) for a
@@ -334,6 +378,25 @@ mod tests {
         assert_eq!(trunk.dims()[1..], Variant::Lite0.trunk_shape(224));
         assert_eq!(Variant::Lite0.trunk_shape(224), [192, 7, 7]);
         assert_eq!(backbone.tail(trunk).dims(), [2, FEATURES]);
+    }
+
+    #[test]
+    fn the_footprint_counts_the_parameters_burn_builds() {
+        let device = Device::flex();
+        for variant in Variant::ALL {
+            let backbone = EfficientNetLite::new(variant, &device);
+            assert_eq!(
+                variant.footprint(224).parameters,
+                backbone.num_params() as u64,
+                "{variant:?}"
+            );
+        }
+        // Lite0 at 224 px: the largest layer is the first block of the second stage (16
+        // channels in, 96 expanded at 112 px, 96 at 56 px after its stride).
+        assert_eq!(
+            Variant::Lite0.footprint(224).activations,
+            (16 + 96) * 112 * 112 + 96 * 56 * 56
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! - [`preprocess`]: photo bytes in any common format to the network's input;
 //! - [`network`]: the architectures: the from-scratch CNN and, from [`efficientnet`],
 //!   EfficientNet-Lite0 with a cat/dog head;
-//! - [`weights`]: the self-describing weight file;
+//! - [`weights`]: the self-describing weight file, and [`limits`]: what its header may declare;
 //! - [`classifier`]: load a weight file and classify photos;
 //! - [`explain`]: Grad-CAM heatmaps of where a verdict came from;
 //! - [`learn`]: fine-tuning the last layer on the user's own labelled photos;
@@ -23,6 +23,8 @@ pub mod explain;
 mod fold;
 #[cfg(feature = "inference")]
 pub mod learn;
+#[cfg(feature = "inference")]
+pub mod limits;
 #[cfg(feature = "inference")]
 pub mod network;
 #[cfg(feature = "inference")]

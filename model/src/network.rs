@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::efficientnet::{self, EfficientNetLite, Variant};
 use crate::fold;
+use crate::limits::Footprint;
 
 /// The number of classes: cat and dog.
 pub const NUM_CLASSES: usize = 2;
@@ -73,6 +74,19 @@ impl Architecture {
         }
     }
 
+    /// The declared network's parameters and largest activations for one photo of
+    /// `input_size` pixels, counted from the configuration without building anything, so a
+    /// file can be refused before its network is allocated ([`limits`](crate::limits)).
+    pub fn footprint(&self, input_size: u32) -> Footprint {
+        match (self, self.backbone()) {
+            (Architecture::Cnn(config), _) => config.footprint(input_size),
+            (_, Some((variant, head))) => variant
+                .footprint(input_size)
+                .then(head.footprint(efficientnet::FEATURES)),
+            (_, None) => unreachable!("only the CNN has no backbone"),
+        }
+    }
+
     /// Builds the network with freshly initialised weights.
     pub fn init(&self, device: &Device) -> Network {
         match (self, self.backbone()) {
@@ -106,6 +120,30 @@ impl Default for CnnConfig {
 }
 
 impl CnnConfig {
+    fn footprint(&self, input_size: u32) -> Footprint {
+        let mut side = u64::from(input_size);
+        let mut in_channels = 3u64;
+        let mut footprint = Footprint::default();
+        for &out in &self.channels {
+            let out = out as u64;
+            // The input, the convolution's output and the batch-norm's (ReLU in place).
+            let activations = in_channels
+                .saturating_add(out.saturating_mul(2))
+                .saturating_mul(side.saturating_mul(side));
+            footprint = footprint.then(Footprint {
+                parameters: conv_parameters(in_channels, out, 3, 1)
+                    .saturating_add(batch_norm_parameters(out)),
+                activations,
+            });
+            in_channels = out;
+            side /= 2;
+        }
+        footprint.then(Footprint {
+            parameters: linear_parameters(in_channels, NUM_CLASSES as u64),
+            activations: 0,
+        })
+    }
+
     pub fn init(&self, device: &Device) -> Cnn {
         let mut in_channels = 3;
         let blocks = self
@@ -227,6 +265,25 @@ pub struct PetFilter {
 }
 
 impl HeadConfig {
+    fn footprint(&self, features: usize) -> Footprint {
+        let features = features as u64;
+        let hidden = self.hidden as u64;
+        let dense = if hidden > 0 {
+            linear_parameters(features, hidden)
+                .saturating_add(linear_parameters(hidden, NUM_CLASSES as u64))
+        } else {
+            linear_parameters(features, NUM_CLASSES as u64)
+        };
+        let imagenet = match self.pet_filter {
+            Some(_) => linear_parameters(features, efficientnet::IMAGENET_CLASSES as u64),
+            None => 0,
+        };
+        Footprint {
+            parameters: dense.saturating_add(imagenet),
+            activations: features.saturating_add(hidden),
+        }
+    }
+
     pub fn init(&self, features: usize, device: &Device) -> Head {
         let hidden =
             (self.hidden > 0).then(|| LinearConfig::new(features, self.hidden).init(device));
@@ -323,6 +380,23 @@ impl Head {
         self.out.bias = self.out.bias.map(|bias| bias.map(|bias| bias * scale));
         self
     }
+}
+
+/// Weights of a bias-free convolution of `groups` groups.
+pub(crate) fn conv_parameters(inputs: u64, outputs: u64, kernel: u64, groups: u64) -> u64 {
+    (inputs / groups)
+        .saturating_mul(outputs)
+        .saturating_mul(kernel * kernel)
+}
+
+/// Scale, shift and the running mean and variance, which Burn counts as parameters.
+pub(crate) fn batch_norm_parameters(channels: u64) -> u64 {
+    channels.saturating_mul(4)
+}
+
+/// Weights and biases of a dense layer.
+fn linear_parameters(inputs: u64, outputs: u64) -> u64 {
+    inputs.saturating_mul(outputs).saturating_add(outputs)
 }
 
 /// Row `[1, inputs]` of a dense layer's dog-output weights minus its cat-output weights: the

@@ -23,6 +23,8 @@ pub enum DecodeError {
     UnknownFormat,
     #[error("the image is {width}x{height} pixels, over the limit of {MAX_PIXELS} pixels")]
     TooLarge { width: u32, height: u32 },
+    #[error("the image is {width}x{height} pixels: it has no pixels to look at")]
+    NoPixels { width: u32, height: u32 },
     #[error("the {format} data could not be decoded: {reason}")]
     Corrupt { format: String, reason: String },
 }
@@ -237,6 +239,11 @@ pub fn decode_photo(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
     let (width, height) = decoder.dimensions();
     if u64::from(width) * u64::from(height) > MAX_PIXELS {
         return Err(DecodeError::TooLarge { width, height });
+    }
+    // A GIF or BMP may declare a width or height of 0 and still decode; nothing downstream
+    // (cropping, resizing, the page's thumbnail) has anything to work on.
+    if width == 0 || height == 0 {
+        return Err(DecodeError::NoPixels { width, height });
     }
     // A missing or unreadable EXIF block is not an error: the photo is shown as stored.
     let orientation = decoder

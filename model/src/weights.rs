@@ -60,6 +60,12 @@ pub enum WeightsError {
     UnknownArchitecture { found: String, known: String },
     #[error("the model file's header is invalid: {0}")]
     InvalidHeader(String),
+    #[error("the model file's header field {field} is {value}, outside what is allowed: {allowed}")]
+    OutOfRange {
+        field: &'static str,
+        value: String,
+        allowed: String,
+    },
     #[error("the model file's weights do not fit its architecture: {0}")]
     WeightsMismatch(String),
     #[error("the network could not be serialised: {0}")]
@@ -155,6 +161,7 @@ impl ModelHeader {
                 header.classes
             )));
         }
+        crate::limits::check(&header)?;
         Ok(header)
     }
 }

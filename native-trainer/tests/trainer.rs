@@ -1,5 +1,6 @@
 //! The trainer end to end on real photos (the fixtures under `tests/fixtures`): layouts,
-//! folder and zip input, the skipped-files report, training, kill-and-resume, evaluation,
+//! folder and zip input, the skipped-files report, training, kill-and-resume, a full disk,
+//! evaluation,
 //! prediction, the Kaggle submission, export and compare, all through the real binary.
 
 mod common;
@@ -290,6 +291,36 @@ fn a_killed_run_resumes_and_finishes_with_the_same_number_of_epochs() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--resume"));
 
+    // A full disk: resumed under a file-size limit of 512 bytes (SIGXFSZ ignored, so a write
+    // past it fails with EFBIG as on a full disk), its next checkpoint cannot be written. The
+    // run stops saying which file failed, and the last good checkpoint and best model are
+    // left exactly as they were, with no half-written file beside them.
+    let kept = |name: &str| std::fs::read(run.join(name)).unwrap();
+    let (checkpoint, best) = (kept("checkpoint.ckpt"), kept("best.bpk"));
+    let full = Command::new("sh")
+        .args(["-c", "trap '' XFSZ; ulimit -f 1; exec \"$@\"", "sh", BIN])
+        .args(["train", "--resume", "--run", run_s])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&full.stderr);
+    assert!(!full.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("checkpoint.ckpt") && stderr.contains("File too large"),
+        "the run should say which write failed:\n{stderr}"
+    );
+    assert!(
+        kept("checkpoint.ckpt") == checkpoint,
+        "the checkpoint changed"
+    );
+    assert!(kept("best.bpk") == best, "the best model changed");
+    let left: Vec<_> = std::fs::read_dir(&run)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("partial"))
+        .collect();
+    assert!(left.is_empty(), "half-written files left: {left:?}");
+
+    // Once there is room, --resume continues.
     let resumed = Command::new(BIN)
         .args(["train", "--resume", "--run", run_s])
         .output()

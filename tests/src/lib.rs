@@ -8,6 +8,7 @@
 //! The fixture photos in `fixtures/` serve the model crate's tests and the page's wasm tests too.
 #![cfg(not(target_family = "wasm"))]
 
+pub mod hostile;
 pub mod webdriver;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use catdog_tests::hostile::reported_models;
 use catdog_tests::webdriver::Browser;
 use catdog_tests::{Site, dist, serve, workspace};
 use serde_json::{Value, json};
@@ -419,6 +420,36 @@ fn several_photos_on_webgpu_and_cpu_broken_files_and_switching_models() {
         "{refusal}"
     );
     wait_for_model(&browser, "small", "flex");
+    // The hand-edited files users reported (each once aborted or panicked the wasm, or gave
+    // NaN): each is refused naming the file and the field, and the model in use stays and
+    // still classifies.
+    let small_bytes = std::fs::read(&weights).unwrap();
+    for hostile in reported_models(&small_bytes) {
+        let path = own_dir.0.join(hostile.name);
+        std::fs::write(&path, &hostile.bytes).unwrap();
+        browser.set_file(&model_file, &path);
+        browser.wait_for_script(
+            &format!("the page to refuse {}", hostile.name),
+            &format!(
+                "const notice = document.querySelector('#model-notice'); \
+                 return !!notice && notice.textContent.includes({:?}) \
+                   && notice.textContent.includes({:?})",
+                hostile.name, hostile.names
+            ),
+            Duration::from_secs(60),
+        );
+        wait_for_model(&browser, "small", "flex");
+    }
+    clear(&browser);
+    let after_hostile = classify_privately(&browser, &site, &photos.good[..1]);
+    assert_eq!(
+        (
+            after_hostile[0].state.as_str(),
+            after_hostile[0].model.as_str()
+        ),
+        ("done", "small"),
+        "{after_hostile:?}"
+    );
     browser.set_file(&model_file, &weights);
     wait_for_model(&browser, "own", "flex");
     clear(&browser);

@@ -363,3 +363,49 @@ fn a_model_that_averages_over_the_mirror_image_gives_the_mean_of_both_views() {
     // Files that do not say so run each photo once.
     assert!(!crate::shipped("catdog.bpk").header.average_mirror);
 }
+
+#[test]
+fn the_limits_count_the_network_a_header_declares_before_building_it() {
+    use burn::module::Module;
+    let device = Device::flex();
+    for name in ["catdog.bpk", "catdog-small.bpk"] {
+        let file = crate::shipped(name);
+        let footprint = file
+            .header
+            .architecture
+            .footprint(file.header.preprocess.input_size);
+        let network = file.load_network(&device).unwrap();
+        assert_eq!(footprint.parameters, network.num_params() as u64, "{name}");
+        println!(
+            "{name}: {} parameters, {:.1} MiB of activations per photo",
+            footprint.parameters,
+            footprint.activations as f64 * 4.0 / (1 << 20) as f64
+        );
+        assert!(footprint.parameters <= catdog_model::limits::MAX_PARAMETERS);
+        assert!(footprint.activations * 4 <= catdog_model::limits::MAX_ACTIVATION_BYTES);
+    }
+    // A header may declare a network too big for a phone with fields each within range.
+    let mut header = crate::shipped("catdog-small.bpk").header;
+    header.architecture = Architecture::Cnn(CnnConfig {
+        channels: vec![1024; 8],
+        dropout: 0.3,
+    });
+    header.preprocess.input_size = 512;
+    let error = ModelFile::parse(&raw_file(&header)).unwrap_err();
+    assert!(
+        matches!(error, WeightsError::OutOfRange { field, .. } if field == "architecture (parameters)"),
+        "{error}"
+    );
+}
+
+/// A file of `header` with empty weights: enough for the header's checks, which come first.
+fn raw_file(header: &ModelHeader) -> Vec<u8> {
+    let json = serde_json::to_vec(header).unwrap();
+    let mut bytes = MAGIC.to_vec();
+    bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    bytes.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&json);
+    bytes.extend_from_slice(&0u64.to_le_bytes());
+    bytes.extend_from_slice(&crc32fast::hash(&[]).to_le_bytes());
+    bytes
+}
