@@ -70,6 +70,8 @@ impl Browser {
                     "--enable-unsafe-webgpu", "--disable-quic", "--no-first-run",
                     "--disable-background-networking", "--disable-component-update",
                     "--disable-sync", "--window-size=1000,800",
+                    // The memory test collects garbage before it measures the heap.
+                    "--js-flags=--expose-gc", "--enable-precise-memory-info",
                     // A fake camera (a test pattern) that needs no permission prompt.
                     "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
                     format!("--user-data-dir={}", browser.profile.display()),

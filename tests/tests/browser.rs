@@ -762,6 +762,137 @@ fn save_screenshots(browser: &Browser) {
     browser.set_window_size(1000, 800);
 }
 
+/// What the tab holds: its JavaScript heap after a full garbage collection
+/// (`--js-flags=--expose-gc`, `--enable-precise-memory-info`) and its wasm memory, in MiB,
+/// and how many images the page shows.
+#[derive(Debug, Clone, Copy)]
+struct TabMemory {
+    js_heap: f64,
+    wasm: f64,
+    images: u64,
+}
+
+impl std::fmt::Display for TabMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "JS heap {:.1} MiB, wasm {:.1} MiB, {} images",
+            self.js_heap, self.wasm, self.images
+        )
+    }
+}
+
+fn tab_memory(browser: &Browser) -> TabMemory {
+    let measured = browser.execute(
+        "gc(); return [performance.memory.usedJSHeapSize, \
+           window.wasmBindings.wasm_memory_bytes(), document.images.length]",
+        json!([]),
+    );
+    let mib = |value: &Value| value.as_f64().unwrap() / (1 << 20) as f64;
+    TabMemory {
+        js_heap: mib(&measured[0]),
+        wasm: mib(&measured[1]),
+        images: measured[2].as_u64().unwrap(),
+    }
+}
+
+#[test]
+fn three_hundred_photos_at_once_and_clearing_them_frees_what_they_held() {
+    let _one = ONE_BROWSER
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // 150 cats and 150 dogs from the real training photos, copied under their own names.
+    let source = workspace().join("../shared/data/dogs-vs-cats/train");
+    let dir = TempDir::new("three-hundred");
+    let mut names: Vec<String> = std::fs::read_dir(&source)
+        .unwrap_or_else(|error| panic!("{}: {error}", source.display()))
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let first = |class: &str| {
+        let prefix = format!("{class}.");
+        names
+            .iter()
+            .filter(|name| name.starts_with(&prefix))
+            .take(150)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let files: Vec<PathBuf> = [first("cat"), first("dog")]
+        .concat()
+        .into_iter()
+        .map(|name| {
+            let path = dir.0.join(&name);
+            std::fs::copy(source.join(&name), &path)
+                .unwrap_or_else(|error| panic!("{}: {error}", source.join(&name).display()));
+            path
+        })
+        .collect();
+    let site = serve(dist());
+    let browser = open(&site.url(""));
+    // The small model on the CPU: the batch is about the page holding 300 cards, not speed.
+    wait_for_model(&browser, "accurate", "wgpu");
+    choose(&browser, "#backend-choice", "flex");
+    choose(&browser, "#model-choice", "small");
+    wait_for_model(&browser, "small", "flex");
+    let before = tab_memory(&browser);
+
+    // Two batches of 300, cleared in between: the second must fit in what the first grew.
+    let mut after_batch = Vec::new();
+    for batch in 1..=2 {
+        let shown = classify_privately(&browser, &site, &files);
+        assert_eq!(shown.len(), files.len());
+        assert!(shown.iter().all(|card| card.state == "done"), "{shown:?}");
+        let right = shown
+            .iter()
+            .filter(|card| card.file.starts_with(&card.label))
+            .count();
+        let full = tab_memory(&browser);
+        let thumbnails = browser.execute(
+            "return [...new Set([...document.querySelectorAll('.card img')].map(img => img.src) \
+               .filter(src => src.startsWith('blob:')))]",
+            json!([]),
+        );
+        assert_eq!(
+            thumbnails.as_array().unwrap().len(),
+            files.len(),
+            "one thumbnail per photo"
+        );
+        clear(&browser);
+        let cleared = tab_memory(&browser);
+        println!(
+            "batch {batch} of 300 photos (small model, flex; {right} right): before: {before}; \
+             with the cards: {full}; cleared: {cleared}"
+        );
+        assert_eq!(cleared.images, before.images);
+        // Every thumbnail's object URL was revoked: fetching it fails.
+        let still_open = browser.execute(
+            "return Promise.all(arguments[0].map(url => fetch(url).then(() => url, () => null))) \
+               .then(open => open.filter(url => url !== null))",
+            json!([thumbnails]),
+        );
+        assert_eq!(
+            still_open,
+            json!([]),
+            "thumbnails still held after clearing"
+        );
+        // What the cards held is given back: the heap ends within a few MiB of where it
+        // started, not 300 photos above it.
+        assert!(
+            cleared.js_heap < before.js_heap + 8.0,
+            "before: {before}; after clearing 300 cards: {cleared}"
+        );
+        after_batch.push(cleared);
+    }
+    assert!(
+        after_batch[1].wasm <= after_batch[0].wasm + 16.0,
+        "wasm memory grew batch after batch: {after_batch:?}"
+    );
+    // And the page still works.
+    let again = classify_privately(&browser, &site, &files[..2]);
+    assert!(again.iter().all(|card| card.state == "done"), "{again:?}");
+}
+
 /// A directory removed at the end of the test.
 struct TempDir(PathBuf);
 

@@ -171,3 +171,15 @@ pub async fn yield_to_browser() {
     });
     let _ = JsFuture::from(promise).await;
 }
+
+/// The wasm module's linear memory in bytes, as `window.wasmBindings.wasm_memory_bytes()`: the
+/// memory test reads it to show that a second batch of photos reuses what the first one
+/// grew (wasm memory grows and is never given back, so growth batch after batch is a leak).
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn wasm_memory_bytes() -> f64 {
+    wasm_bindgen::memory()
+        .unchecked_into::<js_sys::WebAssembly::Memory>()
+        .buffer()
+        .unchecked_into::<js_sys::ArrayBuffer>()
+        .byte_length() as f64
+}
