@@ -269,6 +269,8 @@ pub enum TrainError {
     Teacher(#[from] DistillError),
     #[error("{path}: cannot resume: {reason}")]
     BadCheckpoint { path: PathBuf, reason: String },
+    #[error("these settings would make a model that no page or trainer loads: {0}")]
+    BeyondLimits(catdog_model::WeightsError),
 }
 
 pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + use<> {
@@ -309,6 +311,13 @@ pub fn train(config: &TrainConfig) -> Result<TrainReport, TrainError> {
     if config.run.join("checkpoint.ckpt").exists() || config.run.join("config.json").exists() {
         return Err(TrainError::RunExists(config.run.clone()));
     }
+    // The limits every model file is held to (`catdog_model::limits`), checked before hours of
+    // training rather than when the file is first loaded.
+    catdog_model::limits::check(&ModelHeader::new(
+        config.architecture(),
+        config.preprocess(),
+    ))
+    .map_err(TrainError::BeyondLimits)?;
     let photo_by_photo = config.backbone == Backbone::Scratch || config.fine_tunes_everything();
     if let Some(distill) = &config.distill {
         if !photo_by_photo {

@@ -286,6 +286,19 @@ fn a_killed_run_resumes_and_finishes_with_the_same_number_of_epochs() {
         seen.join("\n")
     );
     assert!(!out.exists(), "a killed run exported nothing");
+    // Settings whose model no page could load are refused before anything is written.
+    let never = base.join("never-made");
+    let mut too_big = train_args(data_s, never.to_str().unwrap(), out_s, "1");
+    let size = too_big
+        .iter()
+        .position(|arg| *arg == "--input-size")
+        .unwrap();
+    too_big[size + 1] = "1024";
+    let refused = Command::new(BIN).args(&too_big).output().unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("preprocess.input_size is 1024"), "{stderr}");
+    assert!(!never.exists());
     // Starting it again without --resume is refused rather than overwriting the run.
     let refused = Command::new(BIN).args(&args).output().unwrap();
     assert!(!refused.status.success());
