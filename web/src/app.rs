@@ -1,5 +1,5 @@
 //! The page: its layout and how the pieces meet. Components never touch tensors: they call
-//! [`crate::model::LoadedModel`], which calls the model crate's prediction API.
+//! [`crate::loaded_model::LoadedModel`], which calls the model crate's prediction API.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -9,7 +9,7 @@ use crate::browser::enable_offline_cache;
 use crate::cards::PhotoCards;
 use crate::controls::{BackendChoice, ModelChoice, ModelStatus, use_weight_file};
 use crate::inputs::{Camera, PhotoPicker};
-use crate::model::{SHIPPED, ShippedModel, requested_backend};
+use crate::loaded_model::{SHIPPED, ShippedModel, requested_backend};
 use crate::state::{Models, Photos};
 use crate::teach::Teach;
 

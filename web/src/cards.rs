@@ -7,7 +7,7 @@ use catdog_model::{Label, Prediction};
 use leptos::prelude::*;
 
 use crate::browser::data_url;
-use crate::model::Outcome;
+use crate::loaded_model::Outcome;
 use crate::state::{Photo, PhotoState, Photos};
 use crate::teach::TruthButtons;
 

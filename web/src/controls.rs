@@ -7,7 +7,7 @@ use leptos::task::spawn_local;
 use web_sys::{File, HtmlInputElement, HtmlSelectElement};
 
 use crate::browser::{blob_bytes, file_list};
-use crate::model::{SHIPPED, ShippedModel, check_weights};
+use crate::loaded_model::{SHIPPED, ShippedModel, check_weights};
 use crate::state::{Models, Phase};
 
 /// What runs, where, and what the loader is doing.

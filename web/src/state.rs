@@ -9,7 +9,7 @@ use leptos::task::spawn_local;
 use web_sys::File;
 
 use crate::browser::{blob_bytes, object_url, revoke_object_url, yield_to_browser};
-use crate::model::{LoadedModel, ModelSource, Outcome, ShippedModel};
+use crate::loaded_model::{LoadedModel, ModelSource, Outcome, ShippedModel};
 
 /// What the model loader is doing.
 #[derive(Debug, Clone, PartialEq)]
@@ -252,13 +252,19 @@ pub struct Photos {
     running: StoredValue<bool>,
 }
 
-impl Photos {
-    pub fn new() -> Self {
+impl Default for Photos {
+    fn default() -> Self {
         Self {
             list: RwSignal::new_local(Vec::new()),
             next_id: StoredValue::new(1),
             running: StoredValue::new(false),
         }
+    }
+}
+
+impl Photos {
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Adds photos as waiting cards and starts classifying them.

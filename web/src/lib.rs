@@ -1,0 +1,17 @@
+//! The catdog page as a library: the app ([`app::App`]) and its parts, one job per file, so a
+//! component can be mounted and tested on its own; `main.rs` only mounts the app.
+//!
+//! - [`app`]: the layout and how the pieces meet;
+//! - [`loaded_model`]: the model in use (shipped or the user's file), on WebGPU or the CPU;
+//! - [`state`]: the photos and models the page holds, as signals;
+//! - [`cards`], [`controls`], [`inputs`], [`teach`]: the components;
+//! - [`browser`]: the browser APIs the page calls.
+
+pub mod app;
+pub mod browser;
+pub mod cards;
+pub mod controls;
+pub mod inputs;
+pub mod loaded_model;
+pub mod state;
+pub mod teach;
