@@ -89,6 +89,13 @@ impl Site {
 
 /// Serves `dist` (see [`Site`]). A minimal HTTP/1.1 server: one request per connection
 /// (`Connection: close`), so that once stopped nothing is answered on a kept-alive one.
+///
+/// Not `tiny_http` (which the trainer's download tests use) on purpose: the offline test needs
+/// every request after [`Site::stop`] to fail as a network error, and tiny_http keeps
+/// connections alive whatever the response says (it drops a `Connection` header from
+/// responses, tiny_http 0.12 `Response::add_header`), while a request on a kept-alive
+/// connection after the server is dropped waits unanswered, and one dropped unanswered is
+/// answered 500, a response the page's service worker does not treat as being offline.
 pub fn serve(dist: PathBuf) -> Site {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
     let port = listener.local_addr().expect("an address").port();
