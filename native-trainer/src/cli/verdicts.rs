@@ -1,0 +1,175 @@
+//! What a model says about photos: `evaluate` (accuracy, log loss, confusion, mistakes),
+//! `predict`, `explain` (the Grad-CAM heatmap) and `submission` (Kaggle's CSV).
+
+use std::path::PathBuf;
+
+use catdog_model::Backend;
+use clap::Args;
+
+use super::{Common, Error, parse_backend};
+use crate::evaluate;
+
+#[derive(Args)]
+pub struct EvaluateArgs {
+    #[arg(long)]
+    model: PathBuf,
+    /// Labelled photos (folder or zip).
+    #[arg(long)]
+    data: PathBuf,
+    /// Where confusion.png and mistakes.png go.
+    #[arg(long, default_value = "evaluation")]
+    report: PathBuf,
+    #[command(flatten)]
+    common: Common,
+    /// End with one line of JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn evaluate(args: EvaluateArgs) -> Result<(), Error> {
+    let EvaluateArgs {
+        model,
+        data,
+        report,
+        common,
+        json,
+    } = args;
+    let classifier = evaluate::load_model(&model, common.backend)?;
+    let result = evaluate::evaluate(&classifier, &data, &report, common.cache())?;
+    println!(
+        "{} photos ({} skipped): accuracy {:.2}%, log loss {:.4}",
+        result.n,
+        result.skipped,
+        result.accuracy * 100.0,
+        result.log_loss
+    );
+    for class in &result.classes {
+        println!(
+            "{:>4}: {} photos, precision {:.2}%, recall {:.2}%",
+            class.class,
+            class.photos,
+            class.precision * 100.0,
+            class.recall * 100.0
+        );
+    }
+    let [[cc, cd], [dc, dd]] = result.confusion;
+    println!("confusion (rows actual, columns predicted cat/dog): cat {cc} {cd}, dog {dc} {dd}");
+    println!(
+        "pictures: {}, {}",
+        result.confusion_png.display(),
+        result.mistakes_png.display()
+    );
+    if json {
+        println!("{}", serde_json::to_string(&result)?);
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct PredictArgs {
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    #[arg(long, value_parser = parse_backend)]
+    backend: Option<Backend>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn predict(args: PredictArgs) -> Result<(), Error> {
+    let PredictArgs {
+        model,
+        paths,
+        backend,
+        json,
+    } = args;
+    let classifier = evaluate::load_model(&model, backend)?;
+    let predictions = evaluate::predict(&classifier, &paths)?;
+    if json {
+        println!("{}", serde_json::to_string(&predictions)?);
+    } else {
+        for p in &predictions {
+            match (&p.label, p.cat, p.dog, &p.error) {
+                (Some(label), Some(cat), Some(dog), _) => println!(
+                    "{}\t{label}\tcat {:.1}%\tdog {:.1}%",
+                    p.path,
+                    cat * 100.0,
+                    dog * 100.0
+                ),
+                (_, _, _, error) => {
+                    println!("{}\terror: {}", p.path, error.as_deref().unwrap_or("?"))
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct ExplainArgs {
+    #[arg(long)]
+    model: PathBuf,
+    photo: PathBuf,
+    /// The picture to write (PNG).
+    #[arg(short, long, default_value = "heat.png")]
+    out: PathBuf,
+    #[arg(long, value_parser = parse_backend)]
+    backend: Option<Backend>,
+}
+
+pub fn explain(args: ExplainArgs) -> Result<(), Error> {
+    let ExplainArgs {
+        model,
+        photo,
+        out,
+        backend,
+    } = args;
+    let classifier = evaluate::load_model(&model, backend)?;
+    let explanation = evaluate::explain(&classifier, &photo, &out)?;
+    let prediction = explanation.prediction;
+    let label = prediction.label.name();
+    let confidence = prediction.confidence() * 100.0;
+    let verdict = match explanation.pet {
+        Some(pet) if !pet.is_pet() => format!(
+            "neither a cat nor a dog (pet classes {:.1} %, under {:.1} %; if one, a {label} at {confidence:.1} %)",
+            pet.probability * 100.0,
+            pet.threshold * 100.0
+        ),
+        _ => format!("{label} ({confidence:.1} %)"),
+    };
+    println!(
+        "{}: {verdict}; heatmap over the photo written to {}",
+        photo.display(),
+        out.display()
+    );
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct SubmissionArgs {
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long, default_value = "submission.csv")]
+    out: PathBuf,
+    #[arg(long, value_parser = parse_backend)]
+    backend: Option<Backend>,
+}
+
+pub fn submission(args: SubmissionArgs) -> Result<(), Error> {
+    let SubmissionArgs {
+        model,
+        data,
+        out,
+        backend,
+    } = args;
+    let classifier = evaluate::load_model(&model, backend)?;
+    let written = evaluate::submission(&classifier, &data, &out)?;
+    for line in &written.unreadable {
+        eprintln!("unreadable (submitted as 0.5): {line}");
+    }
+    println!("wrote {} ({} rows)", out.display(), written.rows);
+    Ok(())
+}
