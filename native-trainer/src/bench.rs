@@ -12,7 +12,7 @@ use rand::SeedableRng;
 use crate::augment::Augment;
 use crate::dataset::{DatasetError, PackedPhotos};
 use crate::photos::PhotoSet;
-use crate::train;
+use crate::setup;
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -88,7 +88,7 @@ fn train_row(
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let mut step = |network: catdog_model::Network| {
         let indices: Vec<usize> = (0..config.batch_size).map(|i| i % packed.len()).collect();
-        let (images, targets, _) = train::training_batch(
+        let (images, targets, _) = setup::training_batch(
             packed,
             &indices,
             &Augment::default(),

@@ -15,7 +15,7 @@ use crate::dataset::{DatasetError, PackedPhotos};
 use crate::files::write_atomic;
 use crate::photos::{PhotoRef, PhotoSet};
 use crate::plot::{self, Tile};
-use crate::train::{self, Scores};
+use crate::score::{self, Scores};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvaluateError {
@@ -123,7 +123,7 @@ pub fn evaluate(
     let preprocess = classifier.header().preprocess;
     let (set, packed) = PackedPhotos::load_labelled(data, &preprocess, cache)?;
     let indices: Vec<usize> = (0..packed.len()).collect();
-    let logits = train::logits(
+    let logits = score::logits(
         |images| classifier.batch_logits(images),
         classifier.device(),
         &packed,
@@ -131,7 +131,7 @@ pub fn evaluate(
         &preprocess.normalization,
     );
     let labels = packed.labels(&indices);
-    let Scores { accuracy, log_loss } = train::scores_from_logits(&logits, &labels);
+    let Scores { accuracy, log_loss } = score::scores_from_logits(&logits, &labels);
     let predictions: Vec<Prediction> = logits
         .iter()
         .map(|pair| Prediction::from_logits(pair[0], pair[1]))

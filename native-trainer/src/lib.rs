@@ -6,7 +6,11 @@
 //! - [`photos`]: folders and zips of photos in the Kaggle, PetImages or folder-per-class layout;
 //! - [`dataset`]: checked, packed, cached photos and the seeded train/validation split;
 //! - [`augment`]: training-time augmentation;
-//! - [`train`]: the resumable training loop; [`runlog`]: its logs, curves and comparisons;
+//! - [`config`]: what a run is told and reports; [`setup`]: what every way of training
+//!   shares (photos, split, backend, optimiser, schedule, batches); [`score`]: accuracy and
+//!   log loss;
+//! - [`train`]: the resumable training loop (its checkpoint in `checkpoint.rs`); [`runlog`]:
+//!   its logs, curves and comparisons;
 //!   [`distill`]: learning from a teacher model's probabilities as well as the labels;
 //! - [`evaluate`]: evaluation, prediction, Kaggle submission, dataset inspection;
 //! - [`bench`]: decode and training speed per backend;
@@ -20,7 +24,9 @@
 pub mod augment;
 pub mod bench;
 pub mod calibrate;
+mod checkpoint;
 pub mod cli;
+pub mod config;
 pub mod dataset;
 pub mod distill;
 pub mod download;
@@ -35,10 +41,12 @@ pub mod plot;
 pub mod pretrained;
 pub mod pth;
 pub mod runlog;
+pub mod score;
+pub mod setup;
 pub mod train;
 pub mod transfer;
 pub mod tune;
 
+pub use config::{TrainConfig, TrainReport};
 pub use dataset::{PackedPhotos, SkippedFile, Split};
 pub use photos::{Layout, PhotoSet};
-pub use train::{TrainConfig, TrainReport};

@@ -14,297 +14,45 @@
 //! The order of each epoch and the augmentation of each batch are derived from the seed, the
 //! epoch and the batch number, so a resumed run continues exactly where the killed one was.
 
-use std::path::{Path, PathBuf};
-use std::time::Instant;
-
-use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::decay::WeightDecayConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
-use burn::store::ModuleRecord;
-use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
-use catdog_model::efficientnet::Variant;
-use catdog_model::weights::{TrainingSummary, WeightsDtype};
-use catdog_model::{
-    Architecture, Backend, CnnConfig, Geometry, HeadConfig, Label, ModelFile, ModelHeader, Network,
-    Normalization, Preprocess, Resample,
-};
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use serde::{Deserialize, Serialize};
-
-use crate::augment::Augment;
-use crate::dataset::{DatasetError, PackedPhotos, Split, SplitSpec, progress_bar};
-use crate::distill::{Distill, DistillError, Teacher};
+use crate::checkpoint::Progress;
+use crate::checkpoint::parse_checkpoint;
+use crate::checkpoint::save_checkpoint;
+use crate::config::Backbone;
+use crate::config::TrainConfig;
+use crate::config::TrainError;
+use crate::config::TrainReport;
+use crate::config::io_error;
+use crate::distill::DistillError;
+use crate::distill::Teacher;
 use crate::export;
 use crate::files::write_atomic;
-use crate::photos::PhotoSet;
-use crate::runlog::{EpochRecord, RunLog};
-use crate::transfer::{self, TransferFigures};
-
-/// The optimiser.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum OptimizerKind {
-    Adam,
-    #[value(name = "adamw")]
-    AdamW,
-    /// SGD with Nesterov momentum 0.9.
-    Sgd,
-}
-
-/// How the learning rate changes over the run (after any warm-up).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Schedule {
-    Constant,
-    /// Cosine decay to zero at the last step.
-    Cosine,
-    /// Divided by ten at 50% and again at 75% of the run.
-    Step,
-}
-
-/// What the network starts from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Backbone {
-    /// The CNN, trained from random weights.
-    #[default]
-    Scratch,
-    /// ImageNet-pretrained EfficientNet-Lite0 with a cat/dog head (transfer learning).
-    #[value(name = "efficientnet-lite0")]
-    EfficientnetLite0,
-    /// ImageNet-pretrained EfficientNet-Lite1 (deeper, 240 px) with a cat/dog head.
-    #[value(name = "efficientnet-lite1")]
-    EfficientnetLite1,
-}
-
-impl Backbone {
-    /// The pretrained network; `None` for the CNN from scratch.
-    pub fn variant(self) -> Option<Variant> {
-        match self {
-            Backbone::Scratch => None,
-            Backbone::EfficientnetLite0 => Some(Variant::Lite0),
-            Backbone::EfficientnetLite1 => Some(Variant::Lite1),
-        }
-    }
-
-    /// How photos become this network's input unless a run says otherwise: the CNN squashes
-    /// the whole photo at `input_size` with the ImageNet statistics; a pretrained backbone
-    /// gets what its weights were trained with ([`Variant::preprocess`]).
-    pub fn default_preprocess(self, input_size: Option<u32>) -> Preprocess {
-        match self.variant() {
-            None => Preprocess::squash(input_size.unwrap_or(64), Normalization::IMAGENET),
-            Some(variant) => Preprocess {
-                input_size: input_size.unwrap_or(variant.input_size()),
-                ..variant.preprocess()
-            },
-        }
-    }
-}
-
-/// `--unfreeze all` as a run's config stores it: any number above the tail's one block means
-/// every layer (16, Lite0's block count, since runs first stored it).
-pub const UNFREEZE_ALL: usize = 16;
-
-fn imagenet() -> Normalization {
-    Normalization::IMAGENET
-}
-
-/// Everything a training run needs; saved as the run's `config.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainConfig {
-    /// A folder or zip of photos in any supported layout.
-    pub data: PathBuf,
-    /// The run's folder: config, checkpoint, logs, best model.
-    pub run: PathBuf,
-    /// Where the web weight file goes at the end, if anywhere.
-    pub out: Option<PathBuf>,
-    pub cnn: CnnConfig,
-    pub input_size: u32,
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub optimizer: OptimizerKind,
-    pub learning_rate: f64,
-    pub weight_decay: f64,
-    pub schedule: Schedule,
-    pub warmup_epochs: usize,
-    /// Stop after this many epochs without a better validation accuracy.
-    pub early_stopping: Option<usize>,
-    /// Use at most this many photos (half of each class).
-    pub limit: Option<usize>,
-    pub validation_fraction: f64,
-    pub seed: u64,
-    /// `None`: the GPU when there is a real one, else the default CPU backend.
-    pub backend: Option<Backend>,
-    pub augment: Augment,
-    /// Where packed photo caches live; `None` decodes every run.
-    pub cache: Option<PathBuf>,
-    /// Save a checkpoint mid-epoch at least this often (and always at each epoch's end).
-    pub checkpoint_minutes: f64,
-    /// The from-scratch CNN, or transfer learning from a pretrained backbone.
-    #[serde(default)]
-    pub backbone: Backbone,
-    /// The pretrained backbone's weights (transfer learning only).
-    #[serde(default)]
-    pub pretrained: Option<PathBuf>,
-    /// The cat/dog head on the pretrained backbone.
-    #[serde(default)]
-    pub head: HeadConfig,
-    /// Blocks of the backbone trained with the head (0: the backbone stays frozen).
-    #[serde(default)]
-    pub unfreeze: usize,
-    /// Fraction of each class held out as a test split that no decision sees.
-    #[serde(default)]
-    pub test_fraction: f64,
-    /// How `out` stores the weights.
-    #[serde(default = "default_out_precision")]
-    pub out_precision: WeightsDtype,
-    /// The input's normalisation, resampling and crop (with `input_size`, the whole
-    /// [`Preprocess`]). Runs from before these were stored used ImageNet statistics, bilinear
-    /// and the whole photo squashed, which is what a `config.json` without them means.
-    #[serde(default = "imagenet")]
-    pub normalization: Normalization,
-    #[serde(default)]
-    pub resample: Resample,
-    #[serde(default)]
-    pub geometry: Geometry,
-    /// A teacher model whose probabilities the network learns from as well as the labels
-    /// (the CNN, or `--unfreeze all`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub distill: Option<Distill>,
-}
-
-fn default_out_precision() -> WeightsDtype {
-    WeightsDtype::F16
-}
-
-impl TrainConfig {
-    pub fn preprocess(&self) -> Preprocess {
-        Preprocess {
-            input_size: self.input_size,
-            normalization: self.normalization,
-            resample: self.resample,
-            geometry: self.geometry,
-        }
-    }
-
-    /// Sets the input size and the whole preprocessing at once.
-    pub fn set_preprocess(&mut self, preprocess: Preprocess) {
-        self.input_size = preprocess.input_size;
-        self.normalization = preprocess.normalization;
-        self.resample = preprocess.resample;
-        self.geometry = preprocess.geometry;
-    }
-
-    pub fn architecture(&self) -> Architecture {
-        match self.backbone.variant() {
-            None => Architecture::Cnn(self.cnn.clone()),
-            Some(variant) => Architecture::efficientnet(variant, self.head.clone()),
-        }
-    }
-
-    /// Whether every layer trains (`--unfreeze all`): the photos go through the whole network
-    /// with augmentation each step, as the CNN's do, instead of through cached trunk outputs.
-    pub fn fine_tunes_everything(&self) -> bool {
-        self.backbone != Backbone::Scratch
-            && self.unfreeze > catdog_model::efficientnet::TAIL_BLOCKS
-    }
-
-    pub fn split_spec(&self) -> SplitSpec {
-        SplitSpec {
-            validation_fraction: self.validation_fraction,
-            test_fraction: self.test_fraction,
-            limit: self.limit,
-            seed: self.seed,
-        }
-    }
-}
-
-/// What a finished run measured.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TrainReport {
-    pub summary: TrainingSummary,
-    pub epochs_run: usize,
-    pub stopped_early: bool,
-    pub skipped: usize,
-    pub duplicates_removed: usize,
-    pub backend: Backend,
-    pub seconds: f64,
-    pub best_model: PathBuf,
-    /// The web weight file and its size, when one was written.
-    pub exported: Option<(PathBuf, usize)>,
-    /// Calibration and test figures of a transfer-learning run.
-    #[serde(default)]
-    pub transfer: Option<TransferFigures>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Dataset(#[from] DatasetError),
-    #[error("{0}")]
-    Backend(#[from] catdog_model::BackendError),
-    #[error("{0}")]
-    Weights(#[from] catdog_model::WeightsError),
-    #[error("{0}")]
-    Export(#[from] export::ExportError),
-    #[error("{0}")]
-    Pretrained(String),
-    #[error("{0}: no validation photos: a transfer run needs them to pick its epoch and calibrate")]
-    NoValidation(PathBuf),
-    #[error("no usable training photos in {0}")]
-    NoPhotos(PathBuf),
-    #[error(
-        "{0} already holds a training run; pass --resume to continue it, or choose another --run"
-    )]
-    RunExists(PathBuf),
-    #[error(transparent)]
-    Teacher(#[from] DistillError),
-    #[error("{path}: cannot resume: {reason}")]
-    BadCheckpoint { path: PathBuf, reason: String },
-    #[error("these settings would make a model that no page or trainer loads: {0}")]
-    BeyondLimits(catdog_model::WeightsError),
-}
-
-pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + use<> {
-    let path = path.to_path_buf();
-    move |source| TrainError::Io { path, source }
-}
-
-/// Where a run stands: saved in the checkpoint with the network and optimiser.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Progress {
-    /// The epoch in progress (1-based).
-    epoch: usize,
-    /// Batches of that epoch already done.
-    batch: usize,
-    /// Optimiser steps so far, for the learning-rate schedule.
-    step: usize,
-    /// This epoch's running totals.
-    loss_sum: f64,
-    correct: usize,
-    seen: usize,
-    history: Vec<EpochRecord>,
-    best_accuracy: Option<f64>,
-    epochs_without_improvement: usize,
-    stopped_early: bool,
-    seconds: f64,
-}
-
-const CHECKPOINT_MAGIC: &[u8; 8] = b"CATDOGCK";
-
-/// The photos of a run, packed and split.
-pub struct RunData {
-    pub packed: PackedPhotos,
-    pub split: Split,
-}
+use crate::runlog::EpochRecord;
+use crate::runlog::RunLog;
+use crate::score::score;
+use crate::setup::RunData;
+use crate::setup::batch_seed;
+use crate::setup::choose_backend;
+use crate::setup::epoch_order;
+use crate::setup::learning_rate;
+use crate::setup::load_data;
+use crate::setup::optimizer;
+use crate::setup::training_batch;
+use crate::transfer;
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::GradientsParams;
+use burn::store::ModuleRecord;
+use burn::tensor::Bytes;
+use burn::tensor::Device;
+use catdog_model::Backend;
+use catdog_model::ModelFile;
+use catdog_model::ModelHeader;
+use catdog_model::Network;
+use catdog_model::weights::TrainingSummary;
+use catdog_model::weights::WeightsDtype;
+use rand::SeedableRng;
+use std::path::Path;
+use std::time::Instant;
 
 /// Starts a new run (refusing a folder that already holds one).
 pub fn train(config: &TrainConfig) -> Result<TrainReport, TrainError> {
@@ -377,120 +125,6 @@ pub fn resume(run_dir: &Path) -> Result<TrainReport, TrainError> {
         progress.batch
     );
     run(&config, progress, Some((model, optimizer)))
-}
-
-/// Picks a run's backend (see [`pick_backend`]) and seeds its random numbers (weight
-/// initialisation, dropout masks) with the run's seed, so that the same command trains the
-/// same network: unseeded, two runs of one command differed by 0.0014 in validation log loss.
-pub fn choose_backend(config: &TrainConfig) -> Result<(Backend, Device), TrainError> {
-    let (backend, device) = pick_backend(config.backend)?;
-    device.seed(config.seed);
-    Ok((backend, device))
-}
-
-/// The named backend, or the GPU when there is a real one (a software Vulkan such as lavapipe
-/// trains far slower than flex), else the default CPU backend.
-fn pick_backend(requested: Option<Backend>) -> Result<(Backend, Device), TrainError> {
-    if let Some(backend) = requested {
-        return Ok((backend, backend.device()?));
-    }
-    let cpu = Backend::DEFAULT_CPU;
-    match catdog_model::gpu_adapter() {
-        Ok(adapter) if !adapter.software => {
-            eprintln!("training on the GPU: {} (wgpu)", adapter.name);
-            Ok((Backend::Wgpu, Backend::Wgpu.device()?))
-        }
-        Ok(adapter) => {
-            eprintln!(
-                "wgpu found only a software adapter ({}); training on {cpu} instead \
-                 (--backend wgpu forces it)",
-                adapter.name
-            );
-            Ok((cpu, cpu.device()?))
-        }
-        Err(error) => {
-            eprintln!("{error}; training on {cpu}");
-            Ok((cpu, cpu.device()?))
-        }
-    }
-}
-
-pub(crate) fn load_data(config: &TrainConfig) -> Result<RunData, TrainError> {
-    let set = PhotoSet::open_labelled(&config.data).map_err(DatasetError::from)?;
-    let (cats, dogs) = set.class_counts();
-    eprintln!(
-        "{}: {} layout, {cats} cats and {dogs} dogs",
-        config.data.display(),
-        set.layout
-    );
-    let packed = PackedPhotos::load(&set, &config.preprocess(), config.cache.as_deref())?;
-    let report = config.run.join("skipped.tsv");
-    packed
-        .write_skipped_report(&report)
-        .map_err(io_error(&report))?;
-    if !packed.skipped.is_empty() {
-        eprintln!(
-            "skipped {} unusable files; see {}",
-            packed.skipped.len(),
-            report.display()
-        );
-    }
-    let split = Split::new(&packed, config.split_spec());
-    let duplicates = config.run.join("duplicates.tsv");
-    let mut lines = String::from("held-out photo (dropped)\tperceptual hash\n");
-    for &index in &split.duplicates {
-        let entry = &packed.entries[index];
-        lines.push_str(&format!("{}\t{:016x}\n", entry.name, entry.hash));
-    }
-    write_atomic(&duplicates, lines.as_bytes()).map_err(io_error(&duplicates))?;
-    eprintln!(
-        "split (seed {}): {} training, {} validation, {} test photos; {} held-out photos dropped \
-         as near-copies of training photos (see {})",
-        config.seed,
-        split.train.len(),
-        split.validation.len(),
-        split.test.len(),
-        split.duplicates.len(),
-        duplicates.display()
-    );
-    if split.train.is_empty() {
-        return Err(TrainError::NoPhotos(config.data.clone()));
-    }
-    Ok(RunData { packed, split })
-}
-
-pub(crate) fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
-    let decay =
-        (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
-    match config.optimizer {
-        OptimizerKind::Adam => AdamConfig::new().with_weight_decay(decay).init(),
-        OptimizerKind::AdamW => AdamWConfig::new()
-            .with_weight_decay(config.weight_decay as f32)
-            .init(),
-        OptimizerKind::Sgd => SgdConfig::new()
-            .with_weight_decay(decay)
-            .with_momentum(Some(
-                MomentumConfig::new().with_momentum(0.9).with_nesterov(true),
-            ))
-            .init(),
-    }
-}
-
-/// The learning rate at optimiser step `step` of `total`.
-pub fn learning_rate(config: &TrainConfig, step: usize, total: usize, per_epoch: usize) -> f64 {
-    let warmup = config.warmup_epochs * per_epoch;
-    if step < warmup {
-        return config.learning_rate * (step + 1) as f64 / warmup as f64;
-    }
-    let progress = (step - warmup) as f64 / (total - warmup).max(1) as f64;
-    config.learning_rate
-        * match config.schedule {
-            Schedule::Constant => 1.0,
-            Schedule::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
-            Schedule::Step if progress < 0.5 => 1.0,
-            Schedule::Step if progress < 0.75 => 0.1,
-            Schedule::Step => 0.01,
-        }
 }
 
 fn run(
@@ -772,113 +406,6 @@ fn note(bar: &indicatif::ProgressBar, line: String) {
     }
 }
 
-/// An epoch's shuffled training photos (seeded, so a resumed run repeats it) and its
-/// progress bar.
-pub(crate) fn epoch_order(
-    config: &TrainConfig,
-    train: &[usize],
-    epoch: usize,
-) -> (Vec<usize>, indicatif::ProgressBar) {
-    let mut order = train.to_vec();
-    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(batch_seed(
-        config.seed,
-        epoch,
-        usize::MAX,
-    )));
-    let bar = progress_bar(
-        order.len() as u64,
-        &format!("epoch {epoch}/{}", config.epochs),
-    );
-    (order, bar)
-}
-
-/// Seeds for each epoch's order (`batch = usize::MAX`) and each batch's augmentation.
-pub(crate) fn batch_seed(seed: u64, epoch: usize, batch: usize) -> u64 {
-    seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ (batch as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
-}
-
-/// An augmented batch of packed photos: the images, the targets and the same labels on the
-/// host (for counting correct predictions without reading the targets back).
-pub fn training_batch(
-    packed: &PackedPhotos,
-    indices: &[usize],
-    augment: &Augment,
-    normalization: &Normalization,
-    rng: &mut impl rand::Rng,
-    device: &Device,
-) -> (Tensor<4>, Tensor<1, Int>, Vec<i64>) {
-    let size = packed.size as usize;
-    let mut pixels = Vec::with_capacity(indices.len() * 3 * size * size);
-    for &index in indices {
-        augment.apply(packed.pixels(index), size, normalization, rng, &mut pixels);
-    }
-    let labels: Vec<i64> = packed
-        .labels(indices)
-        .iter()
-        .map(|label| label.index() as i64)
-        .collect();
-    let images = Tensor::<4>::from_data(
-        TensorData::new(pixels, [indices.len(), 3, size, size]),
-        device,
-    );
-    let targets =
-        Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [indices.len()]), device);
-    (images, targets, labels)
-}
-
-/// Accuracy and mean log loss.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Scores {
-    pub accuracy: f64,
-    pub log_loss: f64,
-}
-
-/// (cat, dog) logits for packed photos, without augmentation, 64 at a time: `forward` is a
-/// network's own pass (during training) or a loaded model file's
-/// ([`catdog_model::Classifier::batch_logits`], which averages over the mirror image where the
-/// file says so).
-pub fn logits(
-    forward: impl Fn(Tensor<4>) -> Tensor<2>,
-    device: &Device,
-    packed: &PackedPhotos,
-    indices: &[usize],
-    normalization: &Normalization,
-) -> Vec<[f32; 2]> {
-    let mut out = Vec::with_capacity(indices.len());
-    for chunk in indices.chunks(64) {
-        let values = forward(packed.batch(chunk, normalization, device))
-            .into_data()
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .expect("logits are floats");
-        out.extend(values.chunks_exact(2).map(|pair| [pair[0], pair[1]]));
-    }
-    out
-}
-
-/// Accuracy and log loss on labelled packed photos (see [`logits`] for `forward`).
-pub fn score(
-    forward: impl Fn(Tensor<4>) -> Tensor<2>,
-    device: &Device,
-    packed: &PackedPhotos,
-    indices: &[usize],
-    normalization: &Normalization,
-) -> Scores {
-    let logits = logits(forward, device, packed, indices, normalization);
-    scores_from_logits(&logits, &packed.labels(indices))
-}
-
-/// Accuracy and log loss of (cat, dog) logits: the calibration module's figures at
-/// temperature 1, so every figure the trainer prints comes from one implementation.
-pub fn scores_from_logits(logits: &[[f32; 2]], labels: &[Label]) -> Scores {
-    let scores = crate::calibrate::scores(logits, labels, 1.0);
-    Scores {
-        accuracy: scores.accuracy,
-        log_loss: scores.log_loss,
-    }
-}
-
 fn save_best(
     config: &TrainConfig,
     progress: &Progress,
@@ -914,54 +441,4 @@ fn save_best(
     let bytes = ModelFile::from_network(header, network)?.to_bytes();
     let path = config.run.join("best.bpk");
     write_atomic(&path, &bytes).map_err(io_error(&path))
-}
-
-fn save_checkpoint(
-    config: &TrainConfig,
-    progress: &Progress,
-    network: &Network,
-    optimizer: &ModuleOptimizer,
-) -> Result<(), TrainError> {
-    let path = config.run.join("checkpoint.ckpt");
-    let fail = |reason: String| TrainError::BadCheckpoint {
-        path: path.clone(),
-        reason,
-    };
-    let state = serde_json::to_vec(progress).expect("progress always serialises");
-    let model = network
-        .valid()
-        .into_weights()
-        .into_bytes()
-        .map_err(|error| fail(error.to_string()))?;
-    let optim = optimizer
-        .into_bytes()
-        .map_err(|error| fail(error.to_string()))?;
-    let mut bytes = Vec::with_capacity(32 + state.len() + model.len() + optim.len());
-    bytes.extend_from_slice(CHECKPOINT_MAGIC);
-    for part in [&state[..], &model[..], &optim[..]] {
-        bytes.extend_from_slice(&(part.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(part);
-    }
-    // One file written atomically: a kill at any moment leaves the previous checkpoint whole.
-    write_atomic(&path, &bytes).map_err(io_error(&path))
-}
-
-fn parse_checkpoint(bytes: &[u8]) -> Result<(Progress, Vec<u8>, Vec<u8>), String> {
-    let mut rest = bytes
-        .strip_prefix(CHECKPOINT_MAGIC)
-        .ok_or("not a catdog checkpoint")?;
-    let mut parts = Vec::new();
-    for _ in 0..3 {
-        let len = rest
-            .get(..8)
-            .map(|len| u64::from_le_bytes(len.try_into().expect("8 bytes")) as usize)
-            .ok_or("truncated checkpoint")?;
-        let part = rest.get(8..8 + len).ok_or("truncated checkpoint")?;
-        parts.push(part.to_vec());
-        rest = &rest[8 + len..];
-    }
-    let progress = serde_json::from_slice(&parts[0]).map_err(|error| error.to_string())?;
-    let optim = parts.pop().expect("three parts");
-    let model = parts.pop().expect("three parts");
-    Ok((progress, model, optim))
 }

@@ -22,19 +22,19 @@ use catdog_model::network::EfficientNetClassifier;
 use catdog_model::weights::{TrainingSummary, WeightsDtype};
 use catdog_model::{Backend, ModelFile, ModelHeader, Network};
 use rand::{Rng, SeedableRng};
-use serde::{Deserialize, Serialize};
 
 use crate::calibrate::{self, CalibrationScores};
+use crate::config::{
+    StorageFigures, TrainConfig, TrainError, TrainReport, TransferFigures, io_error,
+};
 use crate::dataset::log_when_hidden;
 use crate::export;
 use crate::features::{self, TrunkOutputs, View};
 use crate::files::write_atomic;
 use crate::pretrained::{self, ImagenetNetwork};
 use crate::runlog::{EpochRecord, RunLog};
-use crate::train::{
-    self, RunData, Scores, TrainConfig, TrainError, TrainReport, batch_seed, io_error,
-    learning_rate, scores_from_logits,
-};
+use crate::score::{self, Scores, scores_from_logits};
+use crate::setup::{self, RunData, batch_seed, learning_rate};
 
 /// The photos of a transfer run with the frozen backbone's outputs for each.
 pub struct TransferData {
@@ -46,40 +46,6 @@ pub struct TransferData {
     pub pooled: Option<Vec<Vec<f32>>>,
     pub backend: Backend,
     pub device: Device,
-}
-
-/// What a transfer run measured beyond the epochs: calibration and the test split.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TransferFigures {
-    pub best_epoch: usize,
-    pub temperature: f64,
-    pub validation_before_calibration: CalibrationScores,
-    pub validation_after_calibration: CalibrationScores,
-    pub test_before_calibration: Option<CalibrationScores>,
-    pub test_after_calibration: Option<CalibrationScores>,
-    /// Validation, each calibrated at its own temperature: the photos as they are, and each
-    /// averaged with its mirror image (`None` in runs from before every run cached both views).
-    #[serde(default)]
-    pub validation_as_they_are: Option<CalibrationScores>,
-    #[serde(default)]
-    pub validation_with_mirror: Option<CalibrationScores>,
-    /// Whether the model averages over the mirror image ([`mirror_pays`]).
-    #[serde(default)]
-    pub average_mirror: bool,
-    /// The test split through the model file stored each way, from the photos, as the page
-    /// would run it; the figure to quote is the shipped storage's.
-    pub storage: Vec<StorageFigures>,
-    pub train_photos: usize,
-    pub validation_photos: usize,
-    pub test_photos: usize,
-}
-
-/// One way of storing the weights: its file size and its test figures.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StorageFigures {
-    pub dtype: WeightsDtype,
-    pub bytes: usize,
-    pub test: Scores,
 }
 
 /// A trained network and its history.
@@ -132,8 +98,8 @@ pub fn pretrained_network(
 /// the pooled features, which only head-only training reads (about 2 minutes for 44,000
 /// trunk outputs on two cores).
 pub fn prepare(config: &TrainConfig, pooled: bool) -> Result<TransferData, TrainError> {
-    let run = train::load_data(config)?;
-    let (backend, device) = train::choose_backend(config)?;
+    let run = setup::load_data(config)?;
+    let (backend, device) = setup::choose_backend(config)?;
     let path = pretrained_path(config);
     let backbone = load_backbone(config, &device)?;
     // Both views always: the mirror image is what the test-time decision ([`mirror_pays`])
@@ -237,7 +203,7 @@ pub fn fit(
         backbone,
         head: config.head.init(FEATURES, &device),
     };
-    let mut optimizer = train::optimizer(config);
+    let mut optimizer = setup::optimizer(config);
     let loss = CrossEntropyLossConfig::new().init(&device);
     let split = &data.run.split;
     let labels = data.run.packed.labels(&split.validation);
@@ -256,7 +222,7 @@ pub fn fit(
     let mut stopped_early = false;
     for epoch in 1..=config.epochs {
         let started = Instant::now();
-        let (order, bar) = train::epoch_order(config, &split.train, epoch);
+        let (order, bar) = setup::epoch_order(config, &split.train, epoch);
         let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
         let mut last_note = Instant::now();
         for (batch_index, batch) in order.chunks(config.batch_size).enumerate() {
@@ -478,7 +444,7 @@ pub fn run(config: &TrainConfig) -> Result<TrainReport, TrainError> {
                 _ => export::export(&best, &path, dtype)?.bytes,
             };
             let classifier = catdog_model::Classifier::load(&stored, &data.device)?;
-            let test = train::score(
+            let test = score::score(
                 |images| classifier.batch_logits(images),
                 &data.device,
                 &data.run.packed,

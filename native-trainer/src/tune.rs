@@ -12,10 +12,10 @@ use catdog_model::HeadConfig;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use crate::config::{OptimizerKind, TrainConfig, TrainError, io_error};
 use crate::files::write_atomic;
 use crate::plot::{self, LineChart, Series};
 use crate::runlog::EpochRecord;
-use crate::train::{OptimizerKind, TrainConfig, TrainError, io_error};
 use crate::transfer;
 
 /// The search: the base configuration (data, split, epochs, batch) and how many trials.

@@ -10,8 +10,9 @@ use clap::Args;
 
 use super::{Common, Error, Precision};
 use crate::augment::Augment;
+use crate::config::{Backbone, OptimizerKind, Schedule, TrainConfig, UNFREEZE_ALL};
 use crate::distill::Distill;
-use crate::train::{self, Backbone, OptimizerKind, Schedule, TrainConfig};
+use crate::train;
 use crate::{runlog, tune};
 
 pub fn train(args: TrainArgs) -> Result<(), Error> {
@@ -222,7 +223,7 @@ fn parse_unfreeze(value: &str) -> Result<usize, String> {
     match value {
         "0" => Ok(0),
         "1" => Ok(1),
-        "all" => Ok(train::UNFREEZE_ALL),
+        "all" => Ok(UNFREEZE_ALL),
         _ => Err(format!("'{value}': expected 0, 1 or all")),
     }
 }
