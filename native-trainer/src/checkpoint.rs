@@ -7,6 +7,7 @@ use crate::config::TrainError;
 use crate::config::io_error;
 use crate::files::write_atomic;
 use crate::runlog::EpochRecord;
+use crate::selection::Selection;
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use catdog_model::Network;
@@ -27,8 +28,9 @@ pub(crate) struct Progress {
     pub(crate) correct: usize,
     pub(crate) seen: usize,
     pub(crate) history: Vec<EpochRecord>,
-    pub(crate) best_accuracy: Option<f64>,
-    pub(crate) epochs_without_improvement: usize,
+    /// The best epoch and early stopping (checkpoints from before it start afresh).
+    #[serde(default)]
+    pub(crate) selection: Selection,
     pub(crate) stopped_early: bool,
     pub(crate) seconds: f64,
 }

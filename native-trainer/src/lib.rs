@@ -8,7 +8,7 @@
 //! - [`augment`]: training-time augmentation;
 //! - [`config`]: what a run is told and reports; [`setup`]: what every way of training
 //!   shares (photos, split, backend, optimiser, schedule, batches); [`score`]: accuracy and
-//!   log loss;
+//!   log loss; [`selection`]: the one rule for the best epoch and early stopping;
 //! - [`train`]: the resumable training loop (its checkpoint in `checkpoint.rs`); [`runlog`]:
 //!   its logs, curves and comparisons;
 //!   [`distill`]: learning from a teacher model's probabilities as well as the labels;
@@ -42,6 +42,7 @@ pub mod pretrained;
 pub mod pth;
 pub mod runlog;
 pub mod score;
+pub mod selection;
 pub mod setup;
 pub mod train;
 pub mod transfer;

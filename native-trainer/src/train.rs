@@ -7,7 +7,7 @@
 //! | `config.json` | the run's whole configuration; `--resume` reads it back |
 //! | `checkpoint.ckpt` | network, optimiser state and progress, rewritten atomically every few minutes and after each epoch |
 //! | `log.csv`, `log.json`, `curves.png` | per-epoch train/validation loss and accuracy |
-//! | `best.bpk` | the best network so far (by validation accuracy), a full-precision model file |
+//! | `best.bpk` | the best network so far (by validation log loss, [`Selection`](crate::selection::Selection)), a full-precision model file |
 //! | `skipped.tsv`, `duplicates.tsv` | photos that could not be used, and validation photos dropped as near-copies of training ones |
 //! | `summary.json` | the final figures |
 //!
@@ -299,22 +299,14 @@ fn run(
         };
         eprintln!("{}", record.describe());
         progress.history.push(record);
-        let improved = match (validation_accuracy, progress.best_accuracy) {
-            (Some(accuracy), Some(best)) => accuracy > best,
-            _ => true,
-        };
-        if improved {
-            progress.best_accuracy = validation_accuracy;
-            progress.epochs_without_improvement = 0;
+        if progress.selection.observe(epoch, validation_loss) {
             save_best(config, &progress, &network.valid(), &data, backend)?;
-        } else {
-            progress.epochs_without_improvement += 1;
         }
-        if let Some(patience) = config.early_stopping
-            && progress.epochs_without_improvement >= patience
-            && epoch < config.epochs
-        {
-            eprintln!("stopping early: no better validation accuracy for {patience} epochs");
+        if progress.selection.patience_spent(config.early_stopping) && epoch < config.epochs {
+            eprintln!(
+                "stopping early: no lower validation log loss for {} epochs",
+                progress.selection.stale
+            );
             progress.stopped_early = true;
         }
         log.write(&progress.history)

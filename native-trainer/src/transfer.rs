@@ -34,6 +34,7 @@ use crate::files::write_atomic;
 use crate::pretrained::{self, ImagenetNetwork};
 use crate::runlog::{EpochRecord, RunLog};
 use crate::score::{self, Scores, scores_from_logits};
+use crate::selection::Selection;
 use crate::setup::{self, RunData, batch_seed, learning_rate};
 
 /// The photos of a transfer run with the frozen backbone's outputs for each.
@@ -218,7 +219,7 @@ pub fn fit(
     let mut step = 0;
     let mut history = Vec::new();
     let mut best: Option<(Scores, usize, EfficientNetClassifier)> = None;
-    let mut stale = 0;
+    let mut selection = Selection::default();
     let mut stopped_early = false;
     for epoch in 1..=config.epochs {
         let started = Instant::now();
@@ -281,21 +282,12 @@ pub fn fit(
             seconds,
             images_per_second: order.len() as f64 / seconds.max(1e-9),
         };
-        let improved = best
-            .as_ref()
-            .is_none_or(|(best, _, _)| scores.log_loss < best.log_loss);
-        if improved {
+        if selection.observe(epoch, Some(scores.log_loss)) {
             best = Some((scores, epoch, valid));
-            stale = 0;
-        } else {
-            stale += 1;
         }
         history.push(record);
         let go_on = keep_going(history.last().expect("just pushed"));
-        let patience_spent = config
-            .early_stopping
-            .is_some_and(|patience| stale >= patience);
-        if (!go_on || patience_spent) && epoch < config.epochs {
+        if (!go_on || selection.patience_spent(config.early_stopping)) && epoch < config.epochs {
             stopped_early = true;
             break;
         }
