@@ -250,6 +250,8 @@ pub enum TrainError {
     RunExists(PathBuf),
     #[error(transparent)]
     Teacher(#[from] DistillError),
+    #[error("the learning-rate schedule cannot be made (--learning-rate must be in (0, 1]): {0}")]
+    Schedule(String),
     #[error("{path}: cannot resume: {reason}")]
     BadCheckpoint { path: PathBuf, reason: String },
     #[error("these settings would make a model that no page or trainer loads: {0}")]

@@ -14,6 +14,11 @@ use crate::dataset::Split;
 use crate::dataset::progress_bar;
 use crate::files::write_atomic;
 use crate::photos::PhotoSet;
+use burn::lr_scheduler::LrSchedulerConfig;
+use burn::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
+use burn::lr_scheduler::linear::LinearLrSchedulerConfig;
+use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
+use burn::lr_scheduler::sequential::SequentialLrSchedulerConfig;
 use burn::optim::AdamConfig;
 use burn::optim::AdamWConfig;
 use burn::optim::ModuleOptimizer;
@@ -132,21 +137,89 @@ pub(crate) fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
     }
 }
 
-/// The learning rate at optimiser step `step` of `total`.
-pub fn learning_rate(config: &TrainConfig, step: usize, total: usize, per_epoch: usize) -> f64 {
-    let warmup = config.warmup_epochs * per_epoch;
-    if step < warmup {
-        return config.learning_rate * (step + 1) as f64 / warmup as f64;
-    }
-    let progress = (step - warmup) as f64 / (total - warmup).max(1) as f64;
-    config.learning_rate
-        * match config.schedule {
-            Schedule::Constant => 1.0,
-            Schedule::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
-            Schedule::Step if progress < 0.5 => 1.0,
-            Schedule::Step if progress < 0.75 => 0.1,
-            Schedule::Step => 0.01,
+/// The run's learning rate, step by step, from Burn's schedulers: a linear warm-up over
+/// `--warmup-epochs`, then the `--schedule`: constant; cosine annealing to 0; or steps of 1,
+/// 0.1 from half-way and 0.01 from three quarters of the way. A resumed run advances a fresh
+/// schedule to its step count, which is all the schedulers depend on.
+pub struct LearningRates {
+    scheduler: ModuleLrScheduler,
+    last: f64,
+}
+
+impl LearningRates {
+    /// The schedule of a run of `per_epoch` steps per epoch, advanced past `done` steps.
+    pub fn new(config: &TrainConfig, per_epoch: usize, done: usize) -> Result<Self, TrainError> {
+        let total = per_epoch * config.epochs;
+        let warmup = (config.warmup_epochs * per_epoch).min(total);
+        let after = total.saturating_sub(warmup).max(1);
+        let lr = config.learning_rate;
+        let schedule = match config.schedule {
+            Schedule::Constant => LrSchedulerConfig::Constant(lr),
+            Schedule::Cosine => CosineAnnealingLrSchedulerConfig::new(lr, after).into(),
+            Schedule::Step => one_after_another(vec![
+                (0, LrSchedulerConfig::Constant(lr)),
+                (after.div_ceil(2), LrSchedulerConfig::Constant(lr * 0.1)),
+                (
+                    (3 * after).div_ceil(4),
+                    LrSchedulerConfig::Constant(lr * 0.01),
+                ),
+            ]),
+        };
+        // Step k of the warm-up (from 0) runs at lr (k + 1) / warmup; one step of it is lr.
+        let schedule = if warmup >= 2 {
+            one_after_another(vec![
+                (
+                    0,
+                    LinearLrSchedulerConfig::new(lr / warmup as f64, lr, warmup - 1).into(),
+                ),
+                (warmup, schedule),
+            ])
+        } else {
+            schedule
+        };
+        let mut scheduler = match schedule {
+            LrSchedulerConfig::Sequential(sequence) => sequence.init(),
+            single => SequentialLrSchedulerConfig::new(vec![single], vec![]).init(),
         }
+        .map_err(TrainError::Schedule)?;
+        let mut last = lr;
+        for _ in 0..done {
+            last = scheduler.step().base();
+        }
+        Ok(Self { scheduler, last })
+    }
+
+    /// The learning rate of the next step.
+    pub fn next_step(&mut self) -> f64 {
+        self.last = self.scheduler.step().base();
+        self.last
+    }
+
+    /// The learning rate of the last step taken (what the epoch's log shows).
+    pub fn last(&self) -> f64 {
+        self.last
+    }
+}
+
+/// Schedules run one after another, each from the step given (the first from 0); one that
+/// would last no step is left out.
+fn one_after_another(phases: Vec<(usize, LrSchedulerConfig)>) -> LrSchedulerConfig {
+    let mut kept: Vec<(usize, LrSchedulerConfig)> = Vec::new();
+    for (start, schedule) in phases {
+        if let Some(last) = kept.last_mut()
+            && start <= last.0
+        {
+            *last = (last.0, schedule);
+            continue;
+        }
+        kept.push((start, schedule));
+    }
+    if kept.len() == 1 {
+        return kept.pop().expect("one phase").1;
+    }
+    let milestones = kept.iter().skip(1).map(|(start, _)| *start).collect();
+    let schedules = kept.into_iter().map(|(_, schedule)| schedule).collect();
+    SequentialLrSchedulerConfig::new(schedules, milestones).into()
 }
 
 /// An epoch's shuffled training photos (seeded, so a resumed run repeats it) and its
@@ -202,4 +275,72 @@ pub fn training_batch(
     let targets =
         Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [indices.len()]), device);
     (images, targets, labels)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command, training};
+
+    /// A run's configuration as the command line makes it.
+    fn config(args: &[&str]) -> TrainConfig {
+        let line = ["native-trainer", "train", "--data", "photos"]
+            .iter()
+            .chain(args);
+        let Command::Train(args) = Cli::try_parse_from(line).unwrap().command else {
+            unreachable!("a train command")
+        };
+        training::train_config(args).unwrap()
+    }
+
+    fn rates(config: &TrainConfig, per_epoch: usize) -> Vec<f64> {
+        let mut rates = LearningRates::new(config, per_epoch, 0).unwrap();
+        (0..per_epoch * config.epochs)
+            .map(|_| rates.next_step())
+            .collect()
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-12
+    }
+
+    #[test]
+    fn the_schedules_warm_up_then_follow_their_curve_and_resume_where_they_were() {
+        let lr = 1e-3;
+        let cosine = config(&["--epochs", "4", "--warmup-epochs", "1"]);
+        let steps = rates(&cosine, 10);
+        assert_eq!(steps.len(), 40);
+        // Warm-up: step k at lr (k + 1) / 10; then cosine annealing over the other 30 steps.
+        for (k, rate) in steps[..10].iter().enumerate() {
+            assert!(close(*rate, lr * (k + 1) as f64 / 10.0), "step {k}: {rate}");
+        }
+        assert!(close(steps[10], lr));
+        assert!(close(steps[25], lr / 2.0), "half-way: {}", steps[25]);
+        let last = 0.5 * lr * (1.0 + (std::f64::consts::PI * 29.0 / 30.0).cos());
+        assert!(close(steps[39], last));
+
+        // Steps: 1 until half-way, 0.1 until three quarters, then 0.01.
+        let step = config(&["--epochs", "4", "--schedule", "step"]);
+        let steps = rates(&step, 10);
+        assert!(steps[..20].iter().all(|rate| close(*rate, lr)));
+        assert!(steps[20..30].iter().all(|rate| close(*rate, lr * 0.1)));
+        assert!(steps[30..].iter().all(|rate| close(*rate, lr * 0.01)));
+
+        let constant = config(&["--epochs", "2", "--schedule", "constant"]);
+        assert!(rates(&constant, 5).iter().all(|rate| close(*rate, lr)));
+
+        // A resumed run's schedule continues from its step.
+        let mut resumed = LearningRates::new(&cosine, 10, 25).unwrap();
+        assert!(close(resumed.last(), rates(&cosine, 10)[24]));
+        assert!(close(resumed.next_step(), rates(&cosine, 10)[25]));
+
+        // A learning rate Burn's schedulers cannot take is refused by name.
+        let too_high = config(&["--learning-rate", "2"]);
+        assert!(matches!(
+            LearningRates::new(&too_high, 10, 0),
+            Err(TrainError::Schedule(_))
+        ));
+    }
 }

@@ -29,11 +29,11 @@ use crate::files::write_atomic;
 use crate::runlog::EpochRecord;
 use crate::runlog::RunLog;
 use crate::score::score;
+use crate::setup::LearningRates;
 use crate::setup::RunData;
 use crate::setup::batch_seed;
 use crate::setup::choose_backend;
 use crate::setup::epoch_order;
-use crate::setup::learning_rate;
 use crate::setup::load_data;
 use crate::setup::optimizer;
 use crate::setup::training_batch;
@@ -178,7 +178,7 @@ fn run(
     };
     let normalization = config.preprocess().normalization;
     let per_epoch = data.split.train.len().div_ceil(config.batch_size);
-    let total_steps = per_epoch * config.epochs;
+    let mut rates = LearningRates::new(config, per_epoch, progress.step)?;
     let log = RunLog::new(&config.run);
     let started = Instant::now();
     let seconds_before = progress.seconds;
@@ -227,8 +227,7 @@ fn run(
             progress.loss_sum += loss_value * batch.len() as f64;
             progress.seen += batch.len();
             let gradients = GradientsParams::from_grads(batch_loss.backward(), &network);
-            let lr = learning_rate(config, progress.step, total_steps, per_epoch);
-            network = optimizer.step(lr, network, gradients);
+            network = optimizer.step(rates.next_step(), network, gradients);
             progress.step += 1;
             progress.batch = batch_index + 1;
             bar.inc(batch.len() as u64);
@@ -287,12 +286,7 @@ fn run(
             train_accuracy: progress.correct as f64 / progress.seen.max(1) as f64,
             validation_loss,
             validation_accuracy,
-            learning_rate: learning_rate(
-                config,
-                progress.step.saturating_sub(1),
-                total_steps,
-                per_epoch,
-            ),
+            learning_rate: rates.last(),
             seconds,
             // Photos trained in this process: a resumed epoch did part of its work before.
             images_per_second: (progress.seen - resumed_at) as f64 / seconds.max(1e-9),

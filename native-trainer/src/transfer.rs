@@ -35,7 +35,7 @@ use crate::pretrained::{self, ImagenetNetwork};
 use crate::runlog::{EpochRecord, RunLog};
 use crate::score::{self, Scores, scores_from_logits};
 use crate::selection::Selection;
-use crate::setup::{self, RunData, batch_seed, learning_rate};
+use crate::setup::{self, LearningRates, RunData, batch_seed};
 
 /// The photos of a transfer run with the frozen backbone's outputs for each.
 pub struct TransferData {
@@ -188,7 +188,7 @@ pub fn fit(
     config: &TrainConfig,
     data: &TransferData,
     mut keep_going: impl FnMut(&EpochRecord) -> bool,
-) -> Fitted {
+) -> Result<Fitted, TrainError> {
     let device = data.device.clone().autodiff();
     let unfreeze = config.unfreeze > 0;
     // The backbone's batch-norms stay in inference mode (`freeze`) even where its weights
@@ -215,8 +215,7 @@ pub fn fit(
         1
     };
     let per_epoch = split.train.len().div_ceil(config.batch_size);
-    let total = per_epoch * config.epochs;
-    let mut step = 0;
+    let mut rates = LearningRates::new(config, per_epoch, 0)?;
     let mut history = Vec::new();
     let mut best: Option<(Scores, usize, EfficientNetClassifier)> = None;
     let mut selection = Selection::default();
@@ -254,9 +253,7 @@ pub fn fit(
             loss_sum += batch_loss.clone().into_scalar::<f32>() as f64 * batch.len() as f64;
             seen += batch.len();
             let gradients = GradientsParams::from_grads(batch_loss.backward(), &network);
-            let lr = learning_rate(config, step, total, per_epoch);
-            network = optimizer.step(lr, network, gradients);
-            step += 1;
+            network = optimizer.step(rates.next_step(), network, gradients);
             bar.inc(batch.len() as u64);
             bar.set_prefix(format!(
                 "loss {:.3} acc {:.1}%",
@@ -278,7 +275,7 @@ pub fn fit(
             train_accuracy: correct as f64 / order.len() as f64,
             validation_loss: Some(scores.log_loss),
             validation_accuracy: Some(scores.accuracy),
-            learning_rate: learning_rate(config, step.saturating_sub(1), total, per_epoch),
+            learning_rate: rates.last(),
             seconds,
             images_per_second: order.len() as f64 / seconds.max(1e-9),
         };
@@ -293,13 +290,13 @@ pub fn fit(
         }
     }
     let (best, best_epoch, network) = best.expect("at least one epoch");
-    Fitted {
+    Ok(Fitted {
         network,
         history,
         best_epoch,
         best,
         stopped_early,
-    }
+    })
 }
 
 /// A whole transfer run: prepare, fit, calibrate, save, export, and measure the test split.
@@ -319,7 +316,7 @@ pub fn run(config: &TrainConfig) -> Result<TrainReport, TrainError> {
             eprintln!("could not write the run's log: {error}");
         }
         true
-    });
+    })?;
     log.write(&fitted.history).map_err(io_error(&config.run))?;
     let unfreeze = config.unfreeze > 0;
 

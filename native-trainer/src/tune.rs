@@ -155,7 +155,7 @@ pub fn tune(config: &TuneConfig) -> Result<Leaderboard, TrainError> {
                 }
             );
             go_on
-        });
+        })?;
         trials.push(Trial {
             number,
             params,

@@ -302,7 +302,9 @@ fn parse_tail_unfreeze(value: &str) -> Result<usize, String> {
     }
 }
 
-fn train_config(args: TrainArgs) -> Result<TrainConfig, String> {
+/// A run's whole configuration from its command line, with the defaults that depend on what is
+/// trained (input size, test split, stored precision, the backbone's preprocessing).
+pub fn train_config(args: TrainArgs) -> Result<TrainConfig, String> {
     let transfer = args.backbone != Backbone::Scratch;
     let preprocess = args
         .preprocess
