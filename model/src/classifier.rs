@@ -252,7 +252,19 @@ impl Classifier {
             .header
             .preprocess
             .normalize(&image::RgbImage::new(size, size));
-        Prediction::from_logits_data(read(self.logits(&[blank])).await?).map(drop)
+        let images = self.images(&[blank]);
+        Prediction::from_logits_data(read(self.batch_logits(images.clone())).await?)?;
+        // The "neither" check's classifier can hold NaN too; it would turn every photo away.
+        if let Some(pets) = self.network.pet_probability(images) {
+            let pets = read(pets).await?;
+            let pets = pets
+                .try_to_vec::<f32>()
+                .map_err(|error| ClassifyError::Backend(format!("{error:?}")))?;
+            if pets.iter().any(|pet| !pet.is_finite()) {
+                return Err(ClassifyError::NotFinite);
+            }
+        }
+        Ok(())
     }
 
     /// Classifies a batch of preprocessed photos, blocking until the results are read back.

@@ -101,7 +101,9 @@ pub fn check(header: &ModelHeader) -> Result<(), WeightsError> {
             format!("at most {MAX_PARAMETERS}"),
         ));
     }
-    let activation_bytes = footprint.activations.saturating_mul(4);
+    // A model that averages each photo with its mirror image runs both at once.
+    let views = if header.average_mirror { 2 } else { 1 };
+    let activation_bytes = footprint.activations.saturating_mul(4 * views);
     if activation_bytes > MAX_ACTIVATION_BYTES {
         return Err(out_of_range(
             "architecture (activation bytes per photo)",

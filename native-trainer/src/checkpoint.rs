@@ -28,7 +28,8 @@ pub(crate) struct Progress {
     pub(crate) correct: usize,
     pub(crate) seen: usize,
     pub(crate) history: Vec<EpochRecord>,
-    /// The best epoch and early stopping (checkpoints from before it start afresh).
+    /// The best epoch and early stopping (for checkpoints from before it, taken from the
+    /// history).
     #[serde(default)]
     pub(crate) selection: Selection,
     pub(crate) stopped_early: bool,
@@ -81,7 +82,11 @@ pub(crate) fn parse_checkpoint(bytes: &[u8]) -> Result<(Progress, Vec<u8>, Vec<u
         parts.push(part.to_vec());
         rest = &rest[8 + len..];
     }
-    let progress = serde_json::from_slice(&parts[0]).map_err(|error| error.to_string())?;
+    let mut progress: Progress =
+        serde_json::from_slice(&parts[0]).map_err(|error| error.to_string())?;
+    if progress.selection.best.is_none() {
+        progress.selection = Selection::from_history(&progress.history);
+    }
     let optim = parts.pop().expect("three parts");
     let model = parts.pop().expect("three parts");
     Ok((progress, model, optim))

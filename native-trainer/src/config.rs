@@ -113,7 +113,7 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     pub schedule: Schedule,
     pub warmup_epochs: usize,
-    /// Stop after this many epochs without a better validation accuracy.
+    /// Stop after this many epochs without a lower validation log loss.
     pub early_stopping: Option<usize>,
     /// Use at most this many photos (half of each class).
     pub limit: Option<usize>,

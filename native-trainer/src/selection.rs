@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::runlog::EpochRecord;
+
 /// The best epoch so far and the epochs since; saved in a photo-by-photo run's checkpoint.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Selection {
@@ -15,6 +17,16 @@ pub struct Selection {
 }
 
 impl Selection {
+    /// The selection a run's history implies: for checkpoints written before the selection
+    /// was saved in them.
+    pub fn from_history(history: &[EpochRecord]) -> Self {
+        let mut selection = Self::default();
+        for record in history {
+            selection.observe(record.epoch, record.validation_loss);
+        }
+        selection
+    }
+
     /// Records an epoch's validation log loss and says whether it is the best so far. Without
     /// a validation split (`None`) the newest epoch is the best.
     pub fn observe(&mut self, epoch: usize, log_loss: Option<f64>) -> bool {

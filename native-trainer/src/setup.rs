@@ -150,7 +150,8 @@ impl LearningRates {
     /// The schedule of a run of `per_epoch` steps per epoch, advanced past `done` steps.
     pub fn new(config: &TrainConfig, per_epoch: usize, done: usize) -> Result<Self, TrainError> {
         let total = per_epoch * config.epochs;
-        let warmup = (config.warmup_epochs * per_epoch).min(total);
+        // Not clamped to the run: a warm-up longer than the run ramps up until the run ends.
+        let warmup = config.warmup_epochs * per_epoch;
         let after = total.saturating_sub(warmup).max(1);
         let lr = config.learning_rate;
         let schedule = match config.schedule {
@@ -166,16 +167,16 @@ impl LearningRates {
             ]),
         };
         // Step k of the warm-up (from 0) runs at lr (k + 1) / warmup; one step of it is lr.
-        let schedule = if warmup >= 2 {
-            one_after_another(vec![
+        let schedule = match warmup {
+            0 => schedule,
+            1 => one_after_another(vec![(0, LrSchedulerConfig::Constant(lr)), (1, schedule)]),
+            _ => one_after_another(vec![
                 (
                     0,
                     LinearLrSchedulerConfig::new(lr / warmup as f64, lr, warmup - 1).into(),
                 ),
                 (warmup, schedule),
-            ])
-        } else {
-            schedule
+            ]),
         };
         let mut scheduler = match schedule {
             LrSchedulerConfig::Sequential(sequence) => sequence.init(),
@@ -335,6 +336,15 @@ mod tests {
         let mut resumed = LearningRates::new(&cosine, 10, 25).unwrap();
         assert!(close(resumed.last(), rates(&cosine, 10)[24]));
         assert!(close(resumed.next_step(), rates(&cosine, 10)[25]));
+
+        // One step of warm-up is one step at lr, and the curve starts after it.
+        let short = config(&["--epochs", "3", "--warmup-epochs", "1"]);
+        let steps = rates(&short, 1);
+        assert!(close(steps[0], lr) && close(steps[1], lr) && close(steps[2], lr / 2.0));
+        // A warm-up longer than the run never reaches lr.
+        let long = config(&["--epochs", "2", "--warmup-epochs", "4"]);
+        let steps = rates(&long, 2);
+        assert!(close(steps[3], lr * 4.0 / 8.0), "{steps:?}");
 
         // A learning rate Burn's schedulers cannot take is refused by name.
         let too_high = config(&["--learning-rate", "2"]);

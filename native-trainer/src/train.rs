@@ -66,6 +66,8 @@ pub fn train(config: &TrainConfig) -> Result<TrainReport, TrainError> {
         config.preprocess(),
     ))
     .map_err(TrainError::BeyondLimits)?;
+    // And a schedule Burn's schedulers can make, before anything is written.
+    LearningRates::new(config, 1, 0)?;
     let photo_by_photo = config.backbone == Backbone::Scratch || config.fine_tunes_everything();
     if let Some(distill) = &config.distill {
         if !photo_by_photo {

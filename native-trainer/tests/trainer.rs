@@ -304,7 +304,7 @@ fn a_killed_run_resumes_and_finishes_with_the_same_number_of_epochs() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--resume"));
 
-    // A full disk: resumed under a file-size limit of 512 bytes (SIGXFSZ ignored, so a write
+    // A full disk: resumed under a file-size limit of one block (512 or 1,024 bytes, by shell) (SIGXFSZ ignored, so a write
     // past it fails with EFBIG as on a full disk), its next checkpoint cannot be written. The
     // run stops saying which file failed, and the last good checkpoint and best model are
     // left exactly as they were, with no half-written file beside them.

@@ -9,6 +9,7 @@
 //! (magic, version, metadata length, CBOR metadata, tensor data), so most cases get past the
 //! checksum and the framing and reach the code that decides what to allocate.
 
+use catdog_model::weights::{FORMAT_VERSION, MAGIC};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
@@ -48,8 +49,8 @@ impl ModelParts {
 }
 
 fn join_raw(header: &[u8], weights: &[u8]) -> Vec<u8> {
-    let mut file = b"CATDOG\r\n".to_vec();
-    file.extend_from_slice(&1u32.to_le_bytes());
+    let mut file = MAGIC.to_vec();
+    file.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     file.extend_from_slice(&(header.len() as u32).to_le_bytes());
     file.extend_from_slice(header);
     file.extend_from_slice(&(weights.len() as u64).to_le_bytes());
@@ -374,6 +375,9 @@ impl Mutator {
     /// format's header changed.
     pub fn photo(&mut self, original: &[u8]) -> (Vec<u8>, String) {
         let mut photo = original.to_vec();
+        if photo.len() < 2 {
+            return (photo, "too short to mutate".into());
+        }
         let rng = &mut self.rng;
         let what = match rng.random_range(0..4) {
             0 => {

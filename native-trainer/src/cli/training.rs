@@ -186,7 +186,7 @@ pub struct TrainArgs {
     schedule: Schedule,
     #[arg(long, default_value_t = 0)]
     warmup_epochs: usize,
-    /// Stop after this many epochs without a better validation accuracy.
+    /// Stop after this many epochs without a lower validation log loss.
     #[arg(long)]
     early_stopping: Option<usize>,
     /// Use at most this many photos, half of each class.
