@@ -65,13 +65,7 @@ impl Prediction {
     }
 
     fn from_logits_data(data: TensorData) -> Result<Vec<Self>, ClassifyError> {
-        let logits = data
-            .try_to_vec::<f32>()
-            .map_err(|error| ClassifyError::Backend(format!("{error:?}")))?;
-        if logits.iter().any(|logit| !logit.is_finite()) {
-            return Err(ClassifyError::NotFinite);
-        }
-        Ok(logits
+        Ok(finite_floats(data)?
             .chunks_exact(2)
             .map(|pair| Self::from_logits(pair[0], pair[1]))
             .collect())
@@ -116,10 +110,6 @@ impl Explanation {
         [_, height, width]: [usize; 3],
         pet: Option<(TensorData, f32)>,
     ) -> Result<Self, ClassifyError> {
-        let floats = |data: TensorData| {
-            data.try_to_vec::<f32>()
-                .map_err(|error| ClassifyError::Backend(format!("{error:?}")))
-        };
         let prediction = Prediction::from_logits_data(logits)?[0];
         let map = floats(map)?;
         let dog = prediction.label == Label::Dog;
@@ -231,38 +221,38 @@ impl Classifier {
     }
 
     fn explained_tensors(&self, photo: &[u8]) -> Result<Explained, ClassifyError> {
-        let input = self.input(photo)?;
+        Ok(self.explained_inputs(&[self.input(photo)?]))
+    }
+
+    /// What [`explain`](Self::explain) computes, for preprocessed photos.
+    fn explained_inputs(&self, inputs: &[InputTensor]) -> Explained {
         let Explained { logits, maps, pets } = self
             .network
-            .forward_explained(self.views(self.images(std::slice::from_ref(&input))));
+            .forward_explained(self.views(self.images(inputs)));
         // The verdict from both views; the heatmap and the pet check from the photo as it is.
-        Ok(Explained {
+        Explained {
             logits: self.average_views(logits),
             maps: maps.narrow(0, 0, 1),
             pets: pets.map(|pets| pets.narrow(0, 0, 1)),
-        })
+        }
     }
 
-    /// Runs the network once on a blank photo and reads the result back, so that compiling GPU
-    /// kernels and allocating buffers is not paid for by the first real photo (on WebGPU that
-    /// first run takes seconds).
+    /// Runs the network once on a blank photo, the way [`explain`](Self::explain) runs it, and
+    /// reads the results back, so that compiling GPU kernels and allocating buffers is not
+    /// paid for by the first real photo (on WebGPU that first run takes seconds). Weights whose
+    /// verdict or "neither" check come out NaN or infinite are found here, at load.
     pub async fn warm_up(&self) -> Result<(), ClassifyError> {
         let size = self.header.preprocess.input_size;
         let blank = self
             .header
             .preprocess
             .normalize(&image::RgbImage::new(size, size));
-        let images = self.images(&[blank]);
-        Prediction::from_logits_data(read(self.batch_logits(images.clone())).await?)?;
+        let Explained { logits, maps, pets } = self.explained_inputs(&[blank]);
+        finite_floats(read(logits).await?)?;
+        read(maps).await?;
         // The "neither" check's classifier can hold NaN too; it would turn every photo away.
-        if let Some(pets) = self.network.pet_probability(images) {
-            let pets = read(pets).await?;
-            let pets = pets
-                .try_to_vec::<f32>()
-                .map_err(|error| ClassifyError::Backend(format!("{error:?}")))?;
-            if pets.iter().any(|pet| !pet.is_finite()) {
-                return Err(ClassifyError::NotFinite);
-            }
+        if let Some(pets) = pets {
+            finite_floats(read(pets).await?)?;
         }
         Ok(())
     }
@@ -325,6 +315,33 @@ impl Classifier {
             })
             .collect::<Vec<_>>();
         Tensor::cat(images, 0)
+    }
+}
+
+/// A read-back tensor's values.
+pub(crate) fn floats(data: TensorData) -> Result<Vec<f32>, ClassifyError> {
+    data.try_to_vec::<f32>()
+        .map_err(|error| ClassifyError::Backend(format!("{error:?}")))
+}
+
+/// A read-back tensor's values, refusing NaN and infinity: what weights holding them give.
+fn finite_floats(data: TensorData) -> Result<Vec<f32>, ClassifyError> {
+    let values = floats(data)?;
+    if values.iter().any(|value| !value.is_finite()) {
+        return Err(ClassifyError::NotFinite);
+    }
+    Ok(values)
+}
+
+/// Runs one of this crate's futures (classifying, explaining, warming up, teaching) to the end
+/// where reading back is immediate: the CPU backends, natively, for code without an async
+/// executor (tests, tools). Panics on a future that would wait, such as a GPU readback.
+#[cfg(not(target_family = "wasm"))]
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(future).poll(&mut context) {
+        std::task::Poll::Ready(output) => output,
+        std::task::Poll::Pending => panic!("a CPU readback should be immediate"),
     }
 }
 

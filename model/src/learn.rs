@@ -17,7 +17,7 @@ use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::classifier::{Classifier, ClassifyError, Label, read};
+use crate::classifier::{Classifier, ClassifyError, Label, floats, read};
 use crate::preprocess::InputTensor;
 use crate::weights::{ModelFile, WeightsError};
 
@@ -258,9 +258,5 @@ fn last_layer_inputs<'a>(
 }
 
 async fn scalar(tensor: Tensor<1>) -> Result<f32, ClassifyError> {
-    let values = read(tensor)
-        .await?
-        .try_to_vec::<f32>()
-        .map_err(|error| ClassifyError::Backend(format!("{error:?}")))?;
-    Ok(values[0])
+    Ok(floats(read(tensor).await?)?[0])
 }

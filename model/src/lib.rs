@@ -39,6 +39,8 @@ pub use backend::{Acquired, Backend, BackendError, GpuAdapter};
 /// Burn's device, so that users of this crate need not depend on Burn to name it.
 #[cfg(feature = "inference")]
 pub use burn::tensor::Device;
+#[cfg(all(feature = "inference", not(target_family = "wasm")))]
+pub use classifier::block_on;
 #[cfg(feature = "inference")]
 pub use classifier::{Classifier, ClassifyError, Explanation, Label, PetCheck, Prediction};
 #[cfg(feature = "inference")]

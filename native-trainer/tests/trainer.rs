@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use catdog_model::{Label, Normalization, Preprocess};
+use catdog_model::{Label, Normalization, Preprocess, block_on};
 use catdog_trainer::dataset::{PackedPhotos, Split, SplitSpec};
 use catdog_trainer::photos::{Layout, PhotoSet};
 use common::{BIN, CATS, DOGS, Scratch, fixture, fixtures, kaggle_folder, run_ok};
@@ -827,15 +827,6 @@ fn a_model_taught_as_the_page_teaches_it_is_read_by_the_trainer() {
             "dog"
         };
         assert_eq!(prediction["label"], truth, "{prediction}");
-    }
-}
-
-/// Runs a future that completes without waiting (CPU readback is immediate).
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-    match std::pin::pin!(future).as_mut().poll(&mut context) {
-        std::task::Poll::Ready(output) => output,
-        std::task::Poll::Pending => panic!("CPU readback should be immediate"),
     }
 }
 

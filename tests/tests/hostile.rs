@@ -13,6 +13,7 @@
 #![cfg(not(target_family = "wasm"))]
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -20,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use catdog_model::preprocess::MAX_PIXELS;
-use catdog_model::{Classifier, Device, ModelFile, Preprocess};
+use catdog_model::{Classifier, Device, ModelFile, Preprocess, block_on};
 use catdog_tests::hostile::{Mutator, reported_models};
 use catdog_tests::workspace;
 
@@ -98,15 +99,6 @@ fn shipped(name: &str) -> Vec<u8> {
 
 fn fixture(name: &str) -> Vec<u8> {
     read(&workspace().join("tests/fixtures").join(name))
-}
-
-/// Runs a future that completes without waiting on anything (CPU readback is immediate).
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-    match std::pin::pin!(future).poll(&mut context) {
-        std::task::Poll::Ready(output) => output,
-        std::task::Poll::Pending => panic!("CPU readback should be immediate"),
-    }
 }
 
 /// What became of one model file.
@@ -198,33 +190,68 @@ fn the_reported_model_files_are_refused_naming_the_field() {
     }
 }
 
-#[test]
-fn mutated_model_files_never_panic_or_classify_as_nan() {
-    let photo = fixture("dog.jpg");
-    let (cases, first) = (cases(), first_seed());
+/// One mutated input: its bytes, what was changed, and the file name it is kept under if it
+/// fails.
+struct Case {
+    bytes: Vec<u8>,
+    what: String,
+    keep_as: String,
+}
+
+/// Runs the seeded cases `seeds`, each made by `make` and run by `run` (through [`survive`]),
+/// prints how many ended each way and returns the counts; fails listing every case that
+/// panicked or gave a wrong answer, each kept as a file.
+fn fuzz<T: Ord + std::fmt::Debug>(
+    kind: &str,
+    seeds: std::ops::Range<u64>,
+    make: impl Fn(u64) -> Case,
+    run: impl Fn(u64, &[u8]) -> Result<T, String>,
+) -> BTreeMap<T, usize> {
     let started = Instant::now();
-    let mut outcomes = std::collections::BTreeMap::new();
+    let mut outcomes = BTreeMap::new();
     let mut failures = Vec::new();
-    // Mostly the small model (fast to load); every tenth case the accurate one, whose header
-    // has the backbone, the head and the "neither" check.
-    let (small, accurate) = (shipped("catdog-small.bpk"), shipped("catdog.bpk"));
-    for seed in first..first + cases {
-        let original = if seed % 10 == 0 { &accurate } else { &small };
-        let (bytes, what) = Mutator::new(seed).model(original);
-        match survive(seed, &what, || use_model(&bytes, &photo)) {
+    for seed in seeds.clone() {
+        let case = make(seed);
+        match survive(seed, &case.what, || run(seed, &case.bytes)) {
             Ok(outcome) => *outcomes.entry(outcome).or_insert(0) += 1,
             Err(failure) => {
-                let kept = keep_crash(&format!("model-{seed}.bpk"), &bytes);
+                let kept = keep_crash(&case.keep_as, &case.bytes);
                 failures.push(format!("{failure} [{}]", kept.display()));
             }
         }
     }
     println!(
-        "{cases} mutated model files (seeds {first}..{}) in {:.1} s: {outcomes:?}",
-        first + cases,
+        "{} mutated {kind} (seeds {}..{}) in {:.1} s: {outcomes:?}",
+        seeds.end - seeds.start,
+        seeds.start,
+        seeds.end,
         started.elapsed().as_secs_f64()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    outcomes
+}
+
+#[test]
+fn mutated_model_files_never_panic_or_classify_as_nan() {
+    let photo = fixture("dog.jpg");
+    let first = first_seed();
+    // Mostly the small model (fast to load); every tenth case the accurate one, whose header
+    // has the backbone, the head and the "neither" check.
+    let (small, accurate) = (shipped("catdog-small.bpk"), shipped("catdog.bpk"));
+    let outcomes = fuzz(
+        "model files",
+        first..first + cases(),
+        |seed| {
+            let original = if seed % 10 == 0 { &accurate } else { &small };
+            let (bytes, what) = Mutator::new(seed).model(original);
+            Case {
+                bytes,
+                what,
+                keep_as: format!("model-{seed}.bpk"),
+            }
+        },
+        |_, bytes| use_model(bytes, &photo),
+    );
     // The mutations reach every stage, not only the first check.
     assert!(outcomes.len() >= 3, "{outcomes:?}");
 }
@@ -250,6 +277,13 @@ fn photos_in_every_format() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// What became of one photo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum PhotoOutcome {
+    Decoded,
+    Refused,
+}
+
 #[test]
 fn mutated_photos_never_panic() {
     let photos = photos_in_every_format();
@@ -261,41 +295,29 @@ fn mutated_photos_never_panic() {
             .preprocess,
         catdog_model::efficientnet::Variant::Lite1.preprocess(),
     ];
-    let (cases, first) = (cases() * 2, first_seed());
-    let started = Instant::now();
-    let (mut decoded, mut refused) = (0, 0);
-    let mut failures = Vec::new();
-    for seed in first..first + cases {
-        let (format, original) = &photos[(seed % photos.len() as u64) as usize];
-        let (bytes, what) = Mutator::new(seed).photo(original);
-        let preprocess: &Preprocess = &preprocesses[(seed / 7 % 2) as usize];
-        let outcome = survive(seed, &format!("{format}: {what}"), || {
-            Ok(preprocess
-                .apply(&bytes)
-                .map(|input| input.data.iter().all(|v| v.is_finite())))
-        });
-        match outcome {
-            Ok(Ok(true)) => decoded += 1,
-            Ok(Ok(false)) => {
-                failures.push(format!("seed {seed} ({format}: {what}): non-finite input"))
+    let first = first_seed();
+    let outcomes = fuzz(
+        "photos",
+        first..first + cases() * 2,
+        |seed| {
+            let (format, original) = &photos[(seed % photos.len() as u64) as usize];
+            let (bytes, what) = Mutator::new(seed).photo(original);
+            Case {
+                bytes,
+                what: format!("{format}: {what}"),
+                keep_as: format!("photo-{seed}.{format}"),
             }
-            Ok(Err(_)) => refused += 1,
-            Err(failure) => {
-                let kept = keep_crash(&format!("photo-{seed}.{format}"), &bytes);
-                failures.push(format!("{failure} [{}]", kept.display()));
+        },
+        |seed, bytes| {
+            let preprocess: &Preprocess = &preprocesses[(seed / 7 % 2) as usize];
+            match preprocess.apply(bytes) {
+                Ok(input) if input.data.iter().all(|v| v.is_finite()) => Ok(PhotoOutcome::Decoded),
+                Ok(_) => Err("non-finite input".to_string()),
+                Err(_) => Ok(PhotoOutcome::Refused),
             }
-        }
-    }
-    println!(
-        "{cases} mutated photos (seeds {first}..{}) in {:.1} s: {decoded} decoded, {refused} refused",
-        first + cases,
-        started.elapsed().as_secs_f64()
+        },
     );
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(
-        decoded > 0 && refused > 0,
-        "{decoded} decoded, {refused} refused"
-    );
+    assert_eq!(outcomes.len(), 2, "both decoded and refused: {outcomes:?}");
 }
 
 #[test]

@@ -13,16 +13,7 @@ use catdog_model::{
     Architecture, Classifier, CnnConfig, ModelFile, ModelHeader, Normalization, Preprocess,
 };
 
-/// Runs a future that completes without waiting on anything (CPU readback is immediate).
-pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    let waker = std::task::Waker::noop();
-    let mut context = std::task::Context::from_waker(waker);
-    let mut future = std::pin::pin!(future);
-    match future.as_mut().poll(&mut context) {
-        std::task::Poll::Ready(output) => output,
-        std::task::Poll::Pending => panic!("CPU readback should be immediate"),
-    }
-}
+pub use catdog_model::block_on;
 
 /// A fixture photo from the workspace's `tests/fixtures`.
 pub fn fixture(name: &str) -> Vec<u8> {
