@@ -2,17 +2,15 @@
 //! network and the optimiser's state, in one file written atomically, so a kill at any moment
 //! leaves the previous checkpoint whole and `--resume` continues from it.
 
-use crate::config::TrainConfig;
-use crate::config::TrainError;
-use crate::config::io_error;
-use crate::files::write_atomic;
-use crate::runlog::EpochRecord;
-use crate::selection::Selection;
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use catdog_model::Network;
-use serde::Deserialize;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{TrainConfig, TrainError, io_error};
+use crate::files::write_atomic;
+use crate::runlog::EpochRecord;
+use crate::selection::Selection;
 
 /// Where a run stands: saved in the checkpoint with the network and optimiser.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

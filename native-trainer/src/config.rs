@@ -2,29 +2,21 @@
 //! `config.json`; `--resume` reads it back), the choices in it (optimiser, schedule, backbone),
 //! [`TrainReport`] and [`TrainError`]. Every way of training reads these; nothing here trains.
 
+use std::path::{Path, PathBuf};
+
+use catdog_model::efficientnet::Variant;
+use catdog_model::weights::{TrainingSummary, WeightsDtype};
+use catdog_model::{
+    Architecture, Backend, CnnConfig, Geometry, HeadConfig, Normalization, Preprocess, Resample,
+};
+use serde::{Deserialize, Serialize};
+
 use crate::augment::Augment;
 use crate::calibrate::CalibrationScores;
-use crate::dataset::DatasetError;
-use crate::dataset::SplitSpec;
-use crate::distill::Distill;
-use crate::distill::DistillError;
+use crate::dataset::{DatasetError, SplitSpec};
+use crate::distill::{Distill, DistillError};
 use crate::export;
 use crate::score::Scores;
-use catdog_model::Architecture;
-use catdog_model::Backend;
-use catdog_model::CnnConfig;
-use catdog_model::Geometry;
-use catdog_model::HeadConfig;
-use catdog_model::Normalization;
-use catdog_model::Preprocess;
-use catdog_model::Resample;
-use catdog_model::efficientnet::Variant;
-use catdog_model::weights::TrainingSummary;
-use catdog_model::weights::WeightsDtype;
-use serde::Deserialize;
-use serde::Serialize;
-use std::path::Path;
-use std::path::PathBuf;
 
 /// The optimiser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

@@ -1,13 +1,11 @@
 //! Accuracy and log loss of a network on packed photos: how training picks its best epoch,
 //! and what evaluation and the benchmark report.
 
+use burn::tensor::{Device, Tensor};
+use catdog_model::{Label, Normalization};
+use serde::{Deserialize, Serialize};
+
 use crate::dataset::PackedPhotos;
-use burn::tensor::Device;
-use burn::tensor::Tensor;
-use catdog_model::Label;
-use catdog_model::Normalization;
-use serde::Deserialize;
-use serde::Serialize;
 
 /// Accuracy and mean log loss.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -2,37 +2,24 @@
 //! the optimiser, the learning-rate schedule, each epoch's order and each batch's
 //! augmentation (derived from the seed, the epoch and the batch, so a resumed run repeats them).
 
-use crate::augment::Augment;
-use crate::config::OptimizerKind;
-use crate::config::Schedule;
-use crate::config::TrainConfig;
-use crate::config::TrainError;
-use crate::config::io_error;
-use crate::dataset::DatasetError;
-use crate::dataset::PackedPhotos;
-use crate::dataset::Split;
-use crate::dataset::progress_bar;
-use crate::files::write_atomic;
-use crate::photos::PhotoSet;
 use burn::lr_scheduler::LrSchedulerConfig;
 use burn::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
 use burn::lr_scheduler::linear::LinearLrSchedulerConfig;
 use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
 use burn::lr_scheduler::sequential::SequentialLrSchedulerConfig;
-use burn::optim::AdamConfig;
-use burn::optim::AdamWConfig;
-use burn::optim::ModuleOptimizer;
-use burn::optim::SgdConfig;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::tensor::Device;
-use burn::tensor::Int;
-use burn::tensor::Tensor;
-use burn::tensor::TensorData;
-use catdog_model::Backend;
-use catdog_model::Normalization;
+use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer, SgdConfig};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use catdog_model::{Backend, Normalization};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
+
+use crate::augment::Augment;
+use crate::config::{OptimizerKind, Schedule, TrainConfig, TrainError, io_error};
+use crate::dataset::{DatasetError, PackedPhotos, Split, progress_bar};
+use crate::files::write_atomic;
+use crate::photos::PhotoSet;
 
 /// The photos of a run, packed and split.
 pub struct RunData {

@@ -14,45 +14,29 @@
 //! The order of each epoch and the augmentation of each batch are derived from the seed, the
 //! epoch and the batch number, so a resumed run continues exactly where the killed one was.
 
-use crate::checkpoint::Progress;
-use crate::checkpoint::parse_checkpoint;
-use crate::checkpoint::save_checkpoint;
-use crate::config::Backbone;
-use crate::config::TrainConfig;
-use crate::config::TrainError;
-use crate::config::TrainReport;
-use crate::config::io_error;
-use crate::distill::DistillError;
-use crate::distill::Teacher;
-use crate::export;
-use crate::files::write_atomic;
-use crate::runlog::EpochRecord;
-use crate::runlog::RunLog;
-use crate::score::score;
-use crate::setup::LearningRates;
-use crate::setup::RunData;
-use crate::setup::batch_seed;
-use crate::setup::choose_backend;
-use crate::setup::epoch_order;
-use crate::setup::load_data;
-use crate::setup::optimizer;
-use crate::setup::training_batch;
-use crate::transfer;
+use std::path::Path;
+use std::time::Instant;
+
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::store::ModuleRecord;
-use burn::tensor::Bytes;
-use burn::tensor::Device;
-use catdog_model::Backend;
-use catdog_model::ModelFile;
-use catdog_model::ModelHeader;
-use catdog_model::Network;
-use catdog_model::weights::TrainingSummary;
-use catdog_model::weights::WeightsDtype;
+use burn::tensor::{Bytes, Device};
+use catdog_model::weights::{TrainingSummary, WeightsDtype};
+use catdog_model::{Backend, ModelFile, ModelHeader, Network};
 use rand::SeedableRng;
-use std::path::Path;
-use std::time::Instant;
+
+use crate::checkpoint::{Progress, parse_checkpoint, save_checkpoint};
+use crate::config::{Backbone, TrainConfig, TrainError, TrainReport, io_error};
+use crate::distill::{DistillError, Teacher};
+use crate::files::write_atomic;
+use crate::runlog::{EpochRecord, RunLog};
+use crate::score::score;
+use crate::setup::{
+    LearningRates, RunData, batch_seed, choose_backend, epoch_order, load_data, optimizer,
+    training_batch,
+};
+use crate::{export, transfer};
 
 /// Starts a new run (refusing a folder that already holds one).
 pub fn train(config: &TrainConfig) -> Result<TrainReport, TrainError> {

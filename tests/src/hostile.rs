@@ -32,31 +32,28 @@ pub struct ModelParts {
 impl ModelParts {
     /// Splits a well-formed weight file; panics on anything else (it takes real files only).
     pub fn split(file: &[u8]) -> Self {
-        let header_len = u32::from_le_bytes(file[12..PREAMBLE].try_into().unwrap()) as usize;
+        let (header_len, weights_at) = framing(file).expect("a real model file's framing");
         let header = serde_json::from_slice(&file[PREAMBLE..PREAMBLE + header_len])
             .expect("a real model file's header is JSON");
         Self {
             header,
-            weights: file[PREAMBLE + header_len + WEIGHTS_FRAMING..].to_vec(),
+            weights: file[weights_at..].to_vec(),
         }
     }
 
     /// The file again, with consistent lengths and a checksum that matches the weights, so a
     /// reader gets past the framing to whatever was changed inside.
     pub fn join(&self) -> Vec<u8> {
-        join_raw(&serde_json::to_vec(&self.header).unwrap(), &self.weights)
+        let (header, weights) = (serde_json::to_vec(&self.header).unwrap(), &self.weights);
+        let mut file = MAGIC.to_vec();
+        file.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        file.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        file.extend_from_slice(&header);
+        file.extend_from_slice(&(weights.len() as u64).to_le_bytes());
+        file.extend_from_slice(&crc32fast::hash(weights).to_le_bytes());
+        file.extend_from_slice(weights);
+        file
     }
-}
-
-fn join_raw(header: &[u8], weights: &[u8]) -> Vec<u8> {
-    let mut file = MAGIC.to_vec();
-    file.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    file.extend_from_slice(&(header.len() as u32).to_le_bytes());
-    file.extend_from_slice(header);
-    file.extend_from_slice(&(weights.len() as u64).to_le_bytes());
-    file.extend_from_slice(&crc32fast::hash(weights).to_le_bytes());
-    file.extend_from_slice(weights);
-    file
 }
 
 /// A copy of `file` with its JSON header edited and everything else intact (the checksum
@@ -90,7 +87,7 @@ pub fn reported_models(small_model: &[u8]) -> Vec<HostileModel> {
     let mut huge_header = small_model.to_vec();
     huge_header[12..PREAMBLE].copy_from_slice(&(u32::MAX - 3).to_le_bytes());
     let mut huge_weights = small_model.to_vec();
-    let header_len = u32::from_le_bytes(small_model[12..PREAMBLE].try_into().unwrap()) as usize;
+    let (header_len, _) = framing(small_model).expect("a real model file's framing");
     let weights_len_at = PREAMBLE + header_len;
     huge_weights[weights_len_at..weights_len_at + 8].copy_from_slice(&(1u64 << 62).to_le_bytes());
     vec![
