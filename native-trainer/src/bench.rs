@@ -4,15 +4,17 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamConfig, GradientsParams};
-use catdog_model::{Architecture, Backend, CnnConfig, Normalization, Preprocess};
-use rand::SeedableRng;
+use burn::tensor::Device;
+use catdog_model::{Architecture, Backend, CnnConfig, Network, Normalization, Preprocess};
 
 use crate::augment::Augment;
+use crate::checkpoint::Progress;
+use crate::config::{Schedule, TrainConfig, TrainError};
 use crate::dataset::{DatasetError, PackedPhotos};
+use crate::fit::{Keeper, Start, fit};
 use crate::photos::PhotoSet;
 use crate::setup;
+use crate::train::PhotoLesson;
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -68,58 +70,85 @@ pub fn run(config: &BenchConfig) -> Result<(Vec<BenchRow>, Vec<String>), Dataset
     let mut failures = Vec::new();
     for &backend in &config.backends {
         match backend.device() {
-            Ok(device) => rows.push(train_row(config, &packed, backend, device)),
+            Ok(device) => match train_row(config, &packed, backend, device) {
+                Ok(row) => rows.push(row),
+                Err(error) => failures.push(format!("training on {backend}: {error}")),
+            },
             Err(error) => failures.push(error.to_string()),
         }
     }
     Ok((rows, failures))
 }
 
+/// Times the training loop itself ([`fit`]) on the photos, as the CNN trains: two untimed
+/// warm-up steps, then `steps` timed ones.
 fn train_row(
     config: &BenchConfig,
     packed: &PackedPhotos,
     backend: Backend,
-    device: burn::tensor::Device,
-) -> BenchRow {
-    let device = device.autodiff();
-    let mut network = Architecture::Cnn(config.cnn.clone()).init(&device);
-    let mut optimizer = AdamConfig::new().init();
-    let loss = CrossEntropyLossConfig::new().init(&device);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-    let mut step = |network: catdog_model::Network| {
-        let indices: Vec<usize> = (0..config.batch_size).map(|i| i % packed.len()).collect();
-        let (images, targets, _) = setup::training_batch(
-            packed,
-            &indices,
-            &Augment::default(),
-            &Normalization::IMAGENET,
-            &mut rng,
-            &device,
-        );
-        let batch_loss = loss.forward(network.forward(images), targets);
-        let value = batch_loss.clone();
-        let gradients = GradientsParams::from_grads(batch_loss.backward(), &network);
-        let network = optimizer.step(1e-3, network, gradients);
-        // Reading a value waits for the device to finish what was queued before it, so the
-        // timing covers the step's work on a GPU too.
-        let _ = value.into_scalar::<f32>();
-        network
+    base: Device,
+) -> Result<BenchRow, TrainError> {
+    const WARM_UP: usize = 2;
+    let device = base.clone().autodiff();
+    let cnn = config.cnn.clone();
+    // The command line's defaults (Adam, 1e-3), for one epoch over the timed photos.
+    let run = TrainConfig {
+        epochs: 1,
+        batch_size: config.batch_size,
+        cnn: cnn.clone(),
+        schedule: Schedule::Constant,
+        ..TrainConfig::default()
     };
-    for _ in 0..2 {
-        network = step(network);
-    }
-    let started = Instant::now();
-    for _ in 0..config.steps {
-        network = step(network);
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    BenchRow {
+    // Each step's batch: photos of the pack in turn, as many as the steps take.
+    let photos: Vec<usize> = (0..(WARM_UP + config.steps) * config.batch_size)
+        .map(|i| i % packed.len())
+        .collect();
+    let augment = Augment::default();
+    let lesson = PhotoLesson {
+        packed,
+        augment: &augment,
+        normalization: Normalization::IMAGENET,
+        validation: &[],
+        base,
+        device: device.clone(),
+        teacher: None,
+    };
+    let start = Start {
+        network: Architecture::Cnn(cnn).init(&device),
+        optimizer: setup::optimizer(&run),
+        progress: Default::default(),
+    };
+    let mut clock = StepClock {
+        after_warm_up: WARM_UP,
+        started: None,
+    };
+    fit(&run, &lesson, &photos, start, &mut clock)?;
+    let started = clock.started.expect("the warm-up steps ran");
+    Ok(BenchRow {
         what: format!(
             "train on {backend}, batch {}, {} px, channels {:?}",
             config.batch_size, config.input_size, config.cnn.channels
         ),
         images: config.steps * config.batch_size,
-        seconds,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Starts the clock once the warm-up steps are done; keeps nothing.
+struct StepClock {
+    after_warm_up: usize,
+    started: Option<Instant>,
+}
+
+impl Keeper<Network> for StepClock {
+    fn best(&mut self, _: &Progress, _: Network) -> Result<(), TrainError> {
+        Ok(())
+    }
+
+    fn step_done(&mut self, progress: &Progress) {
+        if progress.step == self.after_warm_up {
+            self.started = Some(Instant::now());
+        }
     }
 }
 

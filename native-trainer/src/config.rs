@@ -13,10 +13,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::augment::Augment;
 use crate::calibrate::CalibrationScores;
-use crate::dataset::{DatasetError, SplitSpec};
+use crate::dataset::DatasetError;
 use crate::distill::{Distill, DistillError};
 use crate::export;
 use crate::score::Scores;
+use crate::split::SplitSpec;
 
 /// The optimiser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -151,6 +152,48 @@ pub struct TrainConfig {
     pub distill: Option<Distill>,
 }
 
+/// The defaults of a run, in one place: the command line's defaults are these (with the
+/// ones that depend on the backbone applied by `cli::training::train_config`), and library
+/// callers start from them too.
+impl Default for TrainConfig {
+    fn default() -> Self {
+        let backbone = Backbone::default();
+        let preprocess = backbone.default_preprocess(None);
+        Self {
+            data: PathBuf::new(),
+            run: PathBuf::from("runs/latest"),
+            out: None,
+            cnn: CnnConfig::default(),
+            input_size: preprocess.input_size,
+            epochs: 10,
+            batch_size: 32,
+            optimizer: OptimizerKind::Adam,
+            learning_rate: 1e-3,
+            weight_decay: 0.0,
+            schedule: Schedule::Cosine,
+            warmup_epochs: 0,
+            early_stopping: None,
+            limit: None,
+            validation_fraction: 0.1,
+            seed: 42,
+            backend: None,
+            augment: Augment::default(),
+            cache: None,
+            checkpoint_minutes: 2.0,
+            backbone,
+            pretrained: None,
+            head: HeadConfig::default(),
+            unfreeze: 0,
+            test_fraction: 0.0,
+            out_precision: default_out_precision(),
+            normalization: preprocess.normalization,
+            resample: preprocess.resample,
+            geometry: preprocess.geometry,
+            distill: None,
+        }
+    }
+}
+
 fn default_out_precision() -> WeightsDtype {
     WeightsDtype::F16
 }
@@ -270,7 +313,7 @@ pub struct TransferFigures {
     pub validation_as_they_are: Option<CalibrationScores>,
     #[serde(default)]
     pub validation_with_mirror: Option<CalibrationScores>,
-    /// Whether the model averages over the mirror image ([`mirror_pays`](crate::transfer::mirror_pays)).
+    /// Whether the model averages over the mirror image ([`mirror_pays`](crate::transfer_run::mirror_pays)).
     #[serde(default)]
     pub average_mirror: bool,
     /// The test split through the model file stored each way, from the photos, as the page

@@ -1,11 +1,10 @@
-//! Photos to a checked, packed, preprocessed dataset, and its seeded train/validation split.
+//! Photos to a checked, packed, preprocessed dataset (split in [`crate::split`]).
 //!
 //! Every file is checked by decoding it in full (not by sniffing its header): what fails is
 //! skipped and reported with the reason, and nothing aborts a run because of one file. What
 //! decodes is resized once to the model's input size and packed into one cache file (the
 //! equivalent of MXNet's `.rec`), so later epochs and later runs never decode a JPEG again.
 
-use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -13,13 +12,11 @@ use std::time::SystemTime;
 use burn::tensor::{Device, Tensor, TensorData};
 use catdog_model::{Label, Normalization, Preprocess};
 use image::RgbImage;
-use indicatif::{ProgressBar, ProgressStyle};
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use crate::files::write_atomic;
 use crate::photos::{PhotoSet, PhotosError};
+use crate::progress::progress_bar;
 
 /// A photo that could not be used, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -369,102 +366,4 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
     })
-}
-
-/// Indices into a [`PackedPhotos`]: the seeded, stratified train/validation/test split.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Split {
-    pub train: Vec<usize>,
-    /// What training and tuning decisions look at: early stopping, the best epoch, the
-    /// hyper-parameter search, the calibration temperature.
-    pub validation: Vec<usize>,
-    /// Held out from every decision and measured once at the end; empty unless asked for.
-    pub test: Vec<usize>,
-    /// Held-out photos dropped because a near-identical copy is in the training split.
-    pub duplicates: Vec<usize>,
-}
-
-/// How much of each class a [`Split`] holds out, and from what.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SplitSpec {
-    pub validation_fraction: f64,
-    pub test_fraction: f64,
-    /// Use at most this many photos (half of each class).
-    pub limit: Option<usize>,
-    pub seed: u64,
-}
-
-impl Split {
-    /// Shuffles each class with the seed (optionally keeping only `limit` photos, half of each
-    /// class), takes the test photos first and the validation photos next, then drops
-    /// held-out photos whose perceptual hash equals a training photo's. Without a test
-    /// fraction the split is the same as before there was one, so old runs resume unchanged.
-    pub fn new(packed: &PackedPhotos, spec: SplitSpec) -> Self {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(spec.seed);
-        let mut train = Vec::new();
-        let mut validation = Vec::new();
-        let mut test = Vec::new();
-        for label in [Label::Cat, Label::Dog] {
-            let mut indices: Vec<usize> = (0..packed.len())
-                .filter(|&i| packed.entries[i].label == Some(label))
-                .collect();
-            indices.shuffle(&mut rng);
-            if let Some(limit) = spec.limit {
-                indices.truncate(limit / 2);
-            }
-            let count = |fraction: f64| (indices.len() as f64 * fraction).round() as usize;
-            let tested = count(spec.test_fraction);
-            let held_out = (tested + count(spec.validation_fraction)).min(indices.len());
-            test.extend_from_slice(&indices[..tested]);
-            validation.extend_from_slice(&indices[tested..held_out]);
-            train.extend_from_slice(&indices[held_out..]);
-        }
-        let train_hashes: HashSet<u64> = train.iter().map(|&i| packed.entries[i].hash).collect();
-        let mut duplicates = Vec::new();
-        for held_out in [&mut validation, &mut test] {
-            let (copies, kept): (Vec<usize>, Vec<usize>) = held_out
-                .drain(..)
-                .partition(|&i| train_hashes.contains(&packed.entries[i].hash));
-            duplicates.extend(copies);
-            *held_out = kept;
-        }
-        train.sort_unstable();
-        Split {
-            train,
-            validation,
-            test,
-            duplicates,
-        }
-    }
-}
-
-/// Where there is no terminal for a bar (a log file, CI), a line with its figures every half
-/// minute instead, so long work still shows its progress, rate and ETA.
-pub fn log_when_hidden(bar: &ProgressBar, last: &mut std::time::Instant) {
-    if bar.is_hidden() && last.elapsed().as_secs() >= 30 {
-        eprintln!(
-            "{}: {}/{}, {:.1}/s, ETA {:.0} s {}",
-            bar.message(),
-            bar.position(),
-            bar.length().unwrap_or(0),
-            bar.per_sec(),
-            bar.eta().as_secs_f64(),
-            bar.prefix()
-        );
-        *last = std::time::Instant::now();
-    }
-}
-
-/// A progress bar with rate and ETA.
-pub fn progress_bar(len: u64, message: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{msg:>16} [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {prefix}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_message(message.to_string());
-    bar
 }

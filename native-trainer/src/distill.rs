@@ -19,9 +19,10 @@ use catdog_model::{Classifier, ModelFile};
 use serde::{Deserialize, Serialize};
 
 use crate::calibrate;
-use crate::dataset::{DatasetError, PackedPhotos, fnv1a, progress_bar};
+use crate::dataset::{DatasetError, PackedPhotos, fnv1a};
 use crate::features::{cached_pass, floats};
 use crate::photos::PhotoSet;
+use crate::progress::progress_bar;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DistillError {

@@ -14,8 +14,9 @@ use catdog_model::efficientnet::{EfficientNetLite, FEATURES};
 use catdog_model::{Normalization, Preprocess};
 use indicatif::ProgressBar;
 
-use crate::dataset::{PackedPhotos, fnv1a, log_when_hidden, progress_bar};
+use crate::dataset::{PackedPhotos, fnv1a};
 use crate::files::write_atomic;
+use crate::progress::{log_when_hidden, progress_bar};
 
 /// Photos per cache shard (about 9.6 MB of f16 values for Lite0, 12.6 MB for Lite1).
 pub const SHARD: usize = 512;

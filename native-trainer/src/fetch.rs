@@ -12,7 +12,7 @@ use catdog_model::Device;
 use catdog_model::efficientnet::Variant;
 use sha2::{Digest, Sha256};
 
-use crate::download::hex;
+use crate::checksum::hex;
 use crate::files::write_atomic;
 use crate::pretrained::{ImagenetNetwork, PretrainedError};
 use crate::pth::{self, PthError};

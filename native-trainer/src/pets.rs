@@ -18,10 +18,12 @@ use catdog_model::network::PetFilter;
 use catdog_model::{Backend, ModelFile, Network};
 use serde::Serialize;
 
-use crate::dataset::{DatasetError, PackedPhotos, Split, SplitSpec, progress_bar};
+use crate::dataset::{DatasetError, PackedPhotos};
 use crate::files::write_atomic;
 use crate::photos::PhotoSet;
 use crate::pretrained::{ImagenetNetwork, PretrainedError};
+use crate::progress::progress_bar;
+use crate::split::{Split, SplitSpec};
 
 /// What `pet-filter` needs.
 #[derive(Debug, Clone)]

@@ -20,7 +20,8 @@ use catdog_model::efficientnet::{self, EfficientNetLite, Variant};
 use catdog_model::{Label, Preprocess};
 use serde::Serialize;
 
-use crate::dataset::{DatasetError, PackedPhotos, progress_bar};
+use crate::dataset::{DatasetError, PackedPhotos};
+use crate::progress::progress_bar;
 use crate::pth::{self, PthError};
 
 /// Where the trainer looks for a backbone's pretrained file unless told (`--pretrained`):

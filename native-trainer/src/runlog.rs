@@ -1,4 +1,4 @@
-//! Per-epoch records of a run, written as CSV, JSON and a PNG of the curves, and the
+//! Per-epoch records of a run, written as CSV, JSON and the curves (PNG and SVG), and the
 //! comparison of several runs (what people open TensorBoard for).
 
 use std::path::{Path, PathBuf};
@@ -58,7 +58,7 @@ impl RunLog {
         }
     }
 
-    /// Rewrites `log.csv`, `log.json` and `curves.png` with the whole history.
+    /// Rewrites `log.csv`, `log.json`, `curves.png` and `curves.svg` with the whole history.
     pub fn write(&self, history: &[EpochRecord]) -> std::io::Result<()> {
         let mut csv = String::from(
             "epoch,train_loss,train_accuracy,validation_loss,validation_accuracy,learning_rate,seconds,images_per_second\n",
@@ -80,12 +80,20 @@ impl RunLog {
         write_atomic(&self.dir.join("log.csv"), csv.as_bytes())?;
         let json = serde_json::to_vec_pretty(history).map_err(std::io::Error::other)?;
         write_atomic(&self.dir.join("log.json"), &json)?;
-        plot::save_png(&curves(&[("", history)]), &self.dir.join("curves.png"))
+        let charts = curves(&[("", history)]);
+        for name in ["curves.png", "curves.svg"] {
+            plot::save_charts(&charts, CHART_WIDTH, CHART_HEIGHT, &self.dir.join(name))?;
+        }
+        Ok(())
     }
 }
 
-/// Loss and accuracy charts side by side for one or more runs (named by `label`).
-pub fn curves(runs: &[(&str, &[EpochRecord])]) -> image::RgbImage {
+/// The size of each chart of [`curves`].
+pub const CHART_WIDTH: u32 = 640;
+pub const CHART_HEIGHT: u32 = 400;
+
+/// The loss and accuracy charts (drawn side by side) for one or more runs (named by `label`).
+pub fn curves(runs: &[(&str, &[EpochRecord])]) -> [LineChart; 2] {
     let name = |run: &str, what: &str| {
         if run.is_empty() {
             what.to_string()
@@ -135,7 +143,7 @@ pub fn curves(runs: &[(&str, &[EpochRecord])]) -> image::RgbImage {
         y_label: "%".into(),
         series: accuracy,
     };
-    plot::side_by_side(&[loss.render(640, 400), accuracy.render(640, 400)])
+    [loss, accuracy]
 }
 
 /// One run's history, read back from its `log.json`.

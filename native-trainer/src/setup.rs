@@ -10,16 +10,18 @@ use burn::lr_scheduler::sequential::SequentialLrSchedulerConfig;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer, SgdConfig};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use catdog_model::{Backend, Normalization};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
 use crate::augment::Augment;
 use crate::config::{OptimizerKind, Schedule, TrainConfig, TrainError, io_error};
-use crate::dataset::{DatasetError, PackedPhotos, Split, progress_bar};
+use crate::dataset::{DatasetError, PackedPhotos};
 use crate::files::write_atomic;
 use crate::photos::PhotoSet;
+use crate::progress::progress_bar;
+use crate::split::Split;
 
 /// The photos of a run, packed and split.
 pub struct RunData {
@@ -236,8 +238,8 @@ pub(crate) fn batch_seed(seed: u64, epoch: usize, batch: usize) -> u64 {
         ^ (batch as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
 }
 
-/// An augmented batch of packed photos: the images, the targets and the same labels on the
-/// host (for counting correct predictions without reading the targets back).
+/// An augmented batch of packed photos: the images, and their labels (0 cat, 1 dog) on the
+/// host, for the loss and for counting correct predictions without reading targets back.
 pub fn training_batch(
     packed: &PackedPhotos,
     indices: &[usize],
@@ -245,7 +247,7 @@ pub fn training_batch(
     normalization: &Normalization,
     rng: &mut impl rand::Rng,
     device: &Device,
-) -> (Tensor<4>, Tensor<1, Int>, Vec<i64>) {
+) -> (Tensor<4>, Vec<i64>) {
     let size = packed.size as usize;
     let mut pixels = Vec::with_capacity(indices.len() * 3 * size * size);
     for &index in indices {
@@ -260,9 +262,7 @@ pub fn training_batch(
         TensorData::new(pixels, [indices.len(), 3, size, size]),
         device,
     );
-    let targets =
-        Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [indices.len()]), device);
-    (images, targets, labels)
+    (images, labels)
 }
 
 #[cfg(test)]

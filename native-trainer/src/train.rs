@@ -1,4 +1,6 @@
-//! The training loop: the from-scratch CNN on real photos, resumable, logged and exported.
+//! A run that trains on the photos themselves (the CNN from scratch, `--unfreeze all`) through
+//! the one loop (`fit.rs`): resumable, logged and exported. Transfer runs start here too
+//! and go on in [`crate::transfer`].
 //!
 //! A run lives in its own folder (`--run`):
 //!
@@ -15,28 +17,25 @@
 //! epoch and the batch number, so a resumed run continues exactly where the killed one was.
 
 use std::path::Path;
-use std::time::Instant;
 
-use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::GradientsParams;
+use burn::optim::ModuleOptimizer;
 use burn::store::ModuleRecord;
-use burn::tensor::{Bytes, Device};
+use burn::tensor::{Bytes, Device, Tensor};
 use catdog_model::weights::{TrainingSummary, WeightsDtype};
-use catdog_model::{Backend, ModelFile, ModelHeader, Network};
-use rand::SeedableRng;
+use catdog_model::{Backend, ModelFile, ModelHeader, Network, Normalization};
+use rand::rngs::StdRng;
 
+use crate::augment::Augment;
 use crate::checkpoint::{Progress, parse_checkpoint, save_checkpoint};
 use crate::config::{Backbone, TrainConfig, TrainError, TrainReport, io_error};
+use crate::dataset::PackedPhotos;
 use crate::distill::{DistillError, Teacher};
 use crate::files::write_atomic;
-use crate::runlog::{EpochRecord, RunLog};
-use crate::score::score;
-use crate::setup::{
-    LearningRates, RunData, batch_seed, choose_backend, epoch_order, load_data, optimizer,
-    training_batch,
-};
-use crate::{export, transfer};
+use crate::fit::{Keeper, Lesson, Start, cross_entropy, fit};
+use crate::runlog::RunLog;
+use crate::score::{Scores, score};
+use crate::setup::{LearningRates, RunData, choose_backend, load_data, optimizer, training_batch};
+use crate::{export, transfer, transfer_run};
 
 /// Starts a new run (refusing a folder that already holds one).
 pub fn train(config: &TrainConfig) -> Result<TrainReport, TrainError> {
@@ -66,7 +65,7 @@ pub fn train(config: &TrainConfig) -> Result<TrainReport, TrainError> {
     if photo_by_photo {
         run(config, Progress::default(), None)
     } else {
-        transfer::run(config)
+        transfer_run::run(config)
     }
 }
 
@@ -88,7 +87,7 @@ pub fn resume(run_dir: &Path) -> Result<TrainReport, TrainError> {
             "resuming {}: the trunk's outputs come from the cache, the head trains again",
             run_dir.display()
         );
-        return transfer::run(&config);
+        return transfer_run::run(&config);
     }
     let checkpoint = run_dir.join("checkpoint.ckpt");
     if !checkpoint.exists() {
@@ -113,9 +112,11 @@ pub fn resume(run_dir: &Path) -> Result<TrainReport, TrainError> {
     run(&config, progress, Some((model, optimizer)))
 }
 
+/// A photo-by-photo run (the CNN, `--unfreeze all`) from `progress`, with the checkpoint's
+/// network and optimiser state when resuming.
 fn run(
     config: &TrainConfig,
-    mut progress: Progress,
+    progress: Progress,
     saved: Option<(Vec<u8>, Vec<u8>)>,
 ) -> Result<TrainReport, TrainError> {
     let data = load_data(config)?;
@@ -144,10 +145,6 @@ fn run(
             .from_bytes(Bytes::from_bytes_vec(optim))
             .map_err(|error| bad(error.to_string()))?;
     }
-    if progress.epoch == 0 {
-        progress.epoch = 1;
-    }
-    let loss = CrossEntropyLossConfig::new().init(&device);
     let teacher = match &config.distill {
         Some(distill) => Some(Teacher::load(
             distill,
@@ -162,145 +159,115 @@ fn run(
         )?),
         None => None,
     };
-    let normalization = config.preprocess().normalization;
-    let per_epoch = data.split.train.len().div_ceil(config.batch_size);
-    let mut rates = LearningRates::new(config, per_epoch, progress.step)?;
-    let log = RunLog::new(&config.run);
-    let started = Instant::now();
-    let seconds_before = progress.seconds;
+    let lesson = PhotoLesson {
+        packed: &data.packed,
+        augment: &config.augment,
+        normalization: config.preprocess().normalization,
+        validation: &data.split.validation,
+        base: base.clone(),
+        device,
+        teacher,
+    };
+    let mut keeper = RunFolder {
+        config,
+        data: &data,
+        backend,
+        log: RunLog::new(&config.run),
+    };
+    let start = Start {
+        network,
+        optimizer,
+        progress,
+    };
+    let progress = fit(config, &lesson, &data.split.train, start, &mut keeper)?;
+    finish(config, &progress, &data, backend, &base)
+}
 
-    while progress.epoch <= config.epochs && !progress.stopped_early {
-        let epoch = progress.epoch;
-        let epoch_started = Instant::now();
-        let (order, bar) = epoch_order(config, &data.split.train, epoch);
-        bar.set_position((progress.batch * config.batch_size).min(order.len()) as u64);
-        bar.reset_eta();
-        let mut last_checkpoint = Instant::now();
-        let mut last_note = Instant::now();
-        let resumed_at = progress.seen;
-        for (batch_index, batch) in order
-            .chunks(config.batch_size)
-            .enumerate()
-            .skip(progress.batch)
-        {
-            let mut rng =
-                rand::rngs::StdRng::seed_from_u64(batch_seed(config.seed, epoch, batch_index));
-            let (images, targets, labels) = training_batch(
-                &data.packed,
-                batch,
-                &config.augment,
-                &normalization,
-                &mut rng,
-                &device,
-            );
-            let logits = network.forward(images);
-            let predicted = logits.clone().argmax(1);
-            let batch_loss = match &teacher {
-                Some(teacher) => teacher.loss(loss.forward(logits.clone(), targets), logits, batch),
-                None => loss.forward(logits, targets),
-            };
-            let loss_value = batch_loss.clone().into_scalar::<f32>() as f64;
-            let predicted = predicted
-                .into_data()
-                .convert::<i64>()
-                .try_to_vec::<i64>()
-                .expect("argmax gives integers");
-            progress.correct += predicted
-                .iter()
-                .zip(&labels)
-                .filter(|(p, l)| p == l)
-                .count();
-            progress.loss_sum += loss_value * batch.len() as f64;
-            progress.seen += batch.len();
-            let gradients = GradientsParams::from_grads(batch_loss.backward(), &network);
-            network = optimizer.step(rates.next_step(), network, gradients);
-            progress.step += 1;
-            progress.batch = batch_index + 1;
-            bar.inc(batch.len() as u64);
-            bar.set_prefix(format!(
-                "loss {:.3} acc {:.1}%",
-                progress.loss_sum / progress.seen as f64,
-                100.0 * progress.correct as f64 / progress.seen as f64
-            ));
-            // Where there is no terminal for the bar (a log file, CI), a line every half minute.
-            if bar.is_hidden() && last_note.elapsed().as_secs() >= 30 {
-                let done = progress.seen - resumed_at;
-                let rate = done as f64 / epoch_started.elapsed().as_secs_f64().max(1e-9);
-                let left = order.len().saturating_sub(progress.seen);
-                eprintln!(
-                    "epoch {epoch}/{}: {}/{} photos, {rate:.1} images/s, ETA {:.0} s, loss {:.3}, \
-                     accuracy {:.1}%",
-                    config.epochs,
-                    progress.seen,
-                    order.len(),
-                    left as f64 / rate.max(1e-9),
-                    progress.loss_sum / progress.seen as f64,
-                    100.0 * progress.correct as f64 / progress.seen as f64
-                );
-                last_note = Instant::now();
-            }
-            let minutes = last_checkpoint.elapsed().as_secs_f64() / 60.0;
-            if minutes >= config.checkpoint_minutes && progress.batch < per_epoch {
-                progress.seconds = seconds_before + started.elapsed().as_secs_f64();
-                save_checkpoint(config, &progress, &network, &optimizer)?;
-                note(
-                    &bar,
-                    format!("checkpoint saved (epoch {epoch}, batch {})", progress.batch),
-                );
-                last_checkpoint = Instant::now();
-            }
-        }
-        bar.finish_and_clear();
+/// Photos through the whole network, augmented afresh each step: how the CNN and
+/// `--unfreeze all` train, and what `bench` times.
+pub struct PhotoLesson<'a> {
+    pub packed: &'a PackedPhotos,
+    pub augment: &'a Augment,
+    pub normalization: Normalization,
+    pub validation: &'a [usize],
+    /// Where validation runs: the training device without autodiff.
+    pub base: Device,
+    /// The training (autodiff) device.
+    pub device: Device,
+    /// Distillation: the accurate model's probabilities, learnt from as well as the labels.
+    pub teacher: Option<Teacher>,
+}
 
-        let (validation_loss, validation_accuracy) = if data.split.validation.is_empty() {
-            (None, None)
-        } else {
-            let valid = network.valid();
-            let scores = score(
-                |images| valid.forward(images),
-                &base,
-                &data.packed,
-                &data.split.validation,
-                &normalization,
-            );
-            (Some(scores.log_loss), Some(scores.accuracy))
-        };
-        let seconds = epoch_started.elapsed().as_secs_f64();
-        let record = EpochRecord {
-            epoch,
-            train_loss: progress.loss_sum / progress.seen.max(1) as f64,
-            train_accuracy: progress.correct as f64 / progress.seen.max(1) as f64,
-            validation_loss,
-            validation_accuracy,
-            learning_rate: rates.last(),
-            seconds,
-            // Photos trained in this process: a resumed epoch did part of its work before.
-            images_per_second: (progress.seen - resumed_at) as f64 / seconds.max(1e-9),
-        };
-        eprintln!("{}", record.describe());
-        progress.history.push(record);
-        if progress.selection.observe(epoch, validation_loss) {
-            save_best(config, &progress, &network.valid(), &data, backend)?;
-        }
-        if progress.selection.patience_spent(config.early_stopping) && epoch < config.epochs {
-            eprintln!(
-                "stopping early: no lower validation log loss for {} epochs",
-                progress.selection.stale
-            );
-            progress.stopped_early = true;
-        }
-        log.write(&progress.history)
-            .map_err(io_error(&config.run))?;
-        progress.epoch += 1;
-        progress.batch = 0;
-        progress.loss_sum = 0.0;
-        progress.correct = 0;
-        progress.seen = 0;
-        progress.seconds = seconds_before + started.elapsed().as_secs_f64();
-        save_checkpoint(config, &progress, &network, &optimizer)?;
+impl Lesson for PhotoLesson<'_> {
+    type Network = Network;
+
+    fn forward(
+        &self,
+        network: &Network,
+        batch: &[usize],
+        rng: &mut StdRng,
+    ) -> (Tensor<2>, Vec<i64>) {
+        let (images, labels) = training_batch(
+            self.packed,
+            batch,
+            self.augment,
+            &self.normalization,
+            rng,
+            &self.device,
+        );
+        (network.forward(images), labels)
     }
 
-    finish(config, &progress, &data, backend, &base)
+    fn loss(&self, logits: Tensor<2>, labels: &[i64], batch: &[usize]) -> Tensor<1> {
+        let hard = cross_entropy(logits.clone(), labels);
+        match &self.teacher {
+            Some(teacher) => teacher.loss(hard, logits, batch),
+            None => hard,
+        }
+    }
+
+    fn validate(&self, network: &Network) -> Option<Scores> {
+        (!self.validation.is_empty()).then(|| {
+            score(
+                |images| network.forward(images),
+                &self.base,
+                self.packed,
+                self.validation,
+                &self.normalization,
+            )
+        })
+    }
+}
+
+/// What a photo-by-photo run keeps in its folder: the checkpoint, `best.bpk`, the log.
+struct RunFolder<'a> {
+    config: &'a TrainConfig,
+    data: &'a RunData,
+    backend: Backend,
+    log: RunLog,
+}
+
+impl Keeper<Network> for RunFolder<'_> {
+    fn checkpoint(
+        &mut self,
+        progress: &Progress,
+        network: &Network,
+        optimizer: &ModuleOptimizer,
+    ) -> Result<bool, TrainError> {
+        save_checkpoint(self.config, progress, network, optimizer)?;
+        Ok(true)
+    }
+
+    fn best(&mut self, progress: &Progress, network: Network) -> Result<(), TrainError> {
+        save_best(self.config, progress, &network, self.data, self.backend)
+    }
+
+    fn epoch_done(&mut self, progress: &Progress) -> Result<bool, TrainError> {
+        self.log
+            .write(&progress.history)
+            .map_err(io_error(&self.config.run))?;
+        Ok(true)
+    }
 }
 
 /// After the last epoch: the best network becomes the web weight file, and its validation
@@ -366,16 +333,6 @@ fn finish(
     let json = serde_json::to_vec_pretty(&report).expect("a report always serialises");
     write_atomic(&path, &json).map_err(io_error(&path))?;
     Ok(report)
-}
-
-/// A line above the progress bar, or on stderr where the bar is hidden (not a terminal), so
-/// logs and scripts watching the run see it too.
-fn note(bar: &indicatif::ProgressBar, line: String) {
-    if bar.is_hidden() {
-        eprintln!("{line}");
-    } else {
-        bar.println(line);
-    }
 }
 
 fn save_best(

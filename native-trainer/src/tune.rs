@@ -145,15 +145,12 @@ pub fn tune(config: &TuneConfig) -> Result<Leaderboard, TrainError> {
             let median = median_best_at(&earlier, record.epoch);
             let go_on = record.epoch < config.grace_epochs
                 || median.is_none_or(|median| best_so_far <= median);
-            eprintln!(
-                "  {}{}",
-                record.describe(),
-                if go_on {
-                    ""
-                } else {
-                    " (worse than the median trial: stopped)"
-                }
-            );
+            if !go_on {
+                eprintln!(
+                    "trial {number}: worse than the median trial at epoch {}: stopped",
+                    record.epoch
+                );
+            }
             go_on
         })?;
         trials.push(Trial {
@@ -281,8 +278,12 @@ fn write(board: &Leaderboard, dir: &Path) -> Result<(), TrainError> {
             })
             .collect(),
     };
-    let path = dir.join("leaderboard.png");
-    plot::save_png(&chart.render(800, 500), &path).map_err(io_error(&path))
+    for name in ["leaderboard.png", "leaderboard.svg"] {
+        let path = dir.join(name);
+        plot::save_charts(std::slice::from_ref(&chart), 800, 500, &path)
+            .map_err(io_error(&path))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

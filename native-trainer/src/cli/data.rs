@@ -45,7 +45,7 @@ pub fn download(args: DownloadArgs) -> Result<(), Error> {
         downloaded.bytes,
         downloaded.sha256
     );
-    let extracted = download::extract_zip(&zip, &dir.join("PetImages-unpacked"))?;
+    let extracted = crate::extract::extract_zip(&zip, &dir.join("PetImages-unpacked"))?;
     println!(
         "unpacked {} files into {}; train with --data {}",
         extracted.files,

@@ -1,7 +1,7 @@
 //! The `native-trainer` command line: each command's arguments and what it prints live in a
 //! module of their own, and `main.rs` only parses and dispatches. What a command does is in
-//! the library modules these call; the defaults that depend on what is trained are in
-//! [`training`].
+//! the library modules these call; the defaults are the library's (`TrainConfig::default`),
+//! and those that depend on what is trained are applied in [`training`].
 //!
 //! - [`data`]: `download`, `inspect`;
 //! - [`training`]: `train`, `tune`, `compare`;

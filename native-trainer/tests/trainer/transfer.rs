@@ -2,17 +2,15 @@
 //! the frozen trunk's outputs (and reuses them), trains the last block and the head, calibrates,
 //! and stores the result three ways; `tune` ranks its trials on the validation split only.
 
-mod common;
-
 use std::path::Path;
 use std::time::SystemTime;
 
+use crate::common::{CATS, DOGS, Scratch, fixture, run_ok};
 use burn::tensor::{Device, Tensor, TensorData};
 use catdog_model::efficientnet::{EfficientNetLite, Variant};
 use catdog_model::weights::WeightsDtype;
 use catdog_model::{ModelFile, Network};
 use catdog_trainer::pretrained::ImagenetNetwork;
-use common::{CATS, DOGS, Scratch, fixture, run_ok};
 use serde_json::Value;
 
 fn json(path: &Path) -> Value {
@@ -56,7 +54,7 @@ fn photo_folder(name: &str) -> Scratch {
 }
 
 fn pretrained() -> String {
-    common::shared_weights("efficientnet-lite0")
+    crate::common::shared_weights("efficientnet-lite0")
         .display()
         .to_string()
 }

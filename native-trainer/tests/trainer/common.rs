@@ -1,10 +1,10 @@
-//! What the trainer's integration tests share: the fixture photos and scratch folders that
+//! What the trainer's test modules share: the fixture photos and scratch folders that
 //! clean up after themselves (a test run used to leave hundreds of folders in the temp dir).
-
-#![allow(dead_code)] // each test crate uses its own part of this module
 
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
+
+use catdog_model::{Normalization, Preprocess};
 
 /// The trainer binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_native-trainer");
@@ -104,4 +104,77 @@ pub fn kaggle_folder(name: &str, copies: usize) -> Scratch {
         }
     }
     dir
+}
+
+/// A scratch folder for one of the trainer's end-to-end tests.
+pub fn scratch(name: &str) -> Scratch {
+    Scratch::new(&format!("trainer-{name}"))
+}
+
+/// Adds the unusable files a real download contains (empty, truncated, not an image, a
+/// decompression bomb) to `dir`; returns their names.
+pub fn add_bad_files(dir: &Path) -> Vec<&'static str> {
+    let cat = fixture("cat.jpg");
+    std::fs::write(dir.join("cat.900.jpg"), b"").unwrap();
+    std::fs::write(dir.join("cat.901.jpg"), &cat[..cat.len() / 2]).unwrap();
+    std::fs::write(dir.join("dog.902.jpg"), b"<html>not found</html>").unwrap();
+    std::fs::write(dir.join("dog.903.png"), png_bomb(20_000)).unwrap();
+    vec!["cat.900.jpg", "cat.901.jpg", "dog.902.jpg", "dog.903.png"]
+}
+
+/// A real PNG header claiming `side` x `side` pixels with no pixel data: a decompression bomb.
+fn png_bomb(side: u32) -> Vec<u8> {
+    let chunk = |png: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]| {
+        let mut body = kind.to_vec();
+        body.extend_from_slice(data);
+        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        png.extend_from_slice(&body);
+        png.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
+    };
+    let mut header = side.to_be_bytes().to_vec();
+    header.extend_from_slice(&side.to_be_bytes());
+    header.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    chunk(&mut png, b"IHDR", &header);
+    chunk(
+        &mut png,
+        b"IDAT",
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    );
+    chunk(&mut png, b"IEND", &[]);
+    png
+}
+
+/// The CNN's preprocessing at `size` px.
+pub fn preprocess(size: u32) -> Preprocess {
+    Preprocess::squash(size, Normalization::IMAGENET)
+}
+
+/// A small, quick CNN run on `data` (three epochs of 32 px, flex, a checkpoint after every
+/// batch), writing `out` at the end.
+pub fn train_args<'a>(data: &'a str, run: &'a str, out: &'a str, batch: &'a str) -> Vec<&'a str> {
+    vec![
+        "train",
+        "--data",
+        data,
+        "--run",
+        run,
+        "--out",
+        out,
+        "--input-size",
+        "32",
+        "--channels",
+        "8,16",
+        "--epochs",
+        "3",
+        "--batch-size",
+        batch,
+        "--validation",
+        "0.25",
+        "--backend",
+        "flex",
+        "--no-cache",
+        "--checkpoint-minutes",
+        "0",
+    ]
 }
