@@ -13,6 +13,7 @@ use crate::config::{Schedule, TrainConfig, TrainError};
 use crate::dataset::{DatasetError, PackedPhotos};
 use crate::fit::{Keeper, Start, fit};
 use crate::photos::PhotoSet;
+use crate::score::Scores;
 use crate::setup;
 use crate::train::PhotoLesson;
 
@@ -120,34 +121,42 @@ fn train_row(
     };
     let mut clock = StepClock {
         after_warm_up: WARM_UP,
+        last: WARM_UP + config.steps,
         started: None,
+        seconds: 0.0,
     };
     fit(&run, &lesson, &photos, start, &mut clock)?;
-    let started = clock.started.expect("the warm-up steps ran");
     Ok(BenchRow {
         what: format!(
             "train on {backend}, batch {}, {} px, channels {:?}",
             config.batch_size, config.input_size, config.cnn.channels
         ),
         images: config.steps * config.batch_size,
-        seconds: started.elapsed().as_secs_f64(),
+        seconds: clock.seconds,
     })
 }
 
-/// Starts the clock once the warm-up steps are done; keeps nothing.
+/// Times the steps after the warm-up up to the last one (not the epoch's end); keeps nothing.
 struct StepClock {
     after_warm_up: usize,
+    last: usize,
     started: Option<Instant>,
+    seconds: f64,
 }
 
 impl Keeper<Network> for StepClock {
-    fn best(&mut self, _: &Progress, _: Network) -> Result<(), TrainError> {
+    fn best(&mut self, _: &Progress, _: Network, _: Option<Scores>) -> Result<(), TrainError> {
         Ok(())
     }
 
     fn step_done(&mut self, progress: &Progress) {
         if progress.step == self.after_warm_up {
             self.started = Some(Instant::now());
+        }
+        if progress.step == self.last
+            && let Some(started) = self.started
+        {
+            self.seconds = started.elapsed().as_secs_f64();
         }
     }
 }

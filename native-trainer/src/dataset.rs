@@ -97,6 +97,14 @@ impl PackedPhotos {
             .collect()
     }
 
+    /// The labels of the photos at `indices` as training targets (0 cat, 1 dog).
+    pub fn targets(&self, indices: &[usize]) -> Vec<i64> {
+        self.labels(indices)
+            .iter()
+            .map(|label| label.index() as i64)
+            .collect()
+    }
+
     /// The photos at `indices` as one normalised `[n, 3, size, size]` batch, exactly as
     /// inference sees them (no augmentation).
     pub fn batch(

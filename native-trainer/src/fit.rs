@@ -68,9 +68,14 @@ pub trait Keeper<N> {
         Ok(false)
     }
 
-    /// The epoch just recorded (the last of `progress.history`) is the best so far; `network`
-    /// is in inference mode.
-    fn best(&mut self, progress: &Progress, network: N) -> Result<(), TrainError>;
+    /// The epoch just recorded (`progress.epoch`, the last of `progress.history`) is the best
+    /// so far; `network` is in inference mode, `scores` its validation figures.
+    fn best(
+        &mut self,
+        progress: &Progress,
+        network: N,
+        scores: Option<Scores>,
+    ) -> Result<(), TrainError>;
 
     /// After each epoch, once its record is in `progress.history` and the best is kept.
     /// Returning `false` ends the run early (`tune`'s median rule).
@@ -189,7 +194,7 @@ pub fn fit<L: Lesson>(
             .selection
             .observe(epoch, validation.map(|scores| scores.log_loss))
         {
-            keeper.best(&progress, valid)?;
+            keeper.best(&progress, valid, validation)?;
         }
         let go_on = keeper.epoch_done(&progress)?;
         if epoch < config.epochs {

@@ -253,11 +253,7 @@ pub fn training_batch(
     for &index in indices {
         augment.apply(packed.pixels(index), size, normalization, rng, &mut pixels);
     }
-    let labels: Vec<i64> = packed
-        .labels(indices)
-        .iter()
-        .map(|label| label.index() as i64)
-        .collect();
+    let labels = packed.targets(indices);
     let images = Tensor::<4>::from_data(
         TensorData::new(pixels, [indices.len(), 3, size, size]),
         device,

@@ -258,7 +258,12 @@ impl Keeper<Network> for RunFolder<'_> {
         Ok(true)
     }
 
-    fn best(&mut self, progress: &Progress, network: Network) -> Result<(), TrainError> {
+    fn best(
+        &mut self,
+        progress: &Progress,
+        network: Network,
+        _: Option<Scores>,
+    ) -> Result<(), TrainError> {
         save_best(self.config, progress, &network, self.data, self.backend)
     }
 

@@ -197,14 +197,7 @@ impl Lesson for CachedLesson<'_> {
             .iter()
             .map(|_| rng.random_range(0..self.views))
             .collect();
-        let labels = self
-            .data
-            .run
-            .packed
-            .labels(batch)
-            .iter()
-            .map(|label| label.index() as i64)
-            .collect();
+        let labels = self.data.run.packed.targets(batch);
         let logits = logits(
             network,
             self.data,
@@ -235,13 +228,10 @@ impl<F: FnMut(&EpochRecord) -> bool> Keeper<EfficientNetClassifier> for BestInMe
         &mut self,
         progress: &Progress,
         network: EfficientNetClassifier,
+        scores: Option<Scores>,
     ) -> Result<(), TrainError> {
-        let record = progress.history.last().expect("an epoch was recorded");
-        let scores = Scores {
-            accuracy: record.validation_accuracy.unwrap_or(0.0),
-            log_loss: record.validation_loss.unwrap_or(f64::NAN),
-        };
-        self.best = Some((scores, record.epoch, network));
+        let scores = scores.expect("a cached-feature lesson always validates");
+        self.best = Some((scores, progress.epoch, network));
         Ok(())
     }
 

@@ -139,8 +139,8 @@ impl LineChart {
         text: &TextStyle,
     ) -> Result<i32, String> {
         let width = area.dim_in_pixel().0 as i32;
-        let line_height = text_width(area, "M", text).max(8) * 2;
-        let item_width = |name: &str| 34 + text_width(area, name, text);
+        let line_height = text_width("M", text).max(8) * 2;
+        let item_width = |name: &str| 34 + text_width(name, text);
         let mut rows: Vec<Vec<usize>> = Vec::new();
         let mut row_width = 0;
         for (index, series) in self.series.iter().enumerate() {

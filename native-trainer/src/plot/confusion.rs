@@ -31,24 +31,17 @@ fn render_confusion(title: &str, classes: &[&str], counts: &[Vec<u64>]) -> (RgbI
             cells.push((a as i32, p as i32, c.to_string(), percent, share));
         }
     }
-    // Sizes come from the text, measured on a scratch picture.
-    let mut probe = RgbImage::new(1, 1);
-    let mut measured = (0, 0, 0, Vec::new());
-    draw_on(&mut probe, |area| {
-        let width = |t: &str| text_width(area, t, &text);
-        let names: Vec<String> = (0..n)
-            .map(|i| {
-                classes
-                    .get(i)
-                    .map_or(i.to_string(), |c| truncate_to_width(area, c, 240, &text))
-            })
-            .collect();
-        let widest = cells.iter().map(|c| width(&c.2).max(width(&c.3))).max();
-        let names_width = names.iter().map(|name| width(name)).max().unwrap_or(0);
-        measured = (widest.unwrap_or(0), names_width, width(title), names);
-        Ok(())
-    });
-    let (widest, names_width, title_width, names) = measured;
+    let width = |t: &str| text_width(t, &text);
+    let names: Vec<String> = (0..n)
+        .map(|i| {
+            classes
+                .get(i)
+                .map_or(i.to_string(), |c| truncate_to_width(c, 240, &text))
+        })
+        .collect();
+    let widest = cells.iter().map(|c| width(&c.2).max(width(&c.3))).max();
+    let names_width = names.iter().map(|name| width(name)).max().unwrap_or(0);
+    let (widest, title_width) = (widest.unwrap_or(0), width(title));
     let line = 22;
     let cell = (widest + 24).max(100);
     let (left, top) = (PAD + line + 12 + names_width + 10, PAD + 3 * line + 20);
@@ -85,7 +78,7 @@ fn render_confusion(title: &str, classes: &[&str], counts: &[Vec<u64>]) -> (RgbI
         ))
         .map_err(failed)?;
         for (i, name) in (0..).zip(&names) {
-            let short = truncate_to_width(area, name, cell - 6, &text);
+            let short = truncate_to_width(name, cell - 6, &text);
             let column = (left + i * cell + cell / 2, top - line - 4);
             area.draw_text(&short, &dark, column).map_err(failed)?;
             let right_middle = text.pos(Pos::new(HPos::Right, VPos::Center));

@@ -87,31 +87,25 @@ pub(crate) fn failed(error: impl std::fmt::Display) -> String {
     error.to_string()
 }
 
-/// The width of `text` in `style`, in pixels.
-pub(crate) fn text_width<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    text: &str,
-    style: &TextStyle,
-) -> i32 {
-    area.estimate_text_size(text, style)
+/// The width of `text` in `style`, in pixels: the font's own layout, which every backend
+/// draws by, so no picture is needed to measure.
+pub(crate) fn text_width(text: &str, style: &TextStyle) -> i32 {
+    style
+        .font
+        .box_size(text)
         .map_or(0, |(width, _)| width as i32)
 }
 
 /// `text`, cut with "..." until it fits `max_width` pixels.
-pub(crate) fn truncate_to_width<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    text: &str,
-    max_width: i32,
-    style: &TextStyle,
-) -> String {
-    if text_width(area, text, style) <= max_width {
+pub(crate) fn truncate_to_width(text: &str, max_width: i32, style: &TextStyle) -> String {
+    if text_width(text, style) <= max_width {
         return text.to_string();
     }
     let mut chars: Vec<char> = text.chars().collect();
     while !chars.is_empty() {
         chars.pop();
         let cut: String = chars.iter().collect::<String>() + "...";
-        if text_width(area, &cut, style) <= max_width {
+        if text_width(&cut, style) <= max_width {
             return cut;
         }
     }

@@ -52,13 +52,7 @@ pub fn contact_sheet(title: &str, tiles: &[Tile], columns: u32, tile_size: u32) 
     let header = PAD + 24 + PAD;
     let grid_width =
         (GAP as i32 + columns as i32 * (tile + GAP as i32)) * i32::from(!tiles.is_empty());
-    let mut probe = RgbImage::new(1, 1);
-    let mut title_width = 0;
-    draw_on(&mut probe, |area| {
-        title_width = text_width(area, title, &heading);
-        Ok(())
-    });
-    let width = grid_width.max(2 * PAD + title_width).max(1);
+    let width = grid_width.max(2 * PAD + text_width(title, &heading)).max(1);
     let height = header + rows * (cell_height + GAP as i32);
     let mut image = RgbImage::from_pixel(width as u32, height as u32, Rgb([255, 255, 255]));
     let origin = |index: usize| {
@@ -94,7 +88,7 @@ pub fn contact_sheet(title: &str, tiles: &[Tile], columns: u32, tile_size: u32) 
         for (index, item) in tiles.iter().enumerate() {
             let (x, y) = origin(index);
             for (n, text) in (0..).zip(lines(&item.caption)) {
-                let text = truncate_to_width(area, text, tile, &caption);
+                let text = truncate_to_width(text, tile, &caption);
                 let at = (x + tile / 2, y + tile + 8 + n * line_height);
                 area.draw_text(&text, &centred, at).map_err(failed)?;
             }
