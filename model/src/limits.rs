@@ -13,6 +13,7 @@
 
 use std::ops::RangeInclusive;
 
+use crate::efficientnet::Depth;
 use crate::network::{Architecture, HeadConfig};
 use crate::preprocess::{Geometry, Preprocess};
 use crate::weights::{ModelHeader, WeightsError};
@@ -132,6 +133,17 @@ fn check_preprocess(preprocess: &Preprocess) -> Result<(), WeightsError> {
 fn check_head(head: &HeadConfig) -> Result<(), WeightsError> {
     within("architecture.hidden", head.hidden, &HEAD_HIDDEN)?;
     within("architecture.dropout", head.dropout, &DROPOUT)?;
+    if let Some(stage) = head.last_stage {
+        within("architecture.last_stage", stage, &Depth::EARLY_STAGES)?;
+        if head.pet_filter.is_some() {
+            // The ImageNet classifier reads the whole backbone's 1280 features.
+            return Err(out_of_range(
+                "architecture.pet_filter",
+                "present",
+                "only on a whole backbone (no last_stage)".to_string(),
+            ));
+        }
+    }
     if let Some(filter) = head.pet_filter {
         within(
             "architecture.pet_filter.threshold",

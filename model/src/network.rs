@@ -12,7 +12,7 @@ use burn::tensor::activation::{relu, softmax};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::efficientnet::{self, EfficientNetLite, Variant};
+use crate::efficientnet::{self, Depth, EfficientNetLite, Variant};
 use crate::fold;
 use crate::limits::Footprint;
 
@@ -81,8 +81,8 @@ impl Architecture {
         match (self, self.backbone()) {
             (Architecture::Cnn(config), _) => config.footprint(input_size),
             (_, Some((variant, head))) => variant
-                .footprint(input_size)
-                .then(head.footprint(efficientnet::FEATURES)),
+                .footprint(input_size, head.depth())
+                .then(head.footprint(head.depth().features())),
             (_, None) => unreachable!("only the CNN has no backbone"),
         }
     }
@@ -92,8 +92,8 @@ impl Architecture {
         match (self, self.backbone()) {
             (Architecture::Cnn(config), _) => Network::Cnn(config.init(device)),
             (_, Some((variant, head))) => Network::EfficientNet(EfficientNetClassifier {
-                backbone: EfficientNetLite::new(variant, device),
-                head: head.init(efficientnet::FEATURES, device),
+                backbone: EfficientNetLite::new(variant, head.depth(), device),
+                head: head.init(head.depth().features(), device),
             }),
             (_, None) => unreachable!("only the CNN has no backbone"),
         }
@@ -243,6 +243,11 @@ pub struct HeadConfig {
     /// pet-filter` adds it; files from before it existed have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pet_filter: Option<PetFilter>,
+    /// The backbone's stage (1 to 6) whose pooled output the head reads, the backbone ending
+    /// there: a smaller, faster network ([`Depth`]). `None` (and every file from before
+    /// backbones could end early): the whole backbone's 1280 features.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_stage: Option<usize>,
 }
 
 impl Default for HeadConfig {
@@ -251,6 +256,7 @@ impl Default for HeadConfig {
             hidden: 0,
             dropout: 0.2,
             pet_filter: None,
+            last_stage: None,
         }
     }
 }
@@ -265,6 +271,11 @@ pub struct PetFilter {
 }
 
 impl HeadConfig {
+    /// Where the backbone under this head ends.
+    pub fn depth(&self) -> Depth {
+        Depth(self.last_stage)
+    }
+
     fn footprint(&self, features: usize) -> Footprint {
         let features = features as u64;
         let hidden = self.hidden as u64;

@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use burn::tensor::{Device, Tensor, TensorData, f16};
-use catdog_model::efficientnet::{EfficientNetLite, FEATURES};
+use catdog_model::efficientnet::EfficientNetLite;
 use catdog_model::{Normalization, Preprocess};
 use indicatif::ProgressBar;
 
@@ -66,7 +66,7 @@ impl TrunkOutputs {
         Tensor::from_data(TensorData::new(values, [n, c, h, w]), device)
     }
 
-    /// The frozen tail's pooled features (`[photos * 1280]` per view), 128 photos at a time.
+    /// The frozen tail's pooled features (`[photos * features]` per view), 128 photos at a time.
     pub fn pooled(&self, backbone: &EfficientNetLite, device: &Device) -> Vec<Vec<f32>> {
         let len = self.per_photo();
         let photos = self.views[0].len() / len;
@@ -77,7 +77,7 @@ impl TrunkOutputs {
             .views
             .iter()
             .map(|values| {
-                let mut out = Vec::with_capacity(photos * FEATURES);
+                let mut out = Vec::new();
                 for chunk in values.chunks(128 * len) {
                     let n = chunk.len() / len;
                     let trunk = self.tensor(chunk.to_vec(), n, device);
@@ -132,7 +132,14 @@ pub fn trunk_outputs(
     let mut outputs = Vec::new();
     for &view in views {
         let dir = cache.map(|cache| {
-            let id = cache_id(packed, weights_id, preprocess, shape, view);
+            let id = cache_id(
+                packed,
+                weights_id,
+                backbone.trunk_blocks(),
+                preprocess,
+                shape,
+                view,
+            );
             cache.join(format!("trunk-{id:016x}"))
         });
         let values = cached_pass(
@@ -201,17 +208,19 @@ pub fn cached_pass(
 }
 
 /// Names a cache: the photos (names and perceptual hashes, in pack order), the weights, the
-/// normalisation, the view and the cut. (The pack's resampling and crop are in its own key,
-/// and its pixels give the photos' hashes.)
+/// normalisation, the view and the cut (the trunk's blocks and output shape: a backbone that
+/// ends after stage 6 has the whole one's trunk shape, one block sooner). (The pack's
+/// resampling and crop are in its own key, and its pixels give the photos' hashes.)
 fn cache_id(
     packed: &PackedPhotos,
     weights_id: u64,
+    blocks: usize,
     preprocess: &Preprocess,
     shape: [usize; 3],
     view: View,
 ) -> u64 {
     let mut key = format!(
-        "trunk v2 {shape:?} {weights_id:016x} {} {:?} {:?} {:?}",
+        "trunk v3 {blocks} {shape:?} {weights_id:016x} {} {:?} {:?} {:?}",
         view.name(),
         preprocess.normalization,
         preprocess.resample,

@@ -105,11 +105,16 @@ pub fn pet_filter(config: &PetFilterConfig) -> Result<PetFilterReport, PetFilter
         source,
     })?;
     let file = ModelFile::parse(&bytes).map_err(|error| refused(error.to_string()))?;
-    let Some((variant, _)) = file.header.architecture.backbone() else {
+    let Some((variant, head)) = file.header.architecture.backbone() else {
         return Err(refused(
             "the pet filter needs an EfficientNet-Lite model (its ImageNet classifier reads that backbone's features)".into(),
         ));
     };
+    if !head.depth().is_whole() {
+        return Err(refused(
+            "the pet filter needs the whole backbone (its ImageNet classifier reads the 1280 features), and this model's ends early (last_stage)".into(),
+        ));
+    }
     let device = Backend::DEFAULT_CPU.device()?;
     let Network::EfficientNet(mut network) = file
         .load_network(&device)

@@ -16,7 +16,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::store::{ApplyResult, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
-use catdog_model::efficientnet::{self, EfficientNetLite, Variant};
+use catdog_model::efficientnet::{self, Depth, EfficientNetLite, Variant};
 use catdog_model::{Label, Preprocess};
 use serde::Serialize;
 
@@ -99,7 +99,7 @@ pub struct ImagenetNetwork {
 impl ImagenetNetwork {
     pub fn new(variant: Variant, device: &Device) -> Self {
         Self {
-            backbone: EfficientNetLite::new(variant, device),
+            backbone: EfficientNetLite::new(variant, Depth::WHOLE, device),
             classifier: LinearConfig::new(efficientnet::FEATURES, efficientnet::IMAGENET_CLASSES)
                 .init(device),
         }

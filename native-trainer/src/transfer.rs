@@ -14,7 +14,7 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use catdog_model::efficientnet::{EfficientNetLite, FEATURES, Variant};
+use catdog_model::efficientnet::{EfficientNetLite, Variant};
 use catdog_model::network::EfficientNetClassifier;
 use catdog_model::{Backend, Label, Network};
 use rand::Rng;
@@ -34,9 +34,11 @@ pub struct TransferData {
     pub run: RunData,
     pub backbone: EfficientNetLite,
     pub trunk: TrunkOutputs,
-    /// The frozen tail's pooled features, `[photos * 1280]` per view: what a head-only
+    /// The frozen tail's pooled features, `[photos * features]` per view: what a head-only
     /// (`--unfreeze 0`) run trains on; `None` when nothing will read them.
     pub pooled: Option<Vec<Vec<f32>>>,
+    /// Length of one photo's pooled features (1280 for a whole backbone).
+    pub features: usize,
     pub backend: Backend,
     pub device: Device,
 }
@@ -65,11 +67,13 @@ fn pretrained_path(config: &TrainConfig) -> std::path::PathBuf {
         .unwrap_or_else(|| pretrained::default_path(variant(config)))
 }
 
+/// The pretrained backbone, ending where the run's head reads it.
 fn load_backbone(config: &TrainConfig, device: &Device) -> Result<EfficientNetLite, TrainError> {
     Ok(
         ImagenetNetwork::load(&pretrained_path(config), variant(config), device)
             .map_err(|error| TrainError::Pretrained(error.to_string()))?
-            .backbone,
+            .backbone
+            .truncate(variant(config), config.head.depth()),
     )
 }
 
@@ -82,7 +86,7 @@ pub fn pretrained_network(
 ) -> Result<Network, TrainError> {
     Ok(Network::EfficientNet(EfficientNetClassifier {
         backbone: load_backbone(config, base)?.train().fork(training),
-        head: config.head.init(FEATURES, training),
+        head: config.head.init(config.head.depth().features(), training),
     }))
 }
 
@@ -101,7 +105,7 @@ pub fn prepare(config: &TrainConfig, pooled: bool) -> Result<TransferData, Train
     let weights_id = features::weights_id(&path).map_err(io_error(&path))?;
     let cache = config.cache.as_deref();
     let preprocess = config.preprocess();
-    let shape = variant(config).trunk_shape(preprocess.input_size);
+    let shape = variant(config).trunk_shape(preprocess.input_size, config.head.depth());
     let source = features::Trunk {
         backbone: &backbone,
         weights_id,
@@ -115,6 +119,7 @@ pub fn prepare(config: &TrainConfig, pooled: bool) -> Result<TransferData, Train
         backbone,
         trunk,
         pooled,
+        features: config.head.depth().features(),
         backend,
         device,
     })
@@ -142,12 +147,13 @@ fn logits(
             .pooled
             .as_ref()
             .expect("pooled features are prepared for head-only training");
-        let mut values = Vec::with_capacity(n * FEATURES);
+        let width = data.features;
+        let mut values = Vec::with_capacity(n * width);
         for (&index, &view) in indices.iter().zip(views) {
-            values.extend_from_slice(&pooled[view][index * FEATURES..(index + 1) * FEATURES]);
+            values.extend_from_slice(&pooled[view][index * width..(index + 1) * width]);
         }
         network.head.forward(Tensor::from_data(
-            TensorData::new(values, [n, FEATURES]),
+            TensorData::new(values, [n, width]),
             device,
         ))
     }
@@ -263,7 +269,7 @@ pub fn fit(
         .fork(&device);
     let network = EfficientNetClassifier {
         backbone,
-        head: config.head.init(FEATURES, &device),
+        head: config.head.init(data.features, &device),
     };
     let split = &data.run.split;
     let lesson = CachedLesson {

@@ -76,6 +76,7 @@ impl TrialParams {
                 hidden: self.hidden,
                 dropout: self.dropout,
                 pet_filter: None,
+                ..base.head.clone()
             },
             unfreeze: self.unfreeze,
             ..base.clone()

@@ -1,5 +1,6 @@
 use burn::tensor::Device;
 use catdog_model::efficientnet::Variant;
+use catdog_model::network::PetFilter;
 use catdog_model::weights::{FORMAT_VERSION, MAGIC, WeightsDtype};
 use catdog_model::{
     Architecture, Classifier, CnnConfig, Geometry, HeadConfig, ModelFile, ModelHeader,
@@ -225,7 +226,7 @@ fn an_efficientnet_file_round_trips_and_keeps_its_head() {
     let architecture = Architecture::EfficientnetLite0(HeadConfig {
         hidden: 16,
         dropout: 0.2,
-        pet_filter: None,
+        ..HeadConfig::default()
     });
     let preprocess = Preprocess::squash(96, Normalization::IMAGENET);
     let header = ModelHeader {
@@ -396,6 +397,63 @@ fn the_limits_count_the_network_a_header_declares_before_building_it() {
         matches!(error, WeightsError::OutOfRange { field, .. } if field == "architecture (parameters)"),
         "{error}"
     );
+}
+
+#[test]
+fn a_backbone_that_ends_early_is_stored_loaded_and_limited() {
+    // Lite0 ending after stage 5: the head reads its 112 pooled channels.
+    let device = Device::flex();
+    let architecture = Architecture::EfficientnetLite0(HeadConfig {
+        hidden: 8,
+        last_stage: Some(5),
+        ..HeadConfig::default()
+    });
+    let preprocess = Preprocess::squash(64, Normalization::SYMMETRIC);
+    let header = ModelHeader {
+        weights_dtype: WeightsDtype::F32,
+        ..ModelHeader::new(architecture.clone(), preprocess)
+    };
+    let network = architecture.init(&device);
+    let bytes = ModelFile::from_network(header.clone(), &network)
+        .unwrap()
+        .to_bytes();
+    let loaded = Classifier::load(&bytes, &device).unwrap();
+    assert_eq!(loaded.header().architecture, architecture);
+    let original = Classifier::from_file(
+        &ModelFile::from_network(header.clone(), &network).unwrap(),
+        &device,
+    )
+    .unwrap();
+    assert_eq!(logits(&loaded), logits(&original));
+    // Far fewer parameters than the whole backbone: stages 6 and 7 and the 1x1 head hold most.
+    let whole = Architecture::EfficientnetLite0(HeadConfig {
+        hidden: 8,
+        ..HeadConfig::default()
+    });
+    let (early, all) = (architecture.footprint(64), whole.footprint(64));
+    assert_eq!(early.parameters, {
+        use burn::module::Module;
+        network.num_params() as u64
+    });
+    assert!(
+        early.parameters * 4 < all.parameters,
+        "{early:?} vs {all:?}"
+    );
+
+    // Out of range, or with the "neither" check, which reads the whole backbone's features.
+    let refused = |last_stage: usize, pet_filter: bool| {
+        let mut header = header.clone();
+        let head = header.architecture.head_mut().unwrap();
+        head.last_stage = Some(last_stage);
+        head.pet_filter = pet_filter.then_some(PetFilter { threshold: 0.1 });
+        match ModelFile::parse(&raw_file(&header)) {
+            Err(WeightsError::OutOfRange { field, .. }) => field,
+            other => panic!("last_stage {last_stage}: {other:?}"),
+        }
+    };
+    assert_eq!(refused(0, false), "architecture.last_stage");
+    assert_eq!(refused(7, false), "architecture.last_stage");
+    assert_eq!(refused(6, true), "architecture.pet_filter");
 }
 
 /// A file of `header` with empty weights: enough for the header's checks, which come first.

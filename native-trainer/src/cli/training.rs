@@ -159,6 +159,11 @@ pub struct TrainArgs {
     /// Hidden units of the head on the pretrained backbone (0: a linear head).
     #[arg(long, default_value_t = 0)]
     hidden: usize,
+    /// End the pretrained backbone after this stage (1 to 6 of its 7): the head reads that
+    /// stage's pooled output (stage 6: 192 features, stage 5: 112) and the later stages are
+    /// left out, a smaller and faster model. Default: the whole backbone (1280 features).
+    #[arg(long)]
+    last_stage: Option<usize>,
     /// How much of the pretrained backbone trains with the head: 0 (none), 1 (the last block
     /// and the 1x1 head convolution; both from cached trunk outputs, fast on a CPU) or `all`
     /// (every layer, photos through the whole network each step with augmentation: for a GPU).
@@ -308,6 +313,9 @@ fn parse_tail_unfreeze(value: &str) -> Result<usize, String> {
 /// trained (input size, test split, stored precision, the backbone's preprocessing).
 pub fn train_config(args: TrainArgs) -> Result<TrainConfig, String> {
     let transfer = args.backbone != Backbone::Scratch;
+    if args.last_stage.is_some() && !transfer {
+        return Err("--last-stage ends a pretrained backbone early: give --backbone too".into());
+    }
     let preprocess = args
         .preprocess
         .apply(args.backbone.default_preprocess(args.input_size))?;
@@ -348,6 +356,7 @@ pub fn train_config(args: TrainArgs) -> Result<TrainConfig, String> {
             hidden: args.hidden,
             dropout: args.dropout,
             pet_filter: None,
+            last_stage: args.last_stage,
         },
         unfreeze: args.unfreeze,
         test_fraction: args.test.unwrap_or(if transfer || args.teacher.is_some() {
