@@ -73,22 +73,29 @@ STAGE_BLOCKS = {"efficientnet_lite0": [1, 2, 2, 3, 3, 4, 1],
 
 
 class EfficientNetLite(nn.Module):
-    def __init__(self, kind="efficientnet_lite0"):
+    """The backbone, whole, or ending after stage `last_stage` (model/src/efficientnet.rs's
+    Depth): then without the 1x1 head, its last block's output pooled."""
+
+    def __init__(self, kind="efficientnet_lite0", last_stage=None):
         super().__init__()
         self.stem = ConvNorm(3, 32, 3, 2)
         blocks, inputs = [], 32
-        for count, (kernel, stride, expansion, outputs) in zip(STAGE_BLOCKS[kind], STAGES):
+        stages = list(zip(STAGE_BLOCKS[kind], STAGES))[:last_stage or len(STAGES)]
+        for count, (kernel, stride, expansion, outputs) in stages:
             for index in range(count):
                 blocks.append(MbConv(inputs, outputs, kernel, stride if index == 0 else 1, expansion))
                 inputs = outputs
         self.blocks = nn.ModuleList(blocks)
-        self.head = ConvNorm(inputs, 1280, 1)
+        self.head = ConvNorm(inputs, 1280, 1) if last_stage is None else None
+        self.features = 1280 if last_stage is None else inputs
 
     def forward(self, x):
         x = F.relu6(self.stem(x))
         for block in self.blocks:
             x = block(x)
-        return F.relu6(self.head(x)).mean(dim=(2, 3))
+        if self.head is not None:
+            x = F.relu6(self.head(x))
+        return x.mean(dim=(2, 3))
 
 
 # model/src/efficientnet.rs's PET_CLASSES: what the "neither" check sums.
@@ -111,10 +118,10 @@ class Head(nn.Module):
 
 
 class EfficientNetClassifier(nn.Module):
-    def __init__(self, hidden, pet_filter, kind="efficientnet_lite0"):
+    def __init__(self, hidden, pet_filter, kind="efficientnet_lite0", last_stage=None):
         super().__init__()
-        self.backbone = EfficientNetLite(kind)
-        self.head = Head(1280, hidden, pet_filter)
+        self.backbone = EfficientNetLite(kind, last_stage)
+        self.head = Head(self.backbone.features, hidden, pet_filter)
 
     def forward(self, x):
         """The logits and, with the "neither" check, the pet probability too: the page computes
@@ -159,7 +166,7 @@ def network(header):
         return Cnn(architecture["channels"])
     if architecture["kind"] in STAGE_BLOCKS:
         return EfficientNetClassifier(architecture["hidden"], architecture.get("pet_filter"),
-                                      architecture["kind"])
+                                      architecture["kind"], architecture.get("last_stage"))
     raise SystemExit(f"unknown architecture {architecture['kind']}")
 
 

@@ -150,6 +150,14 @@ pub struct TrainConfig {
     /// (the CNN, or `--unfreeze all`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distill: Option<Distill>,
+    /// Whether the model may average each photo with its mirror image, where validation says
+    /// it pays (twice the work per photo): off for a model meant to be fast.
+    #[serde(default = "mirror_allowed")]
+    pub mirror_average: bool,
+}
+
+fn mirror_allowed() -> bool {
+    true
 }
 
 /// The defaults of a run, in one place: the command line's defaults are these (with the
@@ -190,6 +198,7 @@ impl Default for TrainConfig {
             resample: preprocess.resample,
             geometry: preprocess.geometry,
             distill: None,
+            mirror_average: mirror_allowed(),
         }
     }
 }

@@ -63,7 +63,7 @@ pub fn run(config: &TrainConfig) -> Result<TrainReport, TrainError> {
     };
     let plain = calibrated(&plain_validation);
     let with_mirror = calibrated(&averaged_validation);
-    let average_mirror = mirror_pays(&plain, &with_mirror);
+    let average_mirror = config.mirror_average && mirror_pays(&plain, &with_mirror);
     eprintln!(
         "validation, calibrated: {:.2}% / log loss {:.4} as the photos are, {:.2}% / {:.4} \
          averaged with their mirror images: {}",
@@ -71,10 +71,10 @@ pub fn run(config: &TrainConfig) -> Result<TrainReport, TrainError> {
         plain.log_loss,
         with_mirror.accuracy * 100.0,
         with_mirror.log_loss,
-        if average_mirror {
-            "the model will average (twice the work per photo)"
-        } else {
-            "not worth twice the work"
+        match (average_mirror, config.mirror_average) {
+            (true, _) => "the model will average (twice the work per photo)",
+            (false, true) => "not worth twice the work",
+            (false, false) => "not averaged (--no-mirror-average)",
         }
     );
     let validation_logits = if average_mirror {

@@ -423,8 +423,9 @@ fn several_photos_on_webgpu_and_cpu_broken_files_and_switching_models() {
     // The hand-edited files users reported (each once aborted or panicked the wasm, or gave
     // NaN): each is refused naming the file and the field, and the model in use stays and
     // still classifies.
-    let small_bytes = std::fs::read(&weights).unwrap();
-    for hostile in reported_models(&small_bytes) {
+    // (Edited from the CNN fixture: the reports name its fields.)
+    let cnn = std::fs::read(workspace().join("tests/fixtures/small-cnn.bpk")).unwrap();
+    for hostile in reported_models(&cnn) {
         let path = own_dir.0.join(hostile.name);
         std::fs::write(&path, &hostile.bytes).unwrap();
         browser.set_file(&model_file, &path);
@@ -663,7 +664,7 @@ fn photos_dropped_pasted_or_from_the_camera_and_a_second_visit_offline() {
     );
 
     // A weight file dropped on the page becomes the model (the next photo uses it).
-    give("drop", &workspace().join("www/model/catdog-small.bpk"));
+    give("drop", &workspace().join("tests/fixtures/small-cnn.bpk"));
     wait_for_model(&browser, "own", "wgpu");
 
     // Chromium's fake camera (a moving test pattern): the snapshot becomes a card.

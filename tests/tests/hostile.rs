@@ -169,7 +169,7 @@ fn keep_crash(name: &str, bytes: &[u8]) -> PathBuf {
 
 #[test]
 fn the_reported_model_files_are_refused_naming_the_field() {
-    let small = shipped("catdog-small.bpk");
+    let small = fixture("small-cnn.bpk");
     let photo = fixture("cat.jpg");
     for hostile in reported_models(&small) {
         let error = ModelFile::parse(&hostile.bytes)
@@ -237,7 +237,7 @@ fn mutated_model_files_never_panic_or_classify_as_nan() {
     let first = first_seed();
     // Mostly the small model (fast to load); every tenth case the accurate one, whose header
     // has the backbone, the head and the "neither" check.
-    let (small, accurate) = (shipped("catdog-small.bpk"), shipped("catdog.bpk"));
+    let (small, accurate) = (fixture("small-cnn.bpk"), shipped("catdog.bpk"));
     let outcomes = fuzz(
         "model files",
         first..first + cases(),
@@ -289,7 +289,7 @@ fn mutated_photos_never_panic() {
     let photos = photos_in_every_format();
     // Both geometries: the crop computes offsets from the decoded size.
     let preprocesses = [
-        ModelFile::parse(&shipped("catdog-small.bpk"))
+        ModelFile::parse(&fixture("small-cnn.bpk"))
             .unwrap()
             .header
             .preprocess,

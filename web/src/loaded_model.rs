@@ -29,7 +29,7 @@ pub const SHIPPED: [ShippedModel; 2] = [
     ShippedModel {
         name: "small",
         url: "./model/catdog-small.bpk",
-        description: "small and fast (CNN, 0.8 MB)",
+        description: "small and fast (2.6 MB)",
     },
 ];
 

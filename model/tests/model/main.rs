@@ -67,6 +67,12 @@ pub fn network_logits(
 }
 
 /// A small freshly initialised model, as a weight file.
+/// The 64 px CNN that was the shipped small model until a Lite0 ending after stage 6 replaced
+/// it: real trained weights in a file from before the preprocessing fields, and a CNN.
+pub fn small_cnn() -> ModelFile {
+    ModelFile::parse(&fixture("small-cnn.bpk")).unwrap()
+}
+
 pub fn small_model(device: &burn::tensor::Device) -> ModelFile {
     let architecture = Architecture::Cnn(CnnConfig {
         channels: vec![8, 16, 16],

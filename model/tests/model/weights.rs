@@ -279,8 +279,10 @@ fn a_precision_is_named_as_the_header_stores_it() {
 fn the_preprocessing_travels_in_the_header_and_old_files_mean_todays() {
     // A file written before the resampling and crop fields existed (the shipped models) reads
     // as what it was made with: the whole photo squashed, bilinear.
-    for name in ["catdog.bpk", "catdog-small.bpk"] {
-        let file = crate::shipped(name);
+    for (name, file) in [
+        ("catdog.bpk", crate::shipped("catdog.bpk")),
+        ("small-cnn.bpk", crate::small_cnn()),
+    ] {
         let json = serde_json::to_value(file.header.preprocess).unwrap();
         assert_eq!(
             file.header.preprocess.resample,

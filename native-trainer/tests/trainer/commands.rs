@@ -70,7 +70,7 @@ fn bench_prints_its_table_and_writes_the_same_rows_as_json() {
 fn export_safetensors_writes_pytorch_layout_and_the_header() {
     let out = scratch("safetensors");
     let file = out.join("small.safetensors");
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/model/catdog-small.bpk");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/small-cnn.bpk");
     run_ok(&[
         "export-safetensors",
         "--model",
@@ -219,6 +219,22 @@ fn pet_filter_gives_a_model_the_neither_answer_and_reports_its_rates() {
     assert!(cat.contains("cat.jpg: cat ("), "{cat}");
 
     // A CNN has no ImageNet classifier to borrow: refused with the file and the reason.
+    let small = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/small-cnn.bpk");
+    let refused = Command::new(BIN)
+        .args(["pet-filter", "--model", small.to_str().unwrap()])
+        .args(["--data", data.to_str().unwrap(), "--no-cache"])
+        .args(["-o", out.join("small.bpk").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("small-cnn.bpk") && stderr.contains("needs an EfficientNet-Lite model"),
+        "{stderr}"
+    );
+    assert!(!out.join("small.bpk").exists());
+    // Nor does a backbone that ends early (the shipped small model): the classifier reads the
+    // whole backbone's 1280 features.
     let small = Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/model/catdog-small.bpk");
     let refused = Command::new(BIN)
         .args(["pet-filter", "--model", small.to_str().unwrap()])
@@ -229,7 +245,7 @@ fn pet_filter_gives_a_model_the_neither_answer_and_reports_its_rates() {
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
-        stderr.contains("catdog-small.bpk") && stderr.contains("needs an EfficientNet-Lite model"),
+        stderr.contains("catdog-small.bpk") && stderr.contains("needs the whole backbone"),
         "{stderr}"
     );
     assert!(!out.join("small.bpk").exists());
@@ -296,7 +312,7 @@ fn a_student_learns_from_a_teachers_cached_logits() {
     let data = kaggle_folder("distill", 1);
     let base = scratch("distill-runs");
     let cache = base.join("cache");
-    let teacher = Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/model/catdog-small.bpk");
+    let teacher = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/small-cnn.bpk");
     let (data_s, cache_s, teacher_s) = (
         data.to_str().unwrap(),
         cache.to_str().unwrap(),

@@ -224,6 +224,96 @@ fn a_transfer_run_caches_the_trunk_calibrates_and_stores_each_way() {
 }
 
 #[test]
+fn a_backbone_that_ends_early_is_its_first_blocks_stored_without_the_rest() {
+    let data = photo_folder("early");
+    let weights = pretrained();
+    let work = Scratch::new("transfer-early-work");
+    let (run, out) = (work.join("run"), work.join("model.bpk"));
+    let cache = work.join("cache");
+    let data_s = data.to_str().unwrap();
+    let mut args = vec!["train"];
+    args.extend(transfer_args(
+        data_s,
+        run.to_str().unwrap(),
+        cache.to_str().unwrap(),
+        &weights,
+    ));
+    args.extend(["--last-stage", "6", "--input-size", "64"]);
+    args.extend(["--no-mirror-average", "--precision", "f32"]);
+    args.extend(["--out", out.to_str().unwrap()]);
+    run_ok(&args);
+
+    let file = ModelFile::parse(&std::fs::read(&out).unwrap()).unwrap();
+    let (_, head) = file.header.architecture.backbone().unwrap();
+    assert_eq!(head.last_stage, Some(6));
+    assert_eq!(file.header.preprocess.input_size, 64);
+    // Never averaged when told not to, whatever validation says.
+    assert!(!file.header.average_mirror);
+    assert_eq!(
+        json(&run.join("summary.json"))["transfer"]["average_mirror"],
+        false
+    );
+    // Its backbone is the pretrained one's first 13 blocks, unchanged: the same stage-6
+    // output, pooled, as the whole pretrained network computes on the way.
+    let device = Device::flex();
+    let Network::EfficientNet(network) = file.load_network(&device).unwrap() else {
+        panic!("an EfficientNet file");
+    };
+    let photo = Tensor::<4>::from_data(
+        TensorData::new(
+            (0..3 * 64 * 64)
+                .map(|i| ((i % 97) as f32 / 48.0) - 1.0)
+                .collect(),
+            [1, 3, 64, 64],
+        ),
+        &device,
+    );
+    let whole = ImagenetNetwork::load(Path::new(&weights), Variant::Lite0, &device)
+        .unwrap()
+        .backbone
+        .truncate(Variant::Lite0, head.depth());
+    let values = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+    let (stored, pretrained) = (
+        values(network.backbone.features(photo.clone())),
+        values(whole.features(photo)),
+    );
+    assert_eq!(stored.len(), 192);
+    let scale = pretrained.iter().fold(0f32, |m, v| m.max(v.abs()));
+    for (a, b) in stored.iter().zip(&pretrained) {
+        assert!((a - b).abs() <= 1e-5 * scale, "{a} vs {b} (scale {scale})");
+    }
+
+    // Refused before a run folder is made: without a pretrained backbone, and past stage 6.
+    for (extra, says) in [
+        (vec!["--last-stage", "6"], "--last-stage"),
+        (
+            vec!["--backbone", "efficientnet-lite0", "--last-stage", "7"],
+            "last_stage",
+        ),
+    ] {
+        let refused_run = work.join(format!("refused-{}", extra.len()));
+        let output = std::process::Command::new(crate::common::BIN)
+            .args([
+                "train",
+                "--data",
+                data_s,
+                "--run",
+                refused_run.to_str().unwrap(),
+            ])
+            .args(["--pretrained", &weights])
+            .args(&extra)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success() && stderr.contains(says),
+            "{stderr}"
+        );
+        assert!(!refused_run.exists(), "{}", refused_run.display());
+    }
+}
+
+#[test]
 fn unfreeze_all_fine_tunes_every_layer_from_the_photos() {
     let data = photo_folder("all");
     let work = Scratch::new("transfer-all-work");
