@@ -42,13 +42,7 @@ pub fn train(config: &TrainConfig) -> Result<TrainReport, TrainError> {
     if config.run.join("checkpoint.ckpt").exists() || config.run.join("config.json").exists() {
         return Err(TrainError::RunExists(config.run.clone()));
     }
-    // The limits every model file is held to (`catdog_model::limits`), checked before hours of
-    // training rather than when the file is first loaded.
-    catdog_model::limits::check(&ModelHeader::new(
-        config.architecture(),
-        config.preprocess(),
-    ))
-    .map_err(TrainError::BeyondLimits)?;
+    check_limits(config)?;
     // And a schedule Burn's schedulers can make, before anything is written.
     LearningRates::new(config, 1, 0)?;
     let photo_by_photo = config.backbone == Backbone::Scratch || config.fine_tunes_everything();
@@ -69,6 +63,17 @@ pub fn train(config: &TrainConfig) -> Result<TrainReport, TrainError> {
     }
 }
 
+/// The limits every model file is held to (`catdog_model::limits`), checked before hours of
+/// training rather than when the file is first loaded; on resuming too (a hand-edited
+/// `config.json` is a file like any other).
+fn check_limits(config: &TrainConfig) -> Result<(), TrainError> {
+    catdog_model::limits::check(&ModelHeader::new(
+        config.architecture(),
+        config.preprocess(),
+    ))
+    .map_err(TrainError::BeyondLimits)
+}
+
 /// Continues the run in `run` from its last checkpoint, with its saved configuration.
 pub fn resume(run_dir: &Path) -> Result<TrainReport, TrainError> {
     let path = run_dir.join("config.json");
@@ -80,6 +85,7 @@ pub fn resume(run_dir: &Path) -> Result<TrainReport, TrainError> {
         })?;
     // The folder may have moved since; it is where the user says it is now.
     config.run = run_dir.to_path_buf();
+    check_limits(&config)?;
     if config.backbone != Backbone::Scratch && !config.fine_tunes_everything() {
         // The expensive part, the frozen trunk's outputs, is cached shard by shard; the head
         // trains again from those in minutes.

@@ -235,14 +235,23 @@ fn fuzz<T: Ord + std::fmt::Debug>(
 fn mutated_model_files_never_panic_or_classify_as_nan() {
     let photo = fixture("dog.jpg");
     let first = first_seed();
-    // Mostly the small model (fast to load); every tenth case the accurate one, whose header
-    // has the backbone, the head and the "neither" check.
-    let (small, accurate) = (fixture("small-cnn.bpk"), shipped("catdog.bpk"));
+    // Mostly the CNN (fast to load); every tenth case the accurate model, whose header has the
+    // backbone, the head and the "neither" check, and every tenth the shipped small one, whose
+    // backbone ends early (`last_stage`).
+    let (cnn, accurate, small) = (
+        fixture("small-cnn.bpk"),
+        shipped("catdog.bpk"),
+        shipped("catdog-small.bpk"),
+    );
     let outcomes = fuzz(
         "model files",
         first..first + cases(),
         |seed| {
-            let original = if seed % 10 == 0 { &accurate } else { &small };
+            let original = match seed % 10 {
+                0 => &accurate,
+                1 => &small,
+                _ => &cnn,
+            };
             let (bytes, what) = Mutator::new(seed).model(original);
             Case {
                 bytes,

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use catdog_model::efficientnet::{self, Depth};
 use catdog_model::weights::WeightsDtype;
 use catdog_model::{CnnConfig, Geometry, HeadConfig, Normalization, Preprocess, Resample};
 use clap::Args;
@@ -87,8 +88,13 @@ pub fn tune(args: TuneArgs) -> Result<(), Error> {
         .backbone
         .variant()
         .map_or("scratch", |variant| variant.name());
+    let last_stage = base
+        .head
+        .last_stage
+        .map_or(String::new(), |stage| format!(" --last-stage {stage}"));
     println!(
-        "train the best trial with: native-trainer train --backbone {backbone} --data {} --epochs {} --seed {} {}",
+        "train the best trial with: native-trainer train --backbone {backbone}{last_stage} --input-size {} --data {} --epochs {} --seed {} {}",
+        base.input_size,
         base.data.display(),
         base.epochs,
         base.seed,
@@ -162,7 +168,7 @@ pub struct TrainArgs {
     /// End the pretrained backbone after this stage (1 to 6 of its 7): the head reads that
     /// stage's pooled output (stage 6: 192 features, stage 5: 112) and the later stages are
     /// left out, a smaller and faster model. Default: the whole backbone (1280 features).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_last_stage)]
     last_stage: Option<usize>,
     /// Never average each photo with its mirror image when predicting, even where validation
     /// says it helps: half the work per photo, for a model meant to be fast.
@@ -306,6 +312,24 @@ fn parse_resample(value: &str) -> Result<Resample, String> {
 }
 
 /// What runs from cached trunk outputs (`tune` trains nothing else).
+/// Refused here rather than by the header's limits, so that `tune` (which builds no header
+/// before its photos are packed) refuses it too.
+fn parse_last_stage(value: &str) -> Result<usize, String> {
+    let stages = Depth::EARLY_STAGES;
+    value
+        .parse()
+        .ok()
+        .filter(|stage| stages.contains(stage))
+        .ok_or_else(|| {
+            format!(
+                "'{value}': a backbone may end after stage {} to {} of its {}",
+                stages.start(),
+                stages.end(),
+                efficientnet::STAGE_COUNT
+            )
+        })
+}
+
 fn parse_tail_unfreeze(value: &str) -> Result<usize, String> {
     match parse_unfreeze(value)? {
         all if all > 1 => Err("tune trains from cached trunk outputs: 0 or 1".into()),

@@ -253,7 +253,7 @@ fn a_backbone_that_ends_early_is_its_first_blocks_stored_without_the_rest() {
         json(&run.join("summary.json"))["transfer"]["average_mirror"],
         false
     );
-    // Its backbone is the pretrained one's first 13 blocks, unchanged: the same stage-6
+    // Its backbone is the pretrained one's first 15 blocks, unchanged: the same stage-6
     // output, pooled, as the whole pretrained network computes on the way.
     let device = Device::flex();
     let Network::EfficientNet(network) = file.load_network(&device).unwrap() else {
@@ -288,7 +288,7 @@ fn a_backbone_that_ends_early_is_its_first_blocks_stored_without_the_rest() {
         (vec!["--last-stage", "6"], "--last-stage"),
         (
             vec!["--backbone", "efficientnet-lite0", "--last-stage", "7"],
-            "last_stage",
+            "stage 1 to 6",
         ),
     ] {
         let refused_run = work.join(format!("refused-{}", extra.len()));
