@@ -218,6 +218,27 @@ fn int8_storage_quarters_the_file_and_keeps_the_logits_close() {
     assert_ne!(full, int8, "the weights really were narrowed");
 }
 
+/// A freshly initialised network of `architecture`, stored as f32, parsed and loaded: the
+/// loaded file declares the same architecture and predicts what the network it came from
+/// predicts. Returns the header and the network, for what a test checks next.
+fn round_trip(
+    architecture: &Architecture,
+    preprocess: Preprocess,
+    device: &Device,
+) -> (ModelHeader, catdog_model::Network) {
+    let header = ModelHeader {
+        weights_dtype: WeightsDtype::F32,
+        ..ModelHeader::new(architecture.clone(), preprocess)
+    };
+    let network = architecture.init(device);
+    let file = ModelFile::from_network(header.clone(), &network).unwrap();
+    let loaded = Classifier::load(&file.to_bytes(), device).unwrap();
+    assert_eq!(&loaded.header().architecture, architecture);
+    let original = Classifier::from_file(&file, device).unwrap();
+    assert_eq!(logits(&loaded), logits(&original));
+    (header, network)
+}
+
 #[test]
 fn an_efficientnet_file_round_trips_and_keeps_its_head() {
     // The backbone with a small MLP head, at a small input (the network takes any size):
@@ -229,20 +250,7 @@ fn an_efficientnet_file_round_trips_and_keeps_its_head() {
         ..HeadConfig::default()
     });
     let preprocess = Preprocess::squash(96, Normalization::IMAGENET);
-    let header = ModelHeader {
-        weights_dtype: WeightsDtype::F32,
-        ..ModelHeader::new(architecture.clone(), preprocess)
-    };
-    let network = architecture.init(&device);
-    let bytes = ModelFile::from_network(header.clone(), &network)
-        .unwrap()
-        .to_bytes();
-    let loaded = Classifier::load(&bytes, &device).unwrap();
-    assert_eq!(loaded.header().architecture, architecture);
-    let original =
-        Classifier::from_file(&ModelFile::from_network(header, &network).unwrap(), &device)
-            .unwrap();
-    assert_eq!(logits(&loaded), logits(&original));
+    round_trip(&architecture, preprocess, &device);
 
     // A CNN's weights do not load as an EfficientNet's.
     let cnn = ModelFile::from_network(
@@ -411,22 +419,7 @@ fn a_backbone_that_ends_early_is_stored_loaded_and_limited() {
         ..HeadConfig::default()
     });
     let preprocess = Preprocess::squash(64, Normalization::SYMMETRIC);
-    let header = ModelHeader {
-        weights_dtype: WeightsDtype::F32,
-        ..ModelHeader::new(architecture.clone(), preprocess)
-    };
-    let network = architecture.init(&device);
-    let bytes = ModelFile::from_network(header.clone(), &network)
-        .unwrap()
-        .to_bytes();
-    let loaded = Classifier::load(&bytes, &device).unwrap();
-    assert_eq!(loaded.header().architecture, architecture);
-    let original = Classifier::from_file(
-        &ModelFile::from_network(header.clone(), &network).unwrap(),
-        &device,
-    )
-    .unwrap();
-    assert_eq!(logits(&loaded), logits(&original));
+    let (header, network) = round_trip(&architecture, preprocess, &device);
     // Far fewer parameters than the whole backbone: stages 6 and 7 and the 1x1 head hold most.
     let whole = Architecture::EfficientnetLite0(HeadConfig {
         hidden: 8,

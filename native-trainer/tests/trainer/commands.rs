@@ -8,7 +8,9 @@ use std::process::Command;
 
 use catdog_model::{Label, block_on};
 
-use crate::common::{BIN, fixture, fixtures, kaggle_folder, run_ok, scratch, train_args};
+use crate::common::{
+    BIN, fixture, fixtures, kaggle_folder, run_ok, run_refused, scratch, train_args,
+};
 
 #[test]
 fn bench_prints_its_table_and_writes_the_same_rows_as_json() {
@@ -136,18 +138,14 @@ fn explain_writes_the_photo_with_its_heatmap_and_names_a_bad_photo() {
     // A photo that is not one: refused with its name, and nothing written.
     let bad = out.join("notes.jpg");
     std::fs::write(&bad, b"<html>not a photo</html>").unwrap();
-    let refused = Command::new(BIN)
-        .args([
-            "explain",
-            "--model",
-            shipped.to_str().unwrap(),
-            bad.to_str().unwrap(),
-        ])
-        .args(["-o", out.join("bad.png").to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
-    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let stderr = run_refused(&[
+        "explain",
+        "--model",
+        shipped.to_str().unwrap(),
+        bad.to_str().unwrap(),
+        "-o",
+        out.join("bad.png").to_str().unwrap(),
+    ]);
     assert!(
         stderr.contains("notes.jpg") && stderr.contains("not an image"),
         "{stderr}"
@@ -218,37 +216,31 @@ fn pet_filter_gives_a_model_the_neither_answer_and_reports_its_rates() {
     let cat = explain(&fixtures().join("cat.jpg"));
     assert!(cat.contains("cat.jpg: cat ("), "{cat}");
 
-    // A CNN has no ImageNet classifier to borrow: refused with the file and the reason.
-    let small = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/small-cnn.bpk");
-    let refused = Command::new(BIN)
-        .args(["pet-filter", "--model", small.to_str().unwrap()])
-        .args(["--data", data.to_str().unwrap(), "--no-cache"])
-        .args(["-o", out.join("small.bpk").to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        stderr.contains("small-cnn.bpk") && stderr.contains("needs an EfficientNet-Lite model"),
-        "{stderr}"
-    );
-    assert!(!out.join("small.bpk").exists());
-    // Nor does a backbone that ends early (the shipped small model): the classifier reads the
-    // whole backbone's 1280 features.
-    let small = Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/model/catdog-small.bpk");
-    let refused = Command::new(BIN)
-        .args(["pet-filter", "--model", small.to_str().unwrap()])
-        .args(["--data", data.to_str().unwrap(), "--no-cache"])
-        .args(["-o", out.join("small.bpk").to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        stderr.contains("catdog-small.bpk") && stderr.contains("needs the whole backbone"),
-        "{stderr}"
-    );
-    assert!(!out.join("small.bpk").exists());
+    // A CNN has no ImageNet classifier to borrow, and a backbone that ends early (the shipped
+    // small model) lacks the whole backbone's 1280 features it reads: both refused with the
+    // file and the reason, nothing written.
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for (model, reason) in [
+        (
+            "tests/fixtures/small-cnn.bpk",
+            "needs an EfficientNet-Lite model",
+        ),
+        ("www/model/catdog-small.bpk", "needs the whole backbone"),
+    ] {
+        let stderr = run_refused(&[
+            "pet-filter",
+            "--model",
+            workspace.join(model).to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--no-cache",
+            "-o",
+            out.join("refused.bpk").to_str().unwrap(),
+        ]);
+        let name = Path::new(model).file_name().unwrap().to_str().unwrap();
+        assert!(stderr.contains(name) && stderr.contains(reason), "{stderr}");
+        assert!(!out.join("refused.bpk").exists());
+    }
 }
 
 #[test]
@@ -387,22 +379,18 @@ fn a_student_learns_from_a_teachers_cached_logits() {
 
     // A frozen backbone learns from cached features, not from photos: refused up front.
     let frozen = base.join("frozen");
-    let refused = Command::new(BIN)
-        .args([
-            "train",
-            "--data",
-            data_s,
-            "--run",
-            frozen.to_str().unwrap(),
-            "--backbone",
-            "efficientnet-lite0",
-            "--teacher",
-            teacher_s,
-        ])
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("--unfreeze all"));
+    let stderr = run_refused(&[
+        "train",
+        "--data",
+        data_s,
+        "--run",
+        frozen.to_str().unwrap(),
+        "--backbone",
+        "efficientnet-lite0",
+        "--teacher",
+        teacher_s,
+    ]);
+    assert!(stderr.contains("--unfreeze all"), "{stderr}");
     assert!(!frozen.exists(), "nothing written for a refused run");
 
     // A teacher that is not a weight file is named, and no student trains.

@@ -20,6 +20,17 @@ pub fn run_ok(args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// Runs the trainer expecting a refusal, failing the test if it succeeds; returns its stderr.
+pub fn run_refused<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
+    let output = std::process::Command::new(BIN).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        !output.status.success(),
+        "succeeded, refusal expected:\n{stderr}"
+    );
+    stderr
+}
+
 /// The real photos under `tests/fixtures`.
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")

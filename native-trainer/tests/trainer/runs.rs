@@ -5,7 +5,9 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::common::{BIN, add_bad_files, fixture, kaggle_folder, run_ok, scratch, train_args};
+use crate::common::{
+    BIN, add_bad_files, fixture, kaggle_folder, run_ok, run_refused, scratch, train_args,
+};
 
 #[test]
 fn a_killed_run_resumes_and_finishes_with_the_same_number_of_epochs() {
@@ -58,15 +60,12 @@ fn a_killed_run_resumes_and_finishes_with_the_same_number_of_epochs() {
         .position(|arg| *arg == "--input-size")
         .unwrap();
     too_big[size + 1] = "1024";
-    let refused = Command::new(BIN).args(&too_big).output().unwrap();
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success(), "{stderr}");
+    let stderr = run_refused(&too_big);
     assert!(stderr.contains("preprocess.input_size is 1024"), "{stderr}");
     assert!(!never.exists());
     // Starting it again without --resume is refused rather than overwriting the run.
-    let refused = Command::new(BIN).args(&args).output().unwrap();
-    assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("--resume"));
+    let stderr = run_refused(&args);
+    assert!(stderr.contains("--resume"), "{stderr}");
 
     // A full disk: resumed under a file-size limit of one block (512 or 1,024 bytes, by shell) (SIGXFSZ ignored, so a write
     // past it fails with EFBIG as on a full disk), its next checkpoint cannot be written. The

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::SystemTime;
 
-use crate::common::{CATS, DOGS, Scratch, fixture, run_ok};
+use crate::common::{CATS, DOGS, Scratch, fixture, run_ok, run_refused};
 use burn::tensor::{Device, Tensor, TensorData};
 use catdog_model::efficientnet::{EfficientNetLite, Variant};
 use catdog_model::weights::WeightsDtype;
@@ -292,23 +292,11 @@ fn a_backbone_that_ends_early_is_its_first_blocks_stored_without_the_rest() {
         ),
     ] {
         let refused_run = work.join(format!("refused-{}", extra.len()));
-        let output = std::process::Command::new(crate::common::BIN)
-            .args([
-                "train",
-                "--data",
-                data_s,
-                "--run",
-                refused_run.to_str().unwrap(),
-            ])
-            .args(["--pretrained", &weights])
-            .args(&extra)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            !output.status.success() && stderr.contains(says),
-            "{stderr}"
-        );
+        let mut args = vec!["train", "--data", data_s, "--run"];
+        args.extend([refused_run.to_str().unwrap(), "--pretrained", &weights]);
+        args.extend(extra);
+        let stderr = run_refused(&args);
+        assert!(stderr.contains(says), "{stderr}");
         assert!(!refused_run.exists(), "{}", refused_run.display());
     }
 }
