@@ -14,7 +14,10 @@ pub enum Backend {
     Wgpu,
     /// Burn's pure-Rust CPU backend, `burn-flex`.
     Flex,
-    /// Burn's older CPU backend, `burn-ndarray` (deprecated upstream, kept by request).
+    /// Burn's older CPU backend, `burn-ndarray` (deprecated upstream, kept by request): natively
+    /// only. The page leaves it out (it was five times slower than flex there, and about a
+    /// tenth of the page's code; README, "What the page's code is made of").
+    #[cfg(not(target_family = "wasm"))]
     NdArray,
 }
 
@@ -27,7 +30,10 @@ pub struct BackendError {
 }
 
 impl Backend {
-    pub const ALL: [Backend; 3] = [Backend::Wgpu, Backend::Flex, Backend::NdArray];
+    #[cfg(not(target_family = "wasm"))]
+    pub const ALL: &[Backend] = &[Backend::Wgpu, Backend::Flex, Backend::NdArray];
+    #[cfg(target_family = "wasm")]
+    pub const ALL: &[Backend] = &[Backend::Wgpu, Backend::Flex];
 
     /// The CPU backend used when none is named: flex, measured faster than ndarray (training a
     /// 128 px CNN on this project's 2-core machine: flex about 14 images/s, ndarray about 0.6,
@@ -38,6 +44,7 @@ impl Backend {
         match self {
             Backend::Wgpu => "wgpu",
             Backend::Flex => "flex",
+            #[cfg(not(target_family = "wasm"))]
             Backend::NdArray => "ndarray",
         }
     }
@@ -160,6 +167,7 @@ pub fn gpu_adapter() -> Result<GpuAdapter, BackendError> {
 fn cpu_device(backend: Backend) -> Device {
     match backend {
         Backend::Flex => Device::flex(),
+        #[cfg(not(target_family = "wasm"))]
         #[allow(deprecated)] // offered by request; flex is the default
         Backend::NdArray => Device::ndarray(),
         Backend::Wgpu => unreachable!("wgpu is not a CPU backend"),
@@ -179,10 +187,15 @@ impl FromStr for Backend {
         match name.to_ascii_lowercase().as_str() {
             "wgpu" | "gpu" | "webgpu" => Ok(Backend::Wgpu),
             "flex" | "cpu" => Ok(Backend::Flex),
+            #[cfg(not(target_family = "wasm"))]
             "ndarray" => Ok(Backend::NdArray),
-            other => Err(format!(
-                "unknown backend '{other}': expected wgpu, flex or ndarray"
-            )),
+            other => {
+                let known: Vec<&str> = Backend::ALL.iter().map(|backend| backend.name()).collect();
+                Err(format!(
+                    "unknown backend '{other}': expected {}",
+                    known.join(", ")
+                ))
+            }
         }
     }
 }

@@ -250,6 +250,23 @@ fn several_photos_on_webgpu_and_cpu_broken_files_and_switching_models() {
             .any(|(_, url, _)| url.ends_with("/model/catdog.bpk")),
         "{startup:?}"
     );
+    // The model is downloaded once, by index.html's preload, which starts while the wasm is
+    // still arriving rather than after it has compiled: the page's own fetch of it is answered
+    // by the preload (a second download would be a second entry).
+    let downloads = browser.execute(
+        "const entries = (end) => performance.getEntriesByType('resource').filter(e => e.name.endsWith(end)); \
+         const wasm = entries('.wasm'); \
+         return {model: entries('/model/catdog.bpk').map(e => [e.initiatorType, e.startTime]), \
+                 wasm_end: wasm.length === 1 ? wasm[0].responseEnd : null}",
+        json!([]),
+    );
+    let model = downloads["model"].as_array().unwrap();
+    assert_eq!(model.len(), 1, "the model downloaded more than once: {downloads}");
+    assert_eq!(model[0][0], "link", "not by the preload: {downloads}");
+    assert!(
+        model[0][1].as_f64().unwrap() < downloads["wasm_end"].as_f64().unwrap(),
+        "the model was asked for only after the wasm had arrived: {downloads}"
+    );
 
     // Several photos at once, two of them broken: every photo gets its card, in order.
     let all: Vec<PathBuf> = photos.good.iter().chain(&photos.bad).cloned().collect();

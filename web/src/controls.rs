@@ -172,16 +172,15 @@ pub fn BackendChoice(models: Models) -> impl IntoView {
     };
     let label = |backend: Backend| match backend {
         Backend::Wgpu => "GPU (WebGPU)",
-        Backend::Flex => "CPU (flex, faster)",
-        Backend::NdArray => "CPU (ndarray, older)",
+        Backend::Flex => "CPU",
     };
     view! {
         <div class="control">
             <label for="backend-choice">"Runs on"</label>
             <select id="backend-choice" on:change=on_change>
-                {Backend::ALL.map(|backend| view! {
+                {Backend::ALL.iter().map(|&backend| view! {
                     <option value=backend.name() prop:selected=move || selected() == backend.name()>{label(backend)}</option>
-                })}
+                }).collect::<Vec<_>>()}
             </select>
         </div>
     }

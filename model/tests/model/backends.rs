@@ -30,7 +30,7 @@ fn every_backend_gives_the_same_logits() {
 
 #[test]
 fn a_network_on_any_backend_exports_and_loads() {
-    for backend in Backend::ALL {
+    for &backend in Backend::ALL {
         let device = backend.device().unwrap();
         let bytes = small_model(&device).to_bytes();
         let classifier = Classifier::load(&bytes, &device).unwrap();
@@ -94,7 +94,7 @@ fn a_verdict_is_sure_only_from_the_threshold_up() {
 
 #[test]
 fn backend_names_parse() {
-    for backend in Backend::ALL {
+    for &backend in Backend::ALL {
         assert_eq!(backend.name().parse::<Backend>(), Ok(backend));
     }
     assert_eq!("cpu".parse::<Backend>(), Ok(Backend::DEFAULT_CPU));
