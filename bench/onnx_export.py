@@ -107,8 +107,11 @@ class Head(nn.Module):
         super().__init__()
         self.hidden = nn.Linear(features, hidden) if hidden else None
         self.out = nn.Linear(hidden or features, 2)
-        # The "neither" check's ImageNet classifier, when the model file has one.
-        self.imagenet = nn.Linear(features, 1000) if pet_filter else None
+        # The "neither" check's ImageNet classifier, when the model file has one: whole, or
+        # (`rank`) as two factors, features to the rank and the rank to the 1000 classes.
+        rank = (pet_filter or {}).get("rank")
+        self.imagenet_basis = nn.Linear(features, rank, bias=False) if rank else None
+        self.imagenet = nn.Linear(rank or features, 1000) if pet_filter else None
 
     def forward(self, features):
         x = features
@@ -130,6 +133,8 @@ class EfficientNetClassifier(nn.Module):
         logits = self.head(features)
         if self.head.imagenet is None:
             return logits
+        if self.head.imagenet_basis is not None:
+            features = self.head.imagenet_basis(features)
         pets = torch.softmax(self.head.imagenet(features), dim=1)[:, PET_CLASSES].sum(dim=1)
         return logits, pets
 

@@ -37,6 +37,9 @@ pub const STD: RangeInclusive<f32> = 0.001..=100.0;
 pub const CROP_FRACTION: RangeInclusive<f32> = 0.05..=1.0;
 /// The "neither" check's threshold on a probability.
 pub const PET_THRESHOLD: RangeInclusive<f32> = 0.0..=1.0;
+/// The dimensions of the "neither" check's factored ImageNet classifier: at most its 1000
+/// classes, where the factors stop being smaller than the whole.
+pub const PET_RANK: RangeInclusive<usize> = 1..=1000;
 /// Parameters of the declared network (Burn's count: batch-norm statistics included).
 pub const MAX_PARAMETERS: u64 = 32_000_000;
 /// Bytes of activations one photo passes through at its largest layer (f32 values).
@@ -150,6 +153,9 @@ fn check_head(head: &HeadConfig) -> Result<(), WeightsError> {
             filter.threshold,
             &PET_THRESHOLD,
         )?;
+        if let Some(rank) = filter.rank {
+            within("architecture.pet_filter.rank", rank, &PET_RANK)?;
+        }
     }
     Ok(())
 }

@@ -268,6 +268,12 @@ impl Default for HeadConfig {
 pub struct PetFilter {
     /// Chosen on the model's training photos so that a set share of them pass.
     pub threshold: f32,
+    /// The ImageNet classifier stored as two factors through this many dimensions (its
+    /// truncated singular value decomposition: features to `rank`, then `rank` to the 1000
+    /// classes), a fraction of the whole 1280 x 1000 one; `None` (and every file from before):
+    /// stored whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank: Option<usize>,
 }
 
 impl HeadConfig {
@@ -285,8 +291,17 @@ impl HeadConfig {
         } else {
             linear_parameters(features, NUM_CLASSES as u64)
         };
+        let classes = efficientnet::IMAGENET_CLASSES as u64;
         let imagenet = match self.pet_filter {
-            Some(_) => linear_parameters(features, efficientnet::IMAGENET_CLASSES as u64),
+            Some(PetFilter {
+                rank: Some(rank), ..
+            }) => {
+                let rank = rank as u64;
+                features
+                    .saturating_mul(rank)
+                    .saturating_add(linear_parameters(rank, classes))
+            }
+            Some(PetFilter { rank: None, .. }) => linear_parameters(features, classes),
             None => 0,
         };
         Footprint {
@@ -307,9 +322,17 @@ impl HeadConfig {
             dropout: DropoutConfig::new(self.dropout).init(),
             hidden,
             out: LinearConfig::new(last_in, NUM_CLASSES).init(device),
-            imagenet: self
+            imagenet_basis: self
                 .pet_filter
-                .map(|_| LinearConfig::new(features, efficientnet::IMAGENET_CLASSES).init(device)),
+                .and_then(|filter| filter.rank)
+                .map(|rank| LinearConfig::new(features, rank).with_bias(false).init(device)),
+            imagenet: self.pet_filter.map(|filter| {
+                LinearConfig::new(
+                    filter.rank.unwrap_or(features),
+                    efficientnet::IMAGENET_CLASSES,
+                )
+                .init(device)
+            }),
         }
     }
 }
@@ -320,8 +343,11 @@ pub struct Head {
     dropout: Dropout,
     hidden: Option<Linear>,
     out: Linear,
-    /// The backbone's ImageNet classifier, for the "neither" check ([`PetFilter`]).
+    /// The backbone's ImageNet classifier, for the "neither" check ([`PetFilter`]); with a
+    /// `rank`, its second factor (`rank` to the 1000 classes).
     imagenet: Option<Linear>,
+    /// With a `rank`, the ImageNet classifier's first factor (features to `rank`).
+    imagenet_basis: Option<Linear>,
 }
 
 impl Head {
@@ -345,10 +371,12 @@ impl Head {
     }
 
     /// The same head with the backbone's ImageNet classifier beside it, for the "neither"
-    /// check ([`PetFilter`]).
-    pub fn with_pet_classifier(self, imagenet: Linear) -> Self {
+    /// check ([`PetFilter`]): whole (`basis` `None`), or as two factors, `basis` (features to
+    /// the rank, no bias) then `imagenet` (the rank to the 1000 classes).
+    pub fn with_pet_classifier(self, basis: Option<Linear>, imagenet: Linear) -> Self {
         Self {
             imagenet: Some(imagenet),
+            imagenet_basis: basis,
             ..self
         }
     }
@@ -358,6 +386,10 @@ impl Head {
     pub fn pet_probability(&self, features: Tensor<2>) -> Option<Tensor<1>> {
         let imagenet = self.imagenet.as_ref()?;
         let classes = efficientnet::PET_CLASSES;
+        let features = match &self.imagenet_basis {
+            Some(basis) => basis.forward(features),
+            None => features,
+        };
         let probabilities = softmax(imagenet.forward(features), 1);
         Some(
             probabilities

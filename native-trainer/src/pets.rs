@@ -11,9 +11,17 @@
 //!
 //! The ImageNet classifier reads the backbone's features, so this suits models whose backbone
 //! is ImageNet's as it is (trained with `--unfreeze 0`, as the shipped one is).
+//!
+//! `--rank R` stores the classifier as two factors through R dimensions, its truncated
+//! singular value decomposition (1280 x R and R x 1000 instead of 1280 x 1000: at R = 128 a
+//! quarter of the parameters, the part of the page's download the check costs); the whole
+//! classifier is then measured on the same photos beside it, with how often the two agree.
 
 use std::path::PathBuf;
 
+use burn::module::Param;
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::Tensor;
 use catdog_model::network::PetFilter;
 use catdog_model::{Backend, ModelFile, Network};
 use serde::Serialize;
@@ -40,6 +48,8 @@ pub struct PetFilterConfig {
     pub calibration_photos: usize,
     /// Photos with no cat or dog, to measure how many are turned away.
     pub non_pets: Option<PathBuf>,
+    /// Store the ImageNet classifier as two factors through this many dimensions.
+    pub rank: Option<usize>,
     pub cache: Option<PathBuf>,
     pub out: PathBuf,
 }
@@ -91,6 +101,30 @@ pub struct PetFilterReport {
     pub test: PassRate,
     /// Photos with no cat or dog: `passed` are the ones wrongly taken for pets.
     pub non_pets: Option<PassRate>,
+    /// The dimensions of the stored classifier's factors, when it is factored.
+    pub rank: Option<usize>,
+    /// With a rank: the whole classifier measured the same way on the same photos.
+    pub whole: Option<WholeClassifier>,
+}
+
+/// The whole ImageNet classifier beside a factored one: its own threshold (chosen the same
+/// way) and rates, and the share of the measured photos (validation, test, non-pets) on which
+/// the two give the same answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WholeClassifier {
+    pub threshold: f32,
+    pub validation: PassRate,
+    pub test: PassRate,
+    pub non_pets: Option<PassRate>,
+    pub agreement: f64,
+}
+
+/// Each photo's ImageNet pet probability through the stored classifier and, when that one is
+/// factored, through the whole one.
+#[derive(Debug, Default)]
+struct Probabilities {
+    stored: Vec<f32>,
+    whole: Vec<f32>,
 }
 
 /// Adds the ImageNet classifier and the threshold to the model, writes it to `config.out`
@@ -126,21 +160,39 @@ pub fn pet_filter(config: &PetFilterConfig) -> Result<PetFilterReport, PetFilter
         .pretrained
         .clone()
         .unwrap_or_else(|| crate::pretrained::default_path(variant));
-    let imagenet = ImagenetNetwork::load(&pretrained, variant, &device)?;
-    network.head = network.head.with_pet_classifier(imagenet.into_classifier());
+    let whole = ImagenetNetwork::load(&pretrained, variant, &device)?.into_classifier();
+    let head = network.head.clone();
+    let whole_head = head.clone().with_pet_classifier(None, whole.clone());
+    network.head = match config.rank {
+        Some(rank) => {
+            let (basis, factor) = factorise(whole, rank);
+            head.with_pet_classifier(Some(basis), factor)
+        }
+        None => whole_head.clone(),
+    };
+    let compare = config.rank.map(|_| whole_head);
     let network = Network::EfficientNet(network);
     // Folded for speed: only its probabilities are used here; the unfolded one is stored.
-    let folded = network.clone().fold_batch_norms();
+    let Network::EfficientNet(folded) = network.clone().fold_batch_norms() else {
+        unreachable!("folding keeps the architecture");
+    };
     let preprocess = file.header.preprocess;
+    let read = |pets: Option<Tensor<1>>| {
+        let pets = pets.expect("the head has its pet classifier");
+        pets.into_data().try_to_vec::<f32>().expect("probabilities")
+    };
     let probabilities = |packed: &PackedPhotos, indices: &[usize], what: &str| {
         let bar = progress_bar(indices.len() as u64, what);
-        let mut out = Vec::with_capacity(indices.len());
+        let mut out = Probabilities::default();
         for chunk in indices.chunks(16) {
             let images = packed.batch(chunk, &preprocess.normalization, &device);
-            let pets = folded
-                .pet_probability(images)
-                .expect("the network has its pet classifier");
-            out.extend(pets.into_data().try_to_vec::<f32>().expect("probabilities"));
+            let features = folded.backbone.features(images);
+            if let Some(whole) = &compare {
+                out.whole
+                    .extend(read(whole.pet_probability(features.clone())));
+            }
+            out.stored
+                .extend(read(folded.head.pet_probability(features)));
             bar.inc(chunk.len() as u64);
         }
         bar.finish_and_clear();
@@ -156,16 +208,9 @@ pub fn pet_filter(config: &PetFilterConfig) -> Result<PetFilterReport, PetFilter
         .div_ceil(config.calibration_photos.max(1))
         .max(1);
     let calibration: Vec<usize> = split.train.iter().copied().step_by(step).collect();
-    let calibration_probabilities = probabilities(&packed, &calibration, "choosing the threshold");
-    let threshold = lower_quantile(&calibration_probabilities, 1.0 - config.keep);
-    let validation = PassRate::of(
-        &probabilities(&packed, &split.validation, "validation photos"),
-        threshold,
-    );
-    let test = PassRate::of(
-        &probabilities(&packed, &split.test, "test photos"),
-        threshold,
-    );
+    let calibration = probabilities(&packed, &calibration, "choosing the threshold");
+    let validation = probabilities(&packed, &split.validation, "validation photos");
+    let test = probabilities(&packed, &split.test, "test photos");
     let non_pets = match &config.non_pets {
         Some(folder) => {
             let set = PhotoSet::open(folder).map_err(DatasetError::from)?;
@@ -174,17 +219,40 @@ pub fn pet_filter(config: &PetFilterConfig) -> Result<PetFilterReport, PetFilter
                 eprintln!("skipped {}: {}", skipped.path, skipped.reason);
             }
             let all: Vec<usize> = (0..photos.len()).collect();
-            Some(PassRate::of(
-                &probabilities(&photos, &all, "non-pet photos"),
-                threshold,
-            ))
+            Some(probabilities(&photos, &all, "non-pet photos"))
         }
         None => None,
     };
+    let keep = 1.0 - config.keep;
+    let threshold = lower_quantile(&calibration.stored, keep);
+    let whole = config.rank.map(|_| {
+        let threshold = lower_quantile(&calibration.whole, keep);
+        let measured = [Some(&validation), Some(&test), non_pets.as_ref()];
+        let (mut same, mut photos) = (0, 0);
+        for set in measured.into_iter().flatten() {
+            photos += set.stored.len();
+            same += set
+                .stored
+                .iter()
+                .zip(&set.whole)
+                .filter(|&(&stored, &whole)| (stored >= threshold) == (whole >= threshold))
+                .count();
+        }
+        WholeClassifier {
+            threshold,
+            validation: PassRate::of(&validation.whole, threshold),
+            test: PassRate::of(&test.whole, threshold),
+            non_pets: non_pets.as_ref().map(|set| PassRate::of(&set.whole, threshold)),
+            agreement: same as f64 / photos.max(1) as f64,
+        }
+    });
 
     let mut header = file.header.clone();
     if let Some(head) = header.architecture.head_mut() {
-        head.pet_filter = Some(PetFilter { threshold });
+        head.pet_filter = Some(PetFilter {
+            threshold,
+            rank: config.rank,
+        });
     }
     let out = ModelFile::from_network(header, &network)
         .map_err(|error| refused(error.to_string()))?
@@ -196,11 +264,42 @@ pub fn pet_filter(config: &PetFilterConfig) -> Result<PetFilterReport, PetFilter
     Ok(PetFilterReport {
         threshold,
         keep: config.keep,
-        calibration: PassRate::of(&calibration_probabilities, threshold),
-        validation,
-        test,
-        non_pets,
+        calibration: PassRate::of(&calibration.stored, threshold),
+        validation: PassRate::of(&validation.stored, threshold),
+        test: PassRate::of(&test.stored, threshold),
+        non_pets: non_pets.map(|set| PassRate::of(&set.stored, threshold)),
+        rank: config.rank,
+        whole,
     })
+}
+
+/// The dense layer `imagenet` (features to classes) as two, through `rank` dimensions: the
+/// best such approximation of its weights (truncated SVD, W ~ U_r S_r V_r'), the singular
+/// values split evenly between the factors so both have values of like size for int8.
+pub fn factorise(imagenet: Linear, rank: usize) -> (Linear, Linear) {
+    let weight = imagenet.weight.val();
+    let [features, classes] = weight.dims();
+    let rank = rank.min(features).min(classes);
+    let device = weight.device();
+    let (u, s, vt) = burn::linalg::svd::<2, 1>(weight, 64);
+    let scale = s.narrow(0, 0, rank).sqrt();
+    let basis_weight = u.narrow(1, 0, rank) * scale.clone().unsqueeze_dim::<2>(0);
+    let factor_weight = vt.narrow(0, 0, rank) * scale.unsqueeze_dim::<2>(1);
+    let basis = with_weight(
+        LinearConfig::new(features, rank).with_bias(false).init(&device),
+        basis_weight,
+    );
+    let mut factor = with_weight(
+        LinearConfig::new(rank, classes).init(&device),
+        factor_weight,
+    );
+    factor.bias = imagenet.bias;
+    (basis, factor)
+}
+
+fn with_weight(mut layer: Linear, weight: Tensor<2>) -> Linear {
+    layer.weight = Param::from_tensor(weight);
+    layer
 }
 
 /// The value below which a `share` of `values` lies (the smallest value for a share of 0).
@@ -214,6 +313,30 @@ fn lower_quantile(values: &[f32], share: f64) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::Device;
+
+    /// A random layer factored at full rank computes what it did; at lower ranks the error
+    /// grows as the rank falls.
+    #[test]
+    fn factorising_keeps_the_layer_up_to_its_rank() {
+        let device: Device = Backend::DEFAULT_CPU.device().unwrap();
+        let layer = LinearConfig::new(48, 40).init(&device);
+        let features = Tensor::<2>::random(
+            [8, 48],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let expected = layer.forward(features.clone());
+        let error = |rank: usize| {
+            let (basis, factor) = factorise(layer.clone(), rank);
+            let got = factor.forward(basis.forward(features.clone()));
+            let diff: f32 = (got - expected.clone()).abs().max().into_scalar();
+            diff
+        };
+        assert!(error(40) < 1e-4, "{}", error(40));
+        let (e8, e24) = (error(8), error(24));
+        assert!(e8 > e24 && e24 > error(40), "{e8} {e24}");
+    }
 
     #[test]
     fn the_threshold_keeps_the_asked_share() {

@@ -440,7 +440,10 @@ fn a_backbone_that_ends_early_is_stored_loaded_and_limited() {
         let mut header = header.clone();
         let head = header.architecture.head_mut().unwrap();
         head.last_stage = Some(last_stage);
-        head.pet_filter = pet_filter.then_some(PetFilter { threshold: 0.1 });
+        head.pet_filter = pet_filter.then_some(PetFilter {
+            threshold: 0.1,
+            rank: None,
+        });
         match ModelFile::parse(&raw_file(&header)) {
             Err(WeightsError::OutOfRange { field, .. }) => field,
             other => panic!("last_stage {last_stage}: {other:?}"),
@@ -449,6 +452,63 @@ fn a_backbone_that_ends_early_is_stored_loaded_and_limited() {
     assert_eq!(refused(0, false), "architecture.last_stage");
     assert_eq!(refused(7, false), "architecture.last_stage");
     assert_eq!(refused(6, true), "architecture.pet_filter");
+}
+
+#[test]
+fn a_factored_neither_check_is_stored_loaded_and_limited() {
+    // The ImageNet classifier through 16 dimensions: its two factors are stored, and the
+    // loaded file gives the same verdicts and the same pet probability.
+    let device = Device::flex();
+    let architecture = Architecture::EfficientnetLite0(HeadConfig {
+        pet_filter: Some(PetFilter {
+            threshold: 0.1,
+            rank: Some(16),
+        }),
+        ..HeadConfig::default()
+    });
+    let preprocess = Preprocess::squash(64, Normalization::SYMMETRIC);
+    let (header, network) = round_trip(&architecture, preprocess, &device);
+    let file = ModelFile::from_network(header.clone(), &network).unwrap();
+    let pet = |classifier: &Classifier| {
+        classifier
+            .explain_blocking(&fixture("cat.jpg"))
+            .unwrap()
+            .pet
+            .unwrap()
+    };
+    let loaded = Classifier::load(&file.to_bytes(), &device).unwrap();
+    assert_eq!(pet(&loaded), pet(&Classifier::from_file(&file, &device).unwrap()));
+    // Counted as Burn builds it: 1280 x 16 + 16 x 1000 + 1000 for the check, not 1,281,000.
+    let whole = Architecture::EfficientnetLite0(HeadConfig {
+        pet_filter: Some(PetFilter {
+            threshold: 0.1,
+            rank: None,
+        }),
+        ..HeadConfig::default()
+    });
+    let (factored, all) = (architecture.footprint(64), whole.footprint(64));
+    assert_eq!(factored.parameters, {
+        use burn::module::Module;
+        network.num_params() as u64
+    });
+    assert_eq!(
+        all.parameters - factored.parameters,
+        1_281_000 - (1280 * 16 + 16 * 1000 + 1000)
+    );
+    for rank in [0, 1001] {
+        let mut header = header.clone();
+        let head = header.architecture.head_mut().unwrap();
+        head.pet_filter = Some(PetFilter {
+            threshold: 0.1,
+            rank: Some(rank),
+        });
+        match ModelFile::parse(&raw_file(&header)) {
+            Err(WeightsError::OutOfRange { field, .. }) => {
+                assert_eq!(field, "architecture.pet_filter.rank")
+            }
+            other => panic!("rank {rank}: {other:?}"),
+        }
+    }
 }
 
 /// A file of `header` with empty weights: enough for the header's checks, which come first.

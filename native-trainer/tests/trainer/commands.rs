@@ -158,63 +158,87 @@ fn pet_filter_gives_a_model_the_neither_answer_and_reports_its_rates() {
     let out = scratch("pet-filter");
     let data = kaggle_folder("pet-filter", 1);
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/model/catdog.bpk");
-    let model = out.join("with-filter.bpk");
     let non_pets = fixtures().join("non-pets");
     let pretrained = crate::common::shared_weights("efficientnet-lite0");
-    let printed = run_ok(&[
-        "pet-filter",
-        "--model",
-        shipped.to_str().unwrap(),
-        "--pretrained",
-        pretrained.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--non-pets",
-        non_pets.to_str().unwrap(),
-        "--validation",
-        "0.25",
-        "--test",
-        "0.25",
-        "--keep",
-        "0.9",
-        "--no-cache",
-        "-o",
-        model.to_str().unwrap(),
-    ]);
-    for line in [
-        "training photos",
-        "validation photos passing:",
-        "test photos passing:",
-        "non-pet photos turned away:",
-    ] {
-        assert!(printed.contains(line), "{printed}");
-    }
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("with-filter.pet-filter.json")).unwrap())
-            .unwrap();
-    let threshold = report["threshold"].as_f64().unwrap();
-    assert!(threshold > 0.0 && threshold < 1.0, "{report}");
-    assert_eq!(report["non_pets"]["photos"], 52, "{report}");
-    assert!(
-        report["calibration"]["rate"].as_f64().unwrap() >= 0.9,
-        "{report}"
-    );
-
-    // The written model says "neither" for a photo of a man with a camera, a verdict for a cat.
-    let explain = |photo: &Path| {
-        run_ok(&[
-            "explain",
+    // The whole ImageNet classifier, then the same factored through 128 dimensions.
+    let mut sizes = Vec::new();
+    for rank in [None, Some("128")] {
+        let name = match rank {
+            None => "with-filter",
+            Some(_) => "with-factored-filter",
+        };
+        let model = out.join(format!("{name}.bpk"));
+        let mut args = vec![
+            "pet-filter",
             "--model",
-            model.to_str().unwrap(),
-            photo.to_str().unwrap(),
+            shipped.to_str().unwrap(),
+            "--pretrained",
+            pretrained.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--non-pets",
+            non_pets.to_str().unwrap(),
+            "--validation",
+            "0.25",
+            "--test",
+            "0.25",
+            "--keep",
+            "0.9",
+            "--no-cache",
             "-o",
-            out.join("heat.png").to_str().unwrap(),
-        ])
-    };
-    let person = explain(&non_pets.join("scikit-image-camera.jpg"));
-    assert!(person.contains("neither a cat nor a dog"), "{person}");
-    let cat = explain(&fixtures().join("cat.jpg"));
-    assert!(cat.contains("cat.jpg: cat ("), "{cat}");
+            model.to_str().unwrap(),
+        ];
+        if let Some(rank) = rank {
+            args.extend(["--rank", rank]);
+        }
+        let printed = run_ok(&args);
+        for line in [
+            "training photos",
+            "validation photos passing:",
+            "test photos passing:",
+            "non-pet photos turned away:",
+        ] {
+            assert!(printed.contains(line), "{printed}");
+        }
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(model.with_extension("pet-filter.json")).unwrap())
+                .unwrap();
+        let threshold = report["threshold"].as_f64().unwrap();
+        assert!(threshold > 0.0 && threshold < 1.0, "{report}");
+        assert_eq!(report["non_pets"]["photos"], 52, "{report}");
+        assert!(
+            report["calibration"]["rate"].as_f64().unwrap() >= 0.9,
+            "{report}"
+        );
+        if rank.is_some() {
+            // Measured beside the whole classifier, on the same photos.
+            assert_eq!(report["rank"], 128, "{report}");
+            assert!(printed.contains("the whole ImageNet classifier"), "{printed}");
+            let agreement = report["whole"]["agreement"].as_f64().unwrap();
+            assert!(agreement > 0.8 && agreement <= 1.0, "{report}");
+            assert_eq!(report["whole"]["non_pets"]["photos"], 52, "{report}");
+        }
+        sizes.push(std::fs::metadata(&model).unwrap().len());
+
+        // The written model says "neither" for a photo of a man with a camera, a verdict for
+        // a cat.
+        let explain = |photo: &Path| {
+            run_ok(&[
+                "explain",
+                "--model",
+                model.to_str().unwrap(),
+                photo.to_str().unwrap(),
+                "-o",
+                out.join("heat.png").to_str().unwrap(),
+            ])
+        };
+        let person = explain(&non_pets.join("scikit-image-camera.jpg"));
+        assert!(person.contains("neither a cat nor a dog"), "{person}");
+        let cat = explain(&fixtures().join("cat.jpg"));
+        assert!(cat.contains("cat.jpg: cat ("), "{cat}");
+    }
+    // 1280 x 128 + 128 x 1000 + 1000 int8 values in place of 1280 x 1000 + 1000.
+    assert!(sizes[0] - sizes[1] > 950_000, "{sizes:?}");
 
     // A CNN has no ImageNet classifier to borrow, and a backbone that ends early (the shipped
     // small model) lacks the whole backbone's 1280 features it reads: both refused with the
