@@ -322,10 +322,11 @@ impl HeadConfig {
             dropout: DropoutConfig::new(self.dropout).init(),
             hidden,
             out: LinearConfig::new(last_in, NUM_CLASSES).init(device),
-            imagenet_basis: self
-                .pet_filter
-                .and_then(|filter| filter.rank)
-                .map(|rank| LinearConfig::new(features, rank).with_bias(false).init(device)),
+            imagenet_basis: self.pet_filter.and_then(|filter| filter.rank).map(|rank| {
+                LinearConfig::new(features, rank)
+                    .with_bias(false)
+                    .init(device)
+            }),
             imagenet: self.pet_filter.map(|filter| {
                 LinearConfig::new(
                     filter.rank.unwrap_or(features),

@@ -242,7 +242,9 @@ pub fn pet_filter(config: &PetFilterConfig) -> Result<PetFilterReport, PetFilter
             threshold,
             validation: PassRate::of(&validation.whole, threshold),
             test: PassRate::of(&test.whole, threshold),
-            non_pets: non_pets.as_ref().map(|set| PassRate::of(&set.whole, threshold)),
+            non_pets: non_pets
+                .as_ref()
+                .map(|set| PassRate::of(&set.whole, threshold)),
             agreement: same as f64 / photos.max(1) as f64,
         }
     });
@@ -286,7 +288,9 @@ pub fn factorise(imagenet: Linear, rank: usize) -> (Linear, Linear) {
     let basis_weight = u.narrow(1, 0, rank) * scale.clone().unsqueeze_dim::<2>(0);
     let factor_weight = vt.narrow(0, 0, rank) * scale.unsqueeze_dim::<2>(1);
     let basis = with_weight(
-        LinearConfig::new(features, rank).with_bias(false).init(&device),
+        LinearConfig::new(features, rank)
+            .with_bias(false)
+            .init(&device),
         basis_weight,
     );
     let mut factor = with_weight(

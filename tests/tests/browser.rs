@@ -261,7 +261,11 @@ fn several_photos_on_webgpu_and_cpu_broken_files_and_switching_models() {
         json!([]),
     );
     let model = downloads["model"].as_array().unwrap();
-    assert_eq!(model.len(), 1, "the model downloaded more than once: {downloads}");
+    assert_eq!(
+        model.len(),
+        1,
+        "the model downloaded more than once: {downloads}"
+    );
     assert_eq!(model[0][0], "link", "not by the preload: {downloads}");
     assert!(
         model[0][1].as_f64().unwrap() < downloads["wasm_end"].as_f64().unwrap(),

@@ -477,7 +477,10 @@ fn a_factored_neither_check_is_stored_loaded_and_limited() {
             .unwrap()
     };
     let loaded = Classifier::load(&file.to_bytes(), &device).unwrap();
-    assert_eq!(pet(&loaded), pet(&Classifier::from_file(&file, &device).unwrap()));
+    assert_eq!(
+        pet(&loaded),
+        pet(&Classifier::from_file(&file, &device).unwrap())
+    );
     // Counted as Burn builds it: 1280 x 16 + 16 x 1000 + 1000 for the check, not 1,281,000.
     let whole = Architecture::EfficientnetLite0(HeadConfig {
         pet_filter: Some(PetFilter {

@@ -200,9 +200,10 @@ fn pet_filter_gives_a_model_the_neither_answer_and_reports_its_rates() {
         ] {
             assert!(printed.contains(line), "{printed}");
         }
-        let report: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(model.with_extension("pet-filter.json")).unwrap())
-                .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(model.with_extension("pet-filter.json")).unwrap(),
+        )
+        .unwrap();
         let threshold = report["threshold"].as_f64().unwrap();
         assert!(threshold > 0.0 && threshold < 1.0, "{report}");
         assert_eq!(report["non_pets"]["photos"], 52, "{report}");
@@ -213,7 +214,10 @@ fn pet_filter_gives_a_model_the_neither_answer_and_reports_its_rates() {
         if rank.is_some() {
             // Measured beside the whole classifier, on the same photos.
             assert_eq!(report["rank"], 128, "{report}");
-            assert!(printed.contains("the whole ImageNet classifier"), "{printed}");
+            assert!(
+                printed.contains("the whole ImageNet classifier"),
+                "{printed}"
+            );
             let agreement = report["whole"]["agreement"].as_f64().unwrap();
             assert!(agreement > 0.8 && agreement <= 1.0, "{report}");
             assert_eq!(report["whole"]["non_pets"]["photos"], 52, "{report}");
