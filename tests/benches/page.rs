@@ -4,8 +4,8 @@
 //!
 //! `scripts/bench-page` builds the release site first and runs this; by hand:
 //! `CATDOG_DIST=dist-release cargo bench -p catdog-tests --bench page`. `CATDOG_BENCH_PHOTOS`
-//! sets how many warm photos per model (default 12); `CATDOG_BENCH_BACKENDS` which CPU backends
-//! (default `flex,ndarray`). Under `cargo test` (no `--bench`) it runs once, one warm photo per
+//! sets how many warm photos per model (default 12); `CATDOG_BENCH_BACKENDS` which backends
+//! (default `flex`, the page's CPU backend; `flex,wgpu` adds WebGPU). Under `cargo test` (no `--bench`) it runs once, one warm photo per
 //! model on flex: a check that every shipped model loads and classifies in the page.
 
 use std::path::PathBuf;
@@ -34,8 +34,7 @@ fn main() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(if timing { 12 } else { 1 });
-    let backends = std::env::var("CATDOG_BENCH_BACKENDS")
-        .unwrap_or(if timing { "flex,ndarray" } else { "flex" }.into());
+    let backends = std::env::var("CATDOG_BENCH_BACKENDS").unwrap_or("flex".into());
     let wasm: u64 = std::fs::read_dir(&dist)
         .expect("the site")
         .filter_map(Result::ok)

@@ -24,7 +24,7 @@ pub const SHIPPED: [ShippedModel; 2] = [
     ShippedModel {
         name: "accurate",
         url: "./model/catdog.bpk",
-        description: "accurate (EfficientNet-Lite0, 5.5 MB)",
+        description: "accurate (EfficientNet-Lite0, 4.8 MB)",
     },
     ShippedModel {
         name: "small",
