@@ -7,7 +7,7 @@
 //! - [`classifier`]: load a weight file and classify photos;
 //! - [`explain`]: Grad-CAM heatmaps of where a verdict came from;
 //! - [`learn`]: fine-tuning the last layer on the user's own labelled photos;
-//! - [`backend`]: the compute backends (wgpu, flex, ndarray) as runtime choices.
+//! - [`backend`]: the compute backends (wgpu, flex, and natively ndarray) as runtime choices.
 
 pub mod preprocess;
 

@@ -37,8 +37,9 @@ pub const STD: RangeInclusive<f32> = 0.001..=100.0;
 pub const CROP_FRACTION: RangeInclusive<f32> = 0.05..=1.0;
 /// The "neither" check's threshold on a probability.
 pub const PET_THRESHOLD: RangeInclusive<f32> = 0.0..=1.0;
-/// The dimensions of the "neither" check's factored ImageNet classifier: at most its 1000
-/// classes, where the factors stop being smaller than the whole.
+/// The dimensions of the "neither" check's factored ImageNet classifier: at most its full
+/// rank, min(1280 features, 1000 classes) (the factors are smaller than the whole one only
+/// below about 560).
 pub const PET_RANK: RangeInclusive<usize> = 1..=1000;
 /// Parameters of the declared network (Burn's count: batch-norm statistics included).
 pub const MAX_PARAMETERS: u64 = 32_000_000;

@@ -226,7 +226,7 @@ pub fn pet_filter(config: &PetFilterConfig) -> Result<PetFilterReport, PetFilter
     let keep = 1.0 - config.keep;
     let threshold = lower_quantile(&calibration.stored, keep);
     let whole = config.rank.map(|_| {
-        let threshold = lower_quantile(&calibration.whole, keep);
+        let whole_threshold = lower_quantile(&calibration.whole, keep);
         let measured = [Some(&validation), Some(&test), non_pets.as_ref()];
         let (mut same, mut photos) = (0, 0);
         for set in measured.into_iter().flatten() {
@@ -235,16 +235,17 @@ pub fn pet_filter(config: &PetFilterConfig) -> Result<PetFilterReport, PetFilter
                 .stored
                 .iter()
                 .zip(&set.whole)
-                .filter(|&(&stored, &whole)| (stored >= threshold) == (whole >= threshold))
+                // Each classifier at its own threshold, as each would be shipped.
+                .filter(|&(&stored, &whole)| (stored >= threshold) == (whole >= whole_threshold))
                 .count();
         }
         WholeClassifier {
-            threshold,
-            validation: PassRate::of(&validation.whole, threshold),
-            test: PassRate::of(&test.whole, threshold),
+            threshold: whole_threshold,
+            validation: PassRate::of(&validation.whole, whole_threshold),
+            test: PassRate::of(&test.whole, whole_threshold),
             non_pets: non_pets
                 .as_ref()
-                .map(|set| PassRate::of(&set.whole, threshold)),
+                .map(|set| PassRate::of(&set.whole, whole_threshold)),
             agreement: same as f64 / photos.max(1) as f64,
         }
     });
@@ -281,7 +282,6 @@ pub fn pet_filter(config: &PetFilterConfig) -> Result<PetFilterReport, PetFilter
 pub fn factorise(imagenet: Linear, rank: usize) -> (Linear, Linear) {
     let weight = imagenet.weight.val();
     let [features, classes] = weight.dims();
-    let rank = rank.min(features).min(classes);
     let device = weight.device();
     let (u, s, vt) = burn::linalg::svd::<2, 1>(weight, 64);
     let scale = s.narrow(0, 0, rank).sqrt();

@@ -268,7 +268,10 @@ fn several_photos_on_webgpu_and_cpu_broken_files_and_switching_models() {
     );
     assert_eq!(model[0][0], "link", "not by the preload: {downloads}");
     assert!(
-        model[0][1].as_f64().unwrap() < downloads["wasm_end"].as_f64().unwrap(),
+        model[0][1].as_f64().unwrap()
+            < downloads["wasm_end"]
+                .as_f64()
+                .unwrap_or_else(|| panic!("not one wasm download: {downloads}")),
         "the model was asked for only after the wasm had arrived: {downloads}"
     );
 

@@ -92,7 +92,7 @@ pub fn check_weights(file_name: &str, bytes: &[u8]) -> Result<(), String> {
         .map_err(|error| format!("{file_name}: {error}"))
 }
 
-/// The backend `?backend=` names (`wgpu`, `cpu`, `flex` or `ndarray`), if any.
+/// The backend `?backend=` names (`wgpu`, `gpu`, `cpu` or `flex`), if any.
 pub fn requested_backend() -> Result<Option<Backend>, String> {
     query_param("backend")
         .map(|name| name.parse::<Backend>())
