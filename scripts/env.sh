@@ -22,3 +22,13 @@ export WASM_BINDGEN_TEST_WEBDRIVER_JSON="$CATDOG_ROOT/tests/webdriver.json"
 export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-600}"
 # Trunk: no update check (there is no network to ask).
 export TRUNK_SKIP_VERSION_CHECK=true
+
+# Builds the release site (fat LTO, as shipped) into $1 unless one is there: the benchmarks'
+# site, tens of minutes from cold.
+release_site() {
+  if [ ! -f "$1/index.html" ]; then
+    echo "== building the release site into $1 (trunk build --release)"
+    "$CATDOG_ROOT/scripts/install-tools"
+    trunk build --release --dist "$1"
+  fi
+}

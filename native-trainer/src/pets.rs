@@ -90,17 +90,24 @@ impl PassRate {
     }
 }
 
-/// What `pet-filter` chose and measured.
+/// A classifier's threshold and how many of the measured photos pass it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PetFilterReport {
+pub struct Rates {
     /// The least ImageNet probability of the pet classes a photo needs.
     pub threshold: f32,
-    pub keep: f64,
-    pub calibration: PassRate,
     pub validation: PassRate,
     pub test: PassRate,
     /// Photos with no cat or dog: `passed` are the ones wrongly taken for pets.
     pub non_pets: Option<PassRate>,
+}
+
+/// What `pet-filter` chose and measured.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PetFilterReport {
+    #[serde(flatten)]
+    pub rates: Rates,
+    pub keep: f64,
+    pub calibration: PassRate,
     /// The dimensions of the stored classifier's factors, when it is factored.
     pub rank: Option<usize>,
     /// With a rank: the whole classifier measured the same way on the same photos.
@@ -112,10 +119,8 @@ pub struct PetFilterReport {
 /// the two give the same answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WholeClassifier {
-    pub threshold: f32,
-    pub validation: PassRate,
-    pub test: PassRate,
-    pub non_pets: Option<PassRate>,
+    #[serde(flatten)]
+    pub rates: Rates,
     pub agreement: f64,
 }
 
@@ -223,6 +228,15 @@ pub fn pet_filter(config: &PetFilterConfig) -> Result<PetFilterReport, PetFilter
         }
         None => None,
     };
+    // One classifier's probabilities (the stored one's or the whole one's) at its threshold.
+    let rates = |of: fn(&Probabilities) -> &[f32], threshold| Rates {
+        threshold,
+        validation: PassRate::of(of(&validation), threshold),
+        test: PassRate::of(of(&test), threshold),
+        non_pets: non_pets
+            .as_ref()
+            .map(|set| PassRate::of(of(set), threshold)),
+    };
     let keep = 1.0 - config.keep;
     let threshold = lower_quantile(&calibration.stored, keep);
     let whole = config.rank.map(|_| {
@@ -240,12 +254,7 @@ pub fn pet_filter(config: &PetFilterConfig) -> Result<PetFilterReport, PetFilter
                 .count();
         }
         WholeClassifier {
-            threshold: whole_threshold,
-            validation: PassRate::of(&validation.whole, whole_threshold),
-            test: PassRate::of(&test.whole, whole_threshold),
-            non_pets: non_pets
-                .as_ref()
-                .map(|set| PassRate::of(&set.whole, whole_threshold)),
+            rates: rates(|set| &set.whole, whole_threshold),
             agreement: same as f64 / photos.max(1) as f64,
         }
     });
@@ -265,12 +274,9 @@ pub fn pet_filter(config: &PetFilterConfig) -> Result<PetFilterReport, PetFilter
         source,
     })?;
     Ok(PetFilterReport {
-        threshold,
         keep: config.keep,
+        rates: rates(|set| &set.stored, threshold),
         calibration: PassRate::of(&calibration.stored, threshold),
-        validation: PassRate::of(&validation.stored, threshold),
-        test: PassRate::of(&test.stored, threshold),
-        non_pets: non_pets.map(|set| PassRate::of(&set.stored, threshold)),
         rank: config.rank,
         whole,
     })

@@ -91,11 +91,14 @@ pub fn pet_filter(args: PetFilterArgs) -> Result<(), Error> {
     };
     println!(
         "threshold: ImageNet pet probability {:.4}, passing {} training photos",
-        report.threshold,
+        report.rates.threshold,
         rate(&report.calibration)
     );
-    println!("validation photos passing: {}", rate(&report.validation));
-    println!("test photos passing: {}", rate(&report.test));
+    println!(
+        "validation photos passing: {}",
+        rate(&report.rates.validation)
+    );
+    println!("test photos passing: {}", rate(&report.rates.test));
     let turned_away = |non_pets: &pets::PassRate| {
         format!(
             "{} of {} ({:.1} %)",
@@ -104,16 +107,17 @@ pub fn pet_filter(args: PetFilterArgs) -> Result<(), Error> {
             (1.0 - non_pets.rate) * 100.0
         )
     };
-    if let Some(non_pets) = &report.non_pets {
+    if let Some(non_pets) = &report.rates.non_pets {
         println!("non-pet photos turned away: {}", turned_away(non_pets));
     }
     if let (Some(rank), Some(whole)) = (report.rank, &report.whole) {
         println!(
             "the whole ImageNet classifier (stored: rank {rank}): threshold {:.4}, validation {}, test {}{}; the same answer for {:.2} % of those photos",
-            whole.threshold,
-            rate(&whole.validation),
-            rate(&whole.test),
+            whole.rates.threshold,
+            rate(&whole.rates.validation),
+            rate(&whole.rates.test),
             whole
+                .rates
                 .non_pets
                 .as_ref()
                 .map(|non_pets| format!(", non-pets turned away {}", turned_away(non_pets)))
