@@ -4,8 +4,9 @@
 //
 // Every request of the site goes to the network first, so a new release, or a new model
 // behind the same URL, shows at once (the browser's HTTP cache still answers what is fresh);
-// when the network fails, the stored copy answers. Install stores the page, every file it names
-// (Trunk gives the script and the wasm hashed names, read here from index.html) and the models.
+// when the network fails, the stored copy answers. Install stores the page, every file it names,
+// the build of the page's code in use (Trunk gives the script and the wasm hashed names, read
+// here from index.html) and the models.
 // Install never fails on a missing file, so the page never waits for it.
 const CACHE = "catdog";
 const MODELS = ["./model/catdog.bpk", "./model/catdog-small.bpk"];
@@ -16,6 +17,21 @@ function named(html) {
   return [...found].map((match) => new URL(match[1], self.registration.scope).href);
 }
 
+// The page's builds (with and without WebGPU; index.html starts one) and their files:
+// `{ webgpu: [script, wasm], cpu: [...] }`, from the list Trunk writes into the HTML.
+function builds(html) {
+  const list = html.match(/<script id="catdog-builds" type="application\/json">([^<]*)<\/script>/);
+  const files = {};
+  for (const [name, build] of Object.entries(list ? JSON.parse(list[1]) : {})) {
+    files[name] = [build.js, build.wasm].map((url) => new URL(url, self.registration.scope).href);
+  }
+  return files;
+}
+
+// The build the page that registered this worker runs (`sw.js?build=cpu`): the one stored at
+// install. A visitor without WebGPU never downloads the WebGPU build, not even for the cache.
+const BUILD = new URL(self.location.href).searchParams.get("build");
+
 self.addEventListener("install", (event) => {
   event.waitUntil(
     (async () => {
@@ -25,7 +41,10 @@ self.addEventListener("install", (event) => {
         if (page.ok) {
           const html = await page.clone().text();
           await cache.put("./", page);
-          await Promise.allSettled([...named(html), ...MODELS].map((url) => cache.add(url)));
+          // A worker registered without `?build=` (by a release before there were two) stores
+          // no code here: the fetch handler below stores whichever build the page then loads.
+          const code = builds(html)[BUILD] ?? [];
+          await Promise.allSettled([...named(html), ...code, ...MODELS].map((url) => cache.add(url)));
         }
       } catch (error) {
         console.warn("catdog: offline copy not stored:", error);
@@ -37,9 +56,14 @@ self.addEventListener("install", (event) => {
 
 self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim()));
 
-// Drops stored files a new release no longer names (old hashed script and wasm).
+// Drops stored files a new release no longer names (old hashed script and wasm). Only for the
+// page itself: another document of the site opened in a tab names none of them.
 async function prune(cache, html) {
-  const keep = new Set([...named(html), ...MODELS.map((url) => new URL(url, self.registration.scope).href)]);
+  if (Object.keys(builds(html)).length === 0) {
+    return;
+  }
+  const code = Object.values(builds(html)).flat();
+  const keep = new Set([...named(html), ...code, ...MODELS.map((url) => new URL(url, self.registration.scope).href)]);
   for (const request of await cache.keys()) {
     const url = new URL(request.url);
     const isPage = url.href === self.registration.scope || url.pathname.endsWith("/index.html");

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+#[cfg(feature = "wgpu")]
 use std::sync::OnceLock;
 
 use burn::tensor::Device;
@@ -30,10 +31,14 @@ pub struct BackendError {
 }
 
 impl Backend {
-    #[cfg(not(target_family = "wasm"))]
-    pub const ALL: &[Backend] = &[Backend::Wgpu, Backend::Flex, Backend::NdArray];
-    #[cfg(target_family = "wasm")]
-    pub const ALL: &[Backend] = &[Backend::Wgpu, Backend::Flex];
+    /// The backends this build has: wgpu with the `wgpu` feature, ndarray natively.
+    pub const ALL: &[Backend] = &[
+        #[cfg(feature = "wgpu")]
+        Backend::Wgpu,
+        Backend::Flex,
+        #[cfg(not(target_family = "wasm"))]
+        Backend::NdArray,
+    ];
 
     /// The CPU backend used when none is named: flex, measured faster than ndarray (training a
     /// 128 px CNN on this project's 2-core machine: flex about 14 images/s, ndarray about 0.6,
@@ -58,6 +63,9 @@ impl Backend {
     #[cfg(not(target_family = "wasm"))]
     pub fn device(self) -> Result<Device, BackendError> {
         match self {
+            #[cfg(not(feature = "wgpu"))]
+            Backend::Wgpu => Err(self.error(NO_WGPU.into())),
+            #[cfg(feature = "wgpu")]
             Backend::Wgpu => WGPU
                 .get_or_init(|| {
                     Device::wgpu_options()
@@ -82,6 +90,9 @@ impl Backend {
     /// The backend's device, asynchronously: in a browser WebGPU can only be acquired this way.
     pub async fn device_async(self) -> Result<Device, BackendError> {
         match self {
+            #[cfg(not(feature = "wgpu"))]
+            Backend::Wgpu => Err(self.error(NO_WGPU.into())),
+            #[cfg(feature = "wgpu")]
             Backend::Wgpu => {
                 if let Some(device) = WGPU.get() {
                     return device.clone().map_err(|reason| self.error(reason));
@@ -140,9 +151,14 @@ pub struct Acquired {
     pub fallback: Option<BackendError>,
 }
 
+/// Why wgpu is refused in a build without it.
+#[cfg(not(feature = "wgpu"))]
+const NO_WGPU: &str = "this build has no GPU code (built without the `wgpu` feature)";
+
 /// The wgpu runtime can be initialised only once per process; its outcome is kept.
+#[cfg(feature = "wgpu")]
 static WGPU: OnceLock<Result<Device, String>> = OnceLock::new();
-#[cfg(not(target_family = "wasm"))]
+#[cfg(all(feature = "wgpu", not(target_family = "wasm")))]
 static WGPU_ADAPTER: OnceLock<GpuAdapter> = OnceLock::new();
 
 /// The adapter wgpu chose natively.
@@ -155,7 +171,7 @@ pub struct GpuAdapter {
 }
 
 /// The adapter behind the native wgpu device, starting wgpu if it is not yet started.
-#[cfg(not(target_family = "wasm"))]
+#[cfg(all(feature = "wgpu", not(target_family = "wasm")))]
 pub fn gpu_adapter() -> Result<GpuAdapter, BackendError> {
     Backend::Wgpu.device()?;
     Ok(WGPU_ADAPTER

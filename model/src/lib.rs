@@ -32,7 +32,7 @@ pub mod weights;
 
 pub use preprocess::{DecodeError, Geometry, InputTensor, Normalization, Preprocess, Resample};
 
-#[cfg(all(feature = "inference", not(target_family = "wasm")))]
+#[cfg(all(feature = "inference", feature = "wgpu", not(target_family = "wasm")))]
 pub use backend::gpu_adapter;
 #[cfg(feature = "inference")]
 pub use backend::{Acquired, Backend, BackendError, GpuAdapter};

@@ -34,6 +34,16 @@ impl Browser {
     /// Starts ChromeDriver on a free port and a headless Chromium session with WebGPU enabled
     /// (SwiftShader where there is no GPU) and a fresh profile.
     pub fn start() -> Self {
+        Self::start_with(true)
+    }
+
+    /// The same without `--enable-unsafe-webgpu`: Chromium on Linux then has `navigator.gpu`
+    /// but offers no adapter, as most browsers without WebGPU do.
+    pub fn without_webgpu() -> Self {
+        Self::start_with(false)
+    }
+
+    fn start_with(webgpu: bool) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .expect("a free port")
@@ -64,6 +74,29 @@ impl Browser {
                 .ok()
                 .filter(|status| status["ready"] == true)
         });
+        let mut args: Vec<String> = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1000,800",
+            // The memory test collects garbage before it measures the heap.
+            "--js-flags=--expose-gc",
+            "--enable-precise-memory-info",
+            // A fake camera (a test pattern) that needs no permission prompt.
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.push(format!("--user-data-dir={}", browser.profile.display()));
+        if webgpu {
+            args.push("--enable-unsafe-webgpu".into());
+        }
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "timeouts": {"pageLoad": 120_000},
@@ -74,17 +107,7 @@ impl Browser {
             "goog:loggingPrefs": {"performance": "ALL"},
             "goog:chromeOptions": {
                 "binary": std::env::var("CHROME_BIN").unwrap_or("/usr/bin/chromium".into()),
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-dev-shm-usage",
-                    "--enable-unsafe-webgpu", "--disable-quic", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update",
-                    "--disable-sync", "--window-size=1000,800",
-                    // The memory test collects garbage before it measures the heap.
-                    "--js-flags=--expose-gc", "--enable-precise-memory-info",
-                    // A fake camera (a test pattern) that needs no permission prompt.
-                    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                    format!("--user-data-dir={}", browser.profile.display()),
-                ]
+                "args": args,
             }
         }}});
         let session = browser

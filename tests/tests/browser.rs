@@ -160,15 +160,77 @@ fn wait_for_model(browser: &Browser, model: &str, backend: &str) {
 /// Opens the page; one retry in a fresh browser if Chromium stops answering while loading the
 /// 74 MB debug wasm, which it has done now and then on this 2-core machine (never twice).
 fn open(url: &str) -> Browser {
-    let browser = Browser::start();
+    open_in(Browser::start, url)
+}
+
+/// [`open`] in a browser that `start` starts.
+fn open_in(start: fn() -> Browser, url: &str) -> Browser {
+    let browser = start();
     if let Err(error) = browser.goto(url) {
         eprintln!("WARNING: the page did not load ({error}); retrying once in a fresh browser");
         drop(browser);
-        let browser = Browser::start();
+        let browser = start();
         browser.goto(url).unwrap_or_else(|error| panic!("{error}"));
         return browser;
     }
     browser
+}
+
+/// The files of the page's two builds, with and without WebGPU, as the built index.html names
+/// them (Trunk.toml, `pattern_script`).
+struct Builds {
+    webgpu: Build,
+    cpu: Build,
+}
+
+struct Build {
+    js: String,
+    wasm: String,
+}
+
+fn builds() -> Builds {
+    let html = std::fs::read_to_string(dist().join("index.html")).unwrap();
+    let list = html
+        .split_once(r#"<script id="catdog-builds" type="application/json">"#)
+        .and_then(|(_, rest)| rest.split_once("</script>"))
+        .unwrap_or_else(|| panic!("index.html lists no builds: {html}"))
+        .0;
+    let list: Value = serde_json::from_str(list).unwrap_or_else(|error| panic!("{list}: {error}"));
+    let build = |name: &str| {
+        let file = |kind: &str| {
+            let url = list[name][kind]
+                .as_str()
+                .unwrap_or_else(|| panic!("{list}"));
+            url.trim_start_matches("./").to_string()
+        };
+        Build {
+            js: file("js"),
+            wasm: file("wasm"),
+        }
+    };
+    let builds = Builds {
+        webgpu: build("webgpu"),
+        cpu: build("cpu"),
+    };
+    assert_ne!(builds.webgpu.wasm, builds.cpu.wasm);
+    builds
+}
+
+/// Which build index.html started, and the wasm files the page downloaded.
+fn page_code(browser: &Browser) -> (String, Vec<String>) {
+    let found = browser.execute(
+        "return [document.documentElement.dataset.build, \
+                 performance.getEntriesByType('resource').filter(e => e.name.endsWith('.wasm')) \
+                   .map(e => e.name.split('/').pop())]",
+        json!([]),
+    );
+    let wasm = found[1]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|name| name.as_str().unwrap().to_string())
+        .collect();
+    (found[0].as_str().unwrap_or_default().to_string(), wasm)
 }
 
 /// Requests the page made (`Network.requestWillBeSent`): `(method, url, has a body)`.
@@ -259,6 +321,11 @@ fn several_photos_on_webgpu_and_cpu_broken_files_and_switching_models() {
          return {model: entries('/model/catdog.bpk').map(e => [e.initiatorType, e.startTime]), \
                  wasm_end: wasm.length === 1 ? wasm[0].responseEnd : null}",
         json!([]),
+    );
+    // A browser with WebGPU gets the page's WebGPU build, and only that one.
+    assert_eq!(
+        page_code(&browser),
+        ("webgpu".to_string(), vec![builds().webgpu.wasm])
     );
     let model = downloads["model"].as_array().unwrap();
     assert_eq!(
@@ -727,6 +794,82 @@ fn photos_dropped_pasted_or_from_the_camera_and_a_second_visit_offline() {
     );
 }
 
+#[test]
+fn a_browser_without_webgpu_gets_the_build_without_it_and_keeps_that_offline() {
+    let _one = ONE_BROWSER
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let site = serve(dist());
+    let browser = open_in(Browser::without_webgpu, &site.url(""));
+    wait_for_model(&browser, "accurate", "flex");
+    browser.wait_for_element("#offline-status[data-ready=\"true\"]", MODEL_READY);
+    let builds = builds();
+    assert_eq!(
+        page_code(&browser),
+        ("cpu".to_string(), vec![builds.cpu.wasm.clone()])
+    );
+    // The page says why it runs on the CPU, and offers nothing else.
+    let status = browser.text(&browser.wait_for_element("#model-status", MODEL_READY));
+    assert!(status.contains("no WebGPU adapter"), "{status}");
+    let backends = browser.execute(
+        "return [...document.querySelectorAll('#backend-choice option')].map(o => o.value)",
+        json!([]),
+    );
+    assert_eq!(backends, json!(["flex"]));
+
+    let fixtures = workspace().join("tests/fixtures").canonicalize().unwrap();
+    let files = [fixtures.join("cat.jpg"), fixtures.join("dog.jpg")];
+    let shown = classify_privately(&browser, &site, &files);
+    for card in &shown {
+        let path = files
+            .iter()
+            .find(|path| file_name(path) == card.file)
+            .unwrap();
+        assert_eq!(
+            (
+                card.state.as_str(),
+                card.label.as_str(),
+                card.backend.as_str(),
+                card.pet.as_str()
+            ),
+            ("done", true_label(path), "flex", "true"),
+            "{card:?}"
+        );
+    }
+    // Nothing asked for the WebGPU build, not even the offline cache; the CPU build was
+    // stored, so a second visit with the server gone starts and classifies.
+    let received = site.received();
+    assert!(
+        !received
+            .iter()
+            .any(|request| request.url.ends_with(&builds.webgpu.wasm)
+                || request.url.ends_with(&builds.webgpu.js)),
+        "the WebGPU build was downloaded: {received:?}"
+    );
+    site.stop();
+    browser
+        .goto(&site.url(""))
+        .unwrap_or_else(|error| panic!("{error}"));
+    wait_for_model(&browser, "accurate", "flex");
+    let input = browser.wait_for_element("#photo-input", Duration::from_secs(30));
+    browser.set_file(&input, &fixtures.join("dog.jpg"));
+    let offline = wait_until_classified(&browser, 1);
+    assert_eq!(
+        (offline[0].state.as_str(), offline[0].label.as_str()),
+        ("done", "dog"),
+        "{offline:?}"
+    );
+    // Offline, `?backend=gpu` asks for the WebGPU build, which was never stored: the page
+    // starts the stored build instead (not a blank page), and it says why it has no GPU.
+    browser
+        .goto(&site.url("?backend=gpu"))
+        .unwrap_or_else(|error| panic!("{error}"));
+    let refused = browser.wait_for_element("#model-error", MODEL_READY);
+    let refusal = browser.text(&refused);
+    assert!(refusal.contains("no GPU code"), "{refusal}");
+    assert_eq!(page_code(&browser).0, "cpu");
+}
+
 /// Saves the page at desktop and phone width into `CATDOG_SCREENSHOTS`, if set, and checks at
 /// phone width that nothing is wider than the screen and every control has a label.
 fn save_screenshots(browser: &Browser) {
@@ -854,12 +997,14 @@ fn three_hundred_photos_at_once_and_clearing_them_frees_what_they_held() {
         })
         .collect();
     let site = serve(dist());
-    let browser = open(&site.url(""));
     // The small model on the CPU: the batch is about the page holding 300 cards, not speed.
-    wait_for_model(&browser, "accurate", "wgpu");
-    choose(&browser, "#backend-choice", "flex");
-    choose(&browser, "#model-choice", "small");
+    // (`?backend=cpu` loads the page's build without WebGPU.)
+    let browser = open(&site.url("?model=small&backend=cpu"));
     wait_for_model(&browser, "small", "flex");
+    assert_eq!(
+        page_code(&browser),
+        ("cpu".to_string(), vec![builds().cpu.wasm])
+    );
     let before = tab_memory(&browser);
 
     // Two batches of 300, cleared in between: the second must fit in what the first grew.

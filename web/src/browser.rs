@@ -144,7 +144,13 @@ pub async fn enable_offline_cache() -> Result<(), String> {
     if !workers.is_object() {
         return Err("this browser has no service workers (or the page is not on https)".into());
     }
-    settle(call_method(&workers, "register", &["./sw.js".into()])?).await?;
+    // The worker stores this build of the page's code, not the other (index.html, sw.js).
+    let script = if cfg!(feature = "webgpu") {
+        "./sw.js?build=webgpu"
+    } else {
+        "./sw.js?build=cpu"
+    };
+    settle(call_method(&workers, "register", &[script.into()])?).await?;
     settle(property(&workers, "ready")).await.map(drop)
 }
 

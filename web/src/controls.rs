@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use web_sys::{File, HtmlInputElement, HtmlSelectElement};
 
-use crate::browser::{blob_bytes, file_list};
+use crate::browser::{blob_bytes, file_list, now_ms};
 use crate::loaded_model::{SHIPPED, ShippedModel, check_weights};
 use crate::state::{Models, Phase};
 
@@ -25,9 +25,12 @@ pub fn ModelStatus(models: Models) -> impl IntoView {
                 let fallback = model.fallback.clone().map(|reason| {
                     view! { <span class="fallback">" No WebGPU here: " {reason}</span> }
                 });
+                // When the model became ready, in ms since navigation began (the page bench's
+                // "navigation to ready").
+                let ready_ms = format!("{:.0}", now_ms());
                 Some(view! {
                     <p id="model-status" class="status ready" data-backend=model.backend.name()
-                        data-model=model.source.name().to_string()>
+                        data-model=model.source.name().to_string() data-ready-ms=ready_ms>
                         "Ready: " {model.source.describe()} ", running " {place} " with the "
                         <code>{model.backend.name()}</code> " backend." {fallback}
                     </p>

@@ -15,3 +15,9 @@ pub mod inputs;
 pub mod loaded_model;
 pub mod state;
 pub mod teach;
+
+/// Mounts the page on `<body>`: what both of the page's builds run.
+pub fn start() {
+    console_error_panic_hook::set_once();
+    leptos::mount::mount_to_body(app::App);
+}

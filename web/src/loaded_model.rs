@@ -5,7 +5,7 @@
 use std::rc::Rc;
 
 use catdog_model::learn::{Example, FineTune, Lesson};
-use catdog_model::{Backend, Classifier, Device, Explanation, Label, ModelFile};
+use catdog_model::{Backend, BackendError, Classifier, Device, Explanation, Label, ModelFile};
 
 use crate::browser::{fetch_with_progress, now_ms, query_param, yield_to_browser};
 
@@ -99,6 +99,19 @@ pub fn requested_backend() -> Result<Option<Backend>, String> {
         .transpose()
 }
 
+/// Why the CPU runs the model where no backend was named, as the page says it.
+fn fallback_reason(error: BackendError) -> String {
+    if cfg!(feature = "webgpu") {
+        error.to_string()
+    } else {
+        // index.html loads the build without WebGPU only where the browser offered no WebGPU
+        // adapter: that is the reason, not the missing code.
+        "this browser offers no WebGPU adapter, so the page loaded its smaller build without \
+         GPU code."
+            .into()
+    }
+}
+
 /// A model ready to classify photos, and where it runs.
 pub struct LoadedModel {
     classifier: Classifier,
@@ -137,7 +150,7 @@ impl LoadedModel {
                 Ok(classifier) => (
                     acquired.backend,
                     classifier,
-                    acquired.fallback.map(|error| error.to_string()),
+                    acquired.fallback.map(fallback_reason),
                 ),
                 Err(error) if backend.is_none() && acquired.backend.is_gpu() => {
                     let cpu = Backend::DEFAULT_CPU;

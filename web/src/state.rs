@@ -163,7 +163,12 @@ impl Models {
         if !self.is_current(generation) {
             return false;
         }
-        let place = backend.map_or("WebGPU or the CPU", Backend::name);
+        let automatic = if Backend::ALL.contains(&Backend::Wgpu) {
+            "WebGPU or the CPU"
+        } else {
+            "the CPU"
+        };
+        let place = backend.map_or(automatic, Backend::name);
         self.phase.set(Phase::Starting(format!(
             "Starting {} on {place} and warming it up…",
             source.describe()
