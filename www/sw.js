@@ -59,10 +59,10 @@ self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim(
 // Drops stored files a new release no longer names (old hashed script and wasm). Only for the
 // page itself: another document of the site opened in a tab names none of them.
 async function prune(cache, html) {
-  if (Object.keys(builds(html)).length === 0) {
+  const code = Object.values(builds(html)).flat();
+  if (code.length === 0) {
     return;
   }
-  const code = Object.values(builds(html)).flat();
   const keep = new Set([...named(html), ...code, ...MODELS.map((url) => new URL(url, self.registration.scope).href)]);
   for (const request of await cache.keys()) {
     const url = new URL(request.url);

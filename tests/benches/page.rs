@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use catdog_tests::webdriver::Browser;
-use catdog_tests::{dist, median, serve, workspace};
+use catdog_tests::{dist, median, page_code, serve, workspace};
 
 /// The shipped models, as the page's `?model=` names them.
 const MODELS: [(&str, &str); 2] = [("accurate", "catdog.bpk"), ("small", "catdog-small.bpk")];
@@ -62,19 +62,10 @@ fn main() {
                 .attribute(&status, "data-ready-ms")
                 .parse()
                 .expect("the page's ready time in data-ready-ms");
-            let code = browser.execute(
-                "return [document.documentElement.dataset.build, \
-                         performance.getEntriesByType('resource').filter(e => e.name.endsWith('.wasm')) \
-                           .map(e => e.name.split('/').pop())]",
-                serde_json::json!([]),
-            );
-            let build = code[0].as_str().unwrap_or_default().to_string();
-            let wasm_bytes = code[1]
-                .as_array()
-                .expect("the wasm downloads")
+            let (build, wasm) = page_code(&browser);
+            let wasm_bytes = wasm
                 .iter()
                 .map(|name| {
-                    let name = name.as_str().unwrap();
                     std::fs::metadata(dist.join(name))
                         .unwrap_or_else(|error| panic!("{name}: {error}"))
                         .len()

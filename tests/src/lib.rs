@@ -21,6 +21,24 @@ use std::sync::{Arc, Mutex};
 /// anywhere in the site fails the test.
 pub const SUB_PATH: &str = "/hosted/under/catdog/";
 
+/// Which of the page's builds index.html started (`webgpu` or `cpu`), and the wasm files the
+/// page downloaded (their names).
+pub fn page_code(browser: &webdriver::Browser) -> (String, Vec<String>) {
+    let found = browser.execute(
+        "return [document.documentElement.dataset.build, \
+                 performance.getEntriesByType('resource').filter(e => e.name.endsWith('.wasm')) \
+                   .map(e => e.name.split('/').pop())]",
+        serde_json::json!([]),
+    );
+    let wasm = found[1]
+        .as_array()
+        .expect("the wasm downloads")
+        .iter()
+        .map(|name| name.as_str().unwrap().to_string())
+        .collect();
+    (found[0].as_str().unwrap_or_default().to_string(), wasm)
+}
+
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use catdog_tests::hostile::reported_models;
 use catdog_tests::webdriver::Browser;
-use catdog_tests::{Site, dist, serve, workspace};
+use catdog_tests::{Site, dist, page_code, serve, workspace};
 use serde_json::{Value, json};
 
 /// One browser at a time: two Chromiums loading the debug wasm at once overload two cores.
@@ -214,23 +214,6 @@ fn builds() -> Builds {
     };
     assert_ne!(builds.webgpu.wasm, builds.cpu.wasm);
     builds
-}
-
-/// Which build index.html started, and the wasm files the page downloaded.
-fn page_code(browser: &Browser) -> (String, Vec<String>) {
-    let found = browser.execute(
-        "return [document.documentElement.dataset.build, \
-                 performance.getEntriesByType('resource').filter(e => e.name.endsWith('.wasm')) \
-                   .map(e => e.name.split('/').pop())]",
-        json!([]),
-    );
-    let wasm = found[1]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|name| name.as_str().unwrap().to_string())
-        .collect();
-    (found[0].as_str().unwrap_or_default().to_string(), wasm)
 }
 
 /// Requests the page made (`Network.requestWillBeSent`): `(method, url, has a body)`.
@@ -777,21 +760,7 @@ fn photos_dropped_pasted_or_from_the_camera_and_a_second_visit_offline() {
         "{shown:?}"
     );
 
-    // A second visit with the server gone: the page, its code and the model come from the
-    // offline cache, and a photo is classified.
-    site.stop();
-    browser
-        .goto(&site.url(""))
-        .unwrap_or_else(|error| panic!("{error}"));
-    wait_for_model(&browser, "accurate", "wgpu");
-    let input = browser.wait_for_element("#photo-input", Duration::from_secs(30));
-    browser.set_file(&input, &fixtures.join("dog.jpg").canonicalize().unwrap());
-    let offline = wait_until_classified(&browser, 1);
-    assert_eq!(
-        (offline[0].state.as_str(), offline[0].label.as_str()),
-        ("done", "dog"),
-        "{offline:?}"
-    );
+    second_visit_offline(&browser, &site, "wgpu");
 }
 
 #[test]
@@ -837,7 +806,7 @@ fn a_browser_without_webgpu_gets_the_build_without_it_and_keeps_that_offline() {
         );
     }
     // Nothing asked for the WebGPU build, not even the offline cache; the CPU build was
-    // stored, so a second visit with the server gone starts and classifies.
+    // stored, so a second visit with the server gone starts and classifies (on the CPU).
     let received = site.received();
     assert!(
         !received
@@ -846,19 +815,7 @@ fn a_browser_without_webgpu_gets_the_build_without_it_and_keeps_that_offline() {
                 || request.url.ends_with(&builds.webgpu.js)),
         "the WebGPU build was downloaded: {received:?}"
     );
-    site.stop();
-    browser
-        .goto(&site.url(""))
-        .unwrap_or_else(|error| panic!("{error}"));
-    wait_for_model(&browser, "accurate", "flex");
-    let input = browser.wait_for_element("#photo-input", Duration::from_secs(30));
-    browser.set_file(&input, &fixtures.join("dog.jpg"));
-    let offline = wait_until_classified(&browser, 1);
-    assert_eq!(
-        (offline[0].state.as_str(), offline[0].label.as_str()),
-        ("done", "dog"),
-        "{offline:?}"
-    );
+    second_visit_offline(&browser, &site, "flex");
     // Offline, `?backend=gpu` asks for the WebGPU build, which was never stored: the page
     // starts the stored build instead (not a blank page), and it says why it has no GPU.
     browser
@@ -868,6 +825,25 @@ fn a_browser_without_webgpu_gets_the_build_without_it_and_keeps_that_offline() {
     let refusal = browser.text(&refused);
     assert!(refusal.contains("no GPU code"), "{refusal}");
     assert_eq!(page_code(&browser).0, "cpu");
+}
+
+/// A second visit with the server gone: the page, its code and the model come from the
+/// offline cache, the default model starts on `backend`, and a photo is classified.
+fn second_visit_offline(browser: &Browser, site: &Site, backend: &str) {
+    site.stop();
+    browser
+        .goto(&site.url(""))
+        .unwrap_or_else(|error| panic!("{error}"));
+    wait_for_model(browser, "accurate", backend);
+    let input = browser.wait_for_element("#photo-input", Duration::from_secs(30));
+    let dog = workspace().join("tests/fixtures/dog.jpg");
+    browser.set_file(&input, &dog.canonicalize().unwrap());
+    let offline = wait_until_classified(browser, 1);
+    assert_eq!(
+        (offline[0].state.as_str(), offline[0].label.as_str()),
+        ("done", "dog"),
+        "{offline:?}"
+    );
 }
 
 /// Saves the page at desktop and phone width into `CATDOG_SCREENSHOTS`, if set, and checks at
