@@ -135,9 +135,11 @@ pub enum ClassifyError {
     Decode(#[from] DecodeError),
     #[error("the backend failed: {0}")]
     Backend(String),
-    /// Weights that hold NaN or infinity (a damaged or hostile file whose checksum was
-    /// recomputed) give no probability at all; the warm-up finds them at load.
-    #[error("the model's output is not a number: its weights hold NaN or infinite values")]
+    /// Weights that hold NaN or infinity are refused as they load
+    /// ([`WeightsError::NotFinite`]); finite weights large enough to overflow give this.
+    #[error(
+        "the model's output is not a number: its weights overflow or hold NaN or infinite values"
+    )]
     NotFinite,
 }
 
@@ -240,7 +242,8 @@ impl Classifier {
     /// Runs the network once on a blank photo, the way [`explain`](Self::explain) runs it, and
     /// reads the results back, so that compiling GPU kernels and allocating buffers is not
     /// paid for by the first real photo (on WebGPU that first run takes seconds). Weights whose
-    /// verdict or "neither" check come out NaN or infinite are found here, at load.
+    /// verdict or "neither" check come out NaN or infinite (finite but overflowing: NaN and
+    /// infinity in the weights are refused as they load) are found here.
     pub async fn warm_up(&self) -> Result<(), ClassifyError> {
         let size = self.header.preprocess.input_size;
         let blank = self

@@ -32,6 +32,38 @@ struct Row {
     ready_in_page_ms: f64,
     first_ms: f64,
     warm_ms: Vec<f64>,
+    /// Where the time to ready went: [`STEPS`] in the page's clock.
+    steps_ms: Vec<f64>,
+}
+
+/// The moments of the page's start, in order, with what happened up to each: the page's wasm
+/// and HTML (Resource Timing) and the marks the page puts on the performance timeline.
+const STEPS: [(&str, &str); 6] = [
+    ("wasm arrived", "resource:.wasm"),
+    ("code started", "catdog:started"),
+    ("model arrived", "catdog:downloaded"),
+    ("loading began", "catdog:loading"),
+    ("network built", "catdog:loaded"),
+    ("ready (warmed up on WebGPU)", "catdog:ready"),
+];
+
+/// [`STEPS`] as the page's clock says them, in ms since navigation began.
+fn steps_ms(browser: &Browser) -> Vec<f64> {
+    let names: Vec<&str> = STEPS.iter().map(|(_, name)| *name).collect();
+    let found = browser.execute(
+        "return arguments[0].map(name => name === 'resource:.wasm' \
+           ? Math.max(...performance.getEntriesByType('resource') \
+               .filter(e => e.name.endsWith('.wasm')).map(e => e.responseEnd)) \
+           : performance.getEntriesByName(name)[0].startTime)",
+        serde_json::json!([names]),
+    );
+    found
+        .as_array()
+        .expect("one time per step")
+        .iter()
+        .zip(STEPS)
+        .map(|(ms, (what, _))| ms.as_f64().unwrap_or_else(|| panic!("no time for {what}")))
+        .collect()
 }
 
 fn main() {
@@ -63,6 +95,7 @@ fn main() {
                 .parse()
                 .expect("the page's ready time in data-ready-ms");
             let (build, wasm) = page_code(&browser);
+            let steps_ms = steps_ms(&browser);
             let wasm_bytes = wasm
                 .iter()
                 .map(|name| {
@@ -103,6 +136,7 @@ fn main() {
                 ready_in_page_ms,
                 first_ms,
                 warm_ms: times,
+                steps_ms,
             });
         }
     }
@@ -144,7 +178,23 @@ fn main() {
             "ready_ms": row.ready_seconds * 1e3, "ready_in_page_ms": row.ready_in_page_ms,
             "first_verdict_ms": first_verdict_ms, "first_ms": row.first_ms,
             "warm_ms": row.warm_ms, "warm_median_ms": median,
+            "steps_ms": STEPS.iter().zip(&row.steps_ms)
+                .map(|((what, _), ms)| (what.to_string(), serde_json::json!(ms)))
+                .collect::<serde_json::Map<_, _>>(),
         }));
+    }
+    println!("\nwhere the time to ready went, in ms since navigation began (the page's clock):\n");
+    let heads: Vec<&str> = STEPS.iter().map(|(what, _)| *what).collect();
+    println!("| model | backend | {} |", heads.join(" | "));
+    println!("|---|---|{}", "---:|".repeat(STEPS.len()));
+    for row in &rows {
+        let times: Vec<String> = row.steps_ms.iter().map(|ms| format!("{ms:.0}")).collect();
+        println!(
+            "| {} | {} | {} |",
+            row.model,
+            row.backend,
+            times.join(" | ")
+        );
     }
     // For scripts/bench-peers, which sets it.
     if let Some(path) = std::env::var_os("CATDOG_BENCH_JSON") {

@@ -167,6 +167,14 @@ pub fn now_ms() -> f64 {
         .map_or(0.0, |performance| performance.now())
 }
 
+/// Names a moment of the page's start on the browser's performance timeline
+/// (`performance.getEntriesByName`), where the page bench reads where the time to "ready" went.
+pub fn mark(name: &str) {
+    if let Some(performance) = web_sys::window().and_then(|window| window.performance()) {
+        let _ = performance.mark(name);
+    }
+}
+
 /// Lets the browser paint and handle input before the next piece of work: the CPU backends
 /// run on the page's only thread.
 pub async fn yield_to_browser() {

@@ -19,5 +19,6 @@ pub mod teach;
 /// Mounts the page on `<body>`: what both of the page's builds run.
 pub fn start() {
     console_error_panic_hook::set_once();
+    browser::mark("catdog:started");
     leptos::mount::mount_to_body(app::App);
 }

@@ -21,7 +21,7 @@ pub enum Phase {
         received: u64,
         total: Option<u64>,
     },
-    /// Loading onto the backend and warming up.
+    /// Loading onto the backend (and, on WebGPU, warming up).
     Starting(String),
     /// The last load failed; the model before it, if any, is still in use.
     Failed(String),
@@ -94,7 +94,7 @@ impl Models {
     }
 
     /// Loads the model asked for on the backend asked for (downloading a shipped one unless it
-    /// is the one in use) and, once warmed up, puts it in use. The model in use stays until
+    /// is the one in use) and, once ready, puts it in use. The model in use stays until
     /// then, and stays if the load fails. Also the "Try again" after a failure.
     pub fn load(self) {
         let load = self.begin_load();
@@ -126,7 +126,7 @@ impl Models {
         }
     }
 
-    /// The rest of a load: download, start, warm up and put in use; whether it did.
+    /// The rest of a load: download, start (warming up on WebGPU) and put in use; whether it did.
     async fn finish_load(self, load: Load) -> bool {
         let Load {
             generation,
@@ -170,7 +170,7 @@ impl Models {
         };
         let place = backend.map_or(automatic, Backend::name);
         self.phase.set(Phase::Starting(format!(
-            "Starting {} on {place} and warming it up…",
+            "Starting {} on {place}…",
             source.describe()
         )));
         // Let the status paint before a CPU backend takes the thread.

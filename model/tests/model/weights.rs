@@ -180,6 +180,61 @@ fn weights_of_another_shape_are_refused() {
 }
 
 #[test]
+fn weights_holding_nan_or_infinity_are_refused_at_load() {
+    use burn::module::{Module, ModuleMapper, Param};
+    use burn::tensor::Tensor;
+
+    /// Sets the first vector parameter (a bias or batch-norm statistic: f16 in every stored
+    /// form, so int8 storage cannot quantise the value away) to `value`.
+    struct Poison {
+        value: f32,
+        done: bool,
+    }
+    impl ModuleMapper for Poison {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            if D != 1 || self.done {
+                return param;
+            }
+            self.done = true;
+            param.map(|tensor| tensor.mul_scalar(0.0).add_scalar(self.value))
+        }
+    }
+
+    let device = Device::flex();
+    let small = small_model(&device);
+    for value in [f32::NAN, f32::INFINITY] {
+        for weights_dtype in [WeightsDtype::F32, WeightsDtype::F16, WeightsDtype::Int8] {
+            let poisoned = small
+                .load_network(&device)
+                .unwrap()
+                .map(&mut Poison { value, done: false });
+            let header = ModelHeader {
+                weights_dtype,
+                ..small.header.clone()
+            };
+            // A file that is well formed (its checksum fits), so only its values are wrong.
+            let bytes = ModelFile::from_network(header, &poisoned)
+                .unwrap()
+                .to_bytes();
+            let file = ModelFile::parse(&bytes).unwrap();
+            let error = file.load_network(&device).unwrap_err();
+            assert_eq!(
+                error,
+                WeightsError::NotFinite,
+                "{value} as {weights_dtype:?}"
+            );
+            assert!(error.to_string().contains("NaN or infinite"), "{error}");
+            assert_eq!(
+                Classifier::load(&bytes, &device).unwrap_err(),
+                WeightsError::NotFinite
+            );
+        }
+    }
+    // The same network without the poison loads.
+    assert!(small.load_network(&device).is_ok());
+}
+
+#[test]
 fn foreign_file_is_refused() {
     assert_eq!(
         ModelFile::parse(&fixture("cat.jpg")).unwrap_err(),
