@@ -82,15 +82,17 @@ def main():
     driver = subprocess.Popen(["chromedriver", f"--port={DRIVER_PORT}"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for_port = time.monotonic() + 10
-        while True:
-            try:
-                call("GET", "/status")
-                break
-            except OSError:
-                if time.monotonic() > wait_for_port:
-                    raise
-                time.sleep(0.1)
+        deadline = time.monotonic() + 10
+        for ready in (lambda: call("GET", "/status"),
+                      lambda: urllib.request.urlopen(f"http://127.0.0.1:{SERVER_PORT}/")):
+            while True:
+                try:
+                    ready()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
         with tempfile.TemporaryDirectory() as profile_dir:
             options = {"binary": "/usr/bin/chromium",
                        "args": CHROMIUM_FLAGS + [f"--user-data-dir={profile_dir}"]}

@@ -87,6 +87,18 @@ impl Architecture {
         }
     }
 
+    /// The smallest square input whose last feature map is one pixel: each CNN block halves
+    /// the side (2x2 max-pooling), and the EfficientNet-Lite backbones take at most 32 times
+    /// (fewer when they end early).
+    pub fn smallest_input(&self) -> u32 {
+        match self {
+            Architecture::Cnn(config) => 1u32
+                .checked_shl(config.channels.len() as u32)
+                .unwrap_or(u32::MAX),
+            Architecture::EfficientnetLite0(_) | Architecture::EfficientnetLite1(_) => 32,
+        }
+    }
+
     /// Builds the network with freshly initialised weights.
     pub fn init(&self, device: &Device) -> Network {
         match (self, self.backbone()) {

@@ -259,6 +259,7 @@ impl ModelFile {
     /// would give no probability at all.
     pub fn load_network(&self, device: &Device) -> Result<Network, WeightsError> {
         let mismatch = |error: RecordError| WeightsError::WeightsMismatch(error.to_string());
+        self.check_stored_dtypes()?;
         let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(self.weights.clone()))
             .map_err(mismatch)?;
         // Widened to f32 and checked on the CPU, where every build can dequantise. The record
@@ -288,6 +289,28 @@ impl ModelFile {
                 .map_err(mismatch)?
         };
         Ok(network.valid())
+    }
+}
+
+impl ModelFile {
+    /// Refuses stored tensors that are not floating-point numbers (f32, f16 or quantised):
+    /// the weights are loaded as stored, and Burn panics on a parameter given integers, which
+    /// a file can declare with the same byte length (f32 as i32, f16 as i16) and a valid
+    /// checksum; in the page a panic would stop it.
+    fn check_stored_dtypes(&self) -> Result<(), WeightsError> {
+        let tensors = burn_pack::Reader::from_bytes(Bytes::from_bytes_vec(self.weights.clone()))
+            .and_then(burn_pack::Reader::into_tensors)
+            .map_err(|error| WeightsError::WeightsMismatch(error.to_string()))?;
+        match tensors
+            .iter()
+            .find(|tensor| !(tensor.dtype.is_float() || matches!(tensor.dtype, DType::QFloat(_))))
+        {
+            Some(tensor) => Err(WeightsError::WeightsMismatch(format!(
+                "tensor {} is stored as {:?}, not as floating-point numbers",
+                tensor.name, tensor.dtype
+            ))),
+            None => Ok(()),
+        }
     }
 }
 
@@ -324,7 +347,7 @@ impl ModuleMapper for Widen {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         param.map(|tensor| {
             let wide = match tensor.dtype() {
-                DType::QFloat(_) => tensor.dequantize(),
+                DType::QFloat(_) => tensor.dequantize().cast(DType::F32),
                 _ => tensor.cast(DType::F32),
             };
             // Read back at once: the network is on the CPU here.

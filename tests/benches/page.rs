@@ -1,6 +1,7 @@
 //! How fast the page classifies photos on the CPU in headless Chromium, per shipped model: a
-//! table of milliseconds per photo, warm (the first photo, after the page's own warm-up run,
-//! is reported apart), as the page itself times them (decode, preprocessing and network).
+//! table of milliseconds per photo, warm (the first photo, which on the CPU runs on the
+//! browser's baseline-compiled code and on WebGPU after the page's warm-up run, is reported
+//! apart), as the page itself times them (decode, preprocessing and network).
 //!
 //! `scripts/bench-page` builds the release site first and runs this; by hand:
 //! `CATDOG_DIST=dist-release cargo bench -p catdog-tests --bench page`. `CATDOG_BENCH_PHOTOS`
@@ -47,14 +48,15 @@ const STEPS: [(&str, &str); 6] = [
     ("ready (warmed up on WebGPU)", "catdog:ready"),
 ];
 
-/// [`STEPS`] as the page's clock says them, in ms since navigation began.
+/// [`STEPS`] as the page's clock says them, in ms since navigation began: the last of each
+/// mark, which is the load that finished (a load that fell back from WebGPU marks twice).
 fn steps_ms(browser: &Browser) -> Vec<f64> {
     let names: Vec<&str> = STEPS.iter().map(|(_, name)| *name).collect();
     let found = browser.execute(
         "return arguments[0].map(name => name === 'resource:.wasm' \
            ? Math.max(...performance.getEntriesByType('resource') \
                .filter(e => e.name.endsWith('.wasm')).map(e => e.responseEnd)) \
-           : performance.getEntriesByName(name)[0].startTime)",
+           : (performance.getEntriesByName(name).at(-1) || {}).startTime ?? null)",
         serde_json::json!([names]),
     );
     found

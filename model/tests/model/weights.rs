@@ -3,11 +3,11 @@ use catdog_model::efficientnet::Variant;
 use catdog_model::network::PetFilter;
 use catdog_model::weights::{FORMAT_VERSION, MAGIC, WeightsDtype};
 use catdog_model::{
-    Architecture, Classifier, CnnConfig, Geometry, HeadConfig, ModelFile, ModelHeader,
-    Normalization, Preprocess, Resample, WeightsError,
+    Architecture, Classifier, ClassifyError, CnnConfig, Geometry, HeadConfig, ModelFile,
+    ModelHeader, Normalization, Preprocess, Resample, WeightsError,
 };
 
-use crate::{fixture, fixture_logits, network_logits, small_model};
+use crate::{block_on, fixture, fixture_logits, network_logits, small_model};
 
 /// Logits of a cat and a dog photo through a classifier.
 fn logits(classifier: &Classifier) -> Vec<f32> {
@@ -230,8 +230,61 @@ fn weights_holding_nan_or_infinity_are_refused_at_load() {
             );
         }
     }
-    // The same network without the poison loads.
-    assert!(small.load_network(&device).is_ok());
+    // Finite weights that overflow load, and the check the page runs at load on the CPU (the
+    // smallest input) refuses them, as the warm-up does on the GPU.
+    let overflowing = small.load_network(&device).unwrap().map(&mut Poison {
+        value: 3e38,
+        done: false,
+    });
+    let header = ModelHeader {
+        weights_dtype: WeightsDtype::F32,
+        ..small.header.clone()
+    };
+    let bytes = ModelFile::from_network(header, &overflowing)
+        .unwrap()
+        .to_bytes();
+    let classifier = Classifier::load(&bytes, &device).unwrap();
+    assert_eq!(
+        block_on(classifier.check_outputs()),
+        Err(ClassifyError::NotFinite)
+    );
+    assert_eq!(
+        block_on(classifier.warm_up()),
+        Err(ClassifyError::NotFinite)
+    );
+    let sound = Classifier::load(&small.to_bytes(), &device).unwrap();
+    assert_eq!(block_on(sound.check_outputs()), Ok(()));
+}
+
+#[test]
+fn weights_stored_as_integers_are_refused_before_loading() {
+    // A burnpack that declares a float tensor as integers of the same width (f16 as i16) keeps
+    // its byte length and, with the checksum recomputed, passes every check of the framing;
+    // loading it would give a float parameter integers, which panics in Burn.
+    let device = Device::flex();
+    let bytes = small_model(&device).to_bytes();
+    let start = weights_offset(&bytes);
+    let mut tensors =
+        burn_pack::Reader::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes[start..].to_vec()))
+            .unwrap()
+            .into_tensors()
+            .unwrap();
+    let relabelled = &mut tensors[0];
+    assert_eq!(relabelled.dtype, burn::tensor::DType::F16);
+    relabelled.dtype = burn::tensor::DType::I16;
+    let name = relabelled.name.clone();
+    let weights = burn_pack::Writer::new(tensors).into_bytes().unwrap();
+    let mut edited = bytes[..start - 12].to_vec();
+    edited.extend_from_slice(&(weights.len() as u64).to_le_bytes());
+    edited.extend_from_slice(&crc32fast::hash(&weights).to_le_bytes());
+    edited.extend_from_slice(&weights);
+    let file = ModelFile::parse(&edited).unwrap();
+    let error = file.load_network(&device).unwrap_err();
+    assert!(
+        matches!(&error, WeightsError::WeightsMismatch(message)
+            if message.contains(&name) && message.contains("I16")),
+        "{error}"
+    );
 }
 
 #[test]
