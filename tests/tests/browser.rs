@@ -10,7 +10,7 @@
 #![cfg(not(target_family = "wasm"))]
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use catdog_tests::hostile::reported_models;
@@ -20,6 +20,14 @@ use serde_json::{Value, json};
 
 /// One browser at a time: two Chromiums loading the debug wasm at once overload two cores.
 static ONE_BROWSER: Mutex<()> = Mutex::new(());
+
+/// Holds [`ONE_BROWSER`] for a test (a test that failed while holding it does not stop the
+/// others).
+fn one_browser() -> MutexGuard<'static, ()> {
+    ONE_BROWSER
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 const MODEL_READY: Duration = Duration::from_secs(240);
 const CLASSIFIED: Duration = Duration::from_secs(300);
@@ -176,6 +184,15 @@ fn open_in(start: fn() -> Browser, url: &str) -> Browser {
     browser
 }
 
+/// Opens the page with its default model in a browser that `start` starts, and waits until
+/// the model is ready on `backend` and the offline cache holds the page.
+fn open_ready(site: &Site, start: fn() -> Browser, backend: &str) -> Browser {
+    let browser = open_in(start, &site.url(""));
+    wait_for_model(&browser, "accurate", backend);
+    browser.wait_for_element("#offline-status[data-ready=\"true\"]", MODEL_READY);
+    browser
+}
+
 /// The files of the page's two builds, with and without WebGPU, as the built index.html names
 /// them (Trunk.toml, `pattern_script`).
 struct Builds {
@@ -279,14 +296,10 @@ fn choose(browser: &Browser, select: &str, value: &str) {
 
 #[test]
 fn several_photos_on_webgpu_and_cpu_broken_files_and_switching_models() {
-    let _one = ONE_BROWSER
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _one = one_browser();
     let site = serve(dist());
     let photos = photos();
-    let browser = open(&site.url(""));
-    wait_for_model(&browser, "accurate", "wgpu");
-    browser.wait_for_element("#offline-status[data-ready=\"true\"]", MODEL_READY);
+    let browser = open_ready(&site, Browser::start, "wgpu");
     // The network log sees the page's own requests (so its silence later means something).
     let startup = page_requests(&browser);
     assert!(
@@ -556,9 +569,7 @@ fn several_photos_on_webgpu_and_cpu_broken_files_and_switching_models() {
 
 #[test]
 fn teaching_the_model_in_the_page_and_downloading_what_it_learned() {
-    let _one = ONE_BROWSER
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _one = one_browser();
     let site = serve(dist());
     let dir = TempDir::new("teach");
     // The shipped accurate model calls the first a dog and the second a cat; the user
@@ -698,13 +709,9 @@ fn teaching_the_model_in_the_page_and_downloading_what_it_learned() {
 
 #[test]
 fn photos_dropped_pasted_or_from_the_camera_and_a_second_visit_offline() {
-    let _one = ONE_BROWSER
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _one = one_browser();
     let site = serve(dist());
-    let browser = open(&site.url(""));
-    wait_for_model(&browser, "accurate", "wgpu");
-    browser.wait_for_element("#offline-status[data-ready=\"true\"]", MODEL_READY);
+    let browser = open_ready(&site, Browser::start, "wgpu");
 
     // A dropped photo and a pasted one, carried by the browser's own DataTransfer.
     let fixtures = workspace().join("tests/fixtures");
@@ -765,13 +772,9 @@ fn photos_dropped_pasted_or_from_the_camera_and_a_second_visit_offline() {
 
 #[test]
 fn a_browser_without_webgpu_gets_the_build_without_it_and_keeps_that_offline() {
-    let _one = ONE_BROWSER
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _one = one_browser();
     let site = serve(dist());
-    let browser = open_in(Browser::without_webgpu, &site.url(""));
-    wait_for_model(&browser, "accurate", "flex");
-    browser.wait_for_element("#offline-status[data-ready=\"true\"]", MODEL_READY);
+    let browser = open_ready(&site, Browser::without_webgpu, "flex");
     let builds = builds();
     assert_eq!(
         page_code(&browser),
@@ -942,9 +945,7 @@ fn tab_memory(browser: &Browser) -> TabMemory {
 
 #[test]
 fn three_hundred_photos_at_once_and_clearing_them_frees_what_they_held() {
-    let _one = ONE_BROWSER
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _one = one_browser();
     // 150 cats and 150 dogs from the real training photos, copied under their own names.
     let source = workspace().join("../shared/data/dogs-vs-cats/train");
     let dir = TempDir::new("three-hundred");

@@ -145,7 +145,7 @@ pub async fn enable_offline_cache() -> Result<(), String> {
         return Err("this browser has no service workers (or the page is not on https)".into());
     }
     // The worker stores this build of the page's code, not the other (index.html, sw.js).
-    let script = if cfg!(feature = "webgpu") {
+    let script = if crate::WEBGPU {
         "./sw.js?build=webgpu"
     } else {
         "./sw.js?build=cpu"

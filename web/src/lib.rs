@@ -16,6 +16,10 @@ pub mod loaded_model;
 pub mod state;
 pub mod teach;
 
+/// Whether this build of the page has WebGPU code (the `webgpu` feature; README, "Two builds
+/// of the page"): the one place the page asks it.
+pub const WEBGPU: bool = cfg!(feature = "webgpu");
+
 /// Mounts the page on `<body>`: what both of the page's builds run.
 pub fn start() {
     console_error_panic_hook::set_once();

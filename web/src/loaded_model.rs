@@ -103,7 +103,7 @@ pub fn requested_backend() -> Result<Option<Backend>, String> {
 
 /// Why the CPU runs the model where no backend was named, as the page says it.
 fn fallback_reason(error: BackendError) -> String {
-    if cfg!(feature = "webgpu") {
+    if crate::WEBGPU {
         error.to_string()
     } else {
         // index.html loads the build without WebGPU only where the browser offered no WebGPU

@@ -163,7 +163,7 @@ impl Models {
         if !self.is_current(generation) {
             return false;
         }
-        let automatic = if Backend::ALL.contains(&Backend::Wgpu) {
+        let automatic = if crate::WEBGPU {
             "WebGPU or the CPU"
         } else {
             "the CPU"
