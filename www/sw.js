@@ -6,7 +6,7 @@
 // behind the same URL, shows at once (the browser's HTTP cache still answers what is fresh);
 // when the network fails, the stored copy answers. Install stores the page, every file it names,
 // the build of the page's code in use (Trunk gives the script and the wasm hashed names, read
-// here from index.html) and the models.
+// here from index.html), the models, and the icons the web app manifest names.
 // Install never fails on a missing file, so the page never waits for it.
 const CACHE = "catdog";
 const MODELS = ["./model/catdog.bpk", "./model/catdog-small.bpk"];
@@ -15,6 +15,18 @@ const MODELS = ["./model/catdog.bpk", "./model/catdog-small.bpk"];
 function named(html) {
   const found = html.matchAll(/(?:href|src|module_or_path:)\s*=?\s*["'](\.\/[^"']+)["']/g);
   return [...found].map((match) => new URL(match[1], self.registration.scope).href);
+}
+
+// The icons the page's web app manifest names (the app is opened offline with them), as
+// absolute URLs; none if there is no manifest.
+async function appIcons(html) {
+  const manifest = named(html).find((url) => url.endsWith(".webmanifest"));
+  if (!manifest) {
+    return [];
+  }
+  const response = await fetch(manifest, { cache: "no-cache" });
+  const icons = response.ok ? (await response.json()).icons ?? [] : [];
+  return icons.map((icon) => new URL(icon.src, manifest).href);
 }
 
 // The page's builds (with and without WebGPU; index.html starts one) and their files:
@@ -45,6 +57,7 @@ self.addEventListener("install", (event) => {
           // no code here: the fetch handler below stores whichever build the page then loads.
           const code = builds(html)[BUILD] ?? [];
           await Promise.allSettled([...named(html), ...code, ...MODELS].map((url) => cache.add(url)));
+          await Promise.allSettled((await appIcons(html)).map((url) => cache.add(url)));
         }
       } catch (error) {
         console.warn("catdog: offline copy not stored:", error);
@@ -63,7 +76,14 @@ async function prune(cache, html) {
   if (code.length === 0) {
     return;
   }
-  const keep = new Set([...named(html), ...code, ...MODELS.map((url) => new URL(url, self.registration.scope).href)]);
+  let icons;
+  try {
+    icons = await appIcons(html);
+  } catch {
+    return; // The icons in use are unknown: keep everything.
+  }
+  const models = MODELS.map((url) => new URL(url, self.registration.scope).href);
+  const keep = new Set([...named(html), ...code, ...models, ...icons]);
   for (const request of await cache.keys()) {
     const url = new URL(request.url);
     const isPage = url.href === self.registration.scope || url.pathname.endsWith("/index.html");

@@ -183,6 +183,9 @@ fn answer(stream: TcpStream, dist: &Path, log: &Mutex<Vec<Received>>) {
                 Some("js" | "mjs") => "text/javascript",
                 Some("wasm") => "application/wasm",
                 Some("css") => "text/css",
+                Some("webmanifest") => "application/manifest+json",
+                Some("png") => "image/png",
+                Some("svg") => "image/svg+xml",
                 _ => "application/octet-stream",
             };
             ("200 OK", content_type, bytes)

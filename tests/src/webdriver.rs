@@ -315,6 +315,24 @@ impl Browser {
         .unwrap_or_else(|error| error)
     }
 
+    /// A Chrome DevTools Protocol command through ChromeDriver (`goog/cdp/execute`): its result.
+    pub fn cdp(&self, command: &str, params: Value) -> Value {
+        self.session_call(
+            "POST",
+            "/goog/cdp/execute",
+            Some(json!({"cmd": command, "params": params})),
+        )
+        .unwrap_or_else(|error| panic!("{command}: {error}"))
+    }
+
+    /// Files the page offers for download are saved into `dir` from now on.
+    pub fn save_downloads_in(&self, dir: &Path) {
+        self.cdp(
+            "Browser.setDownloadBehavior",
+            json!({"behavior": "allow", "downloadPath": dir.to_str().expect("a UTF-8 path")}),
+        );
+    }
+
     /// A PNG screenshot of the window.
     pub fn screenshot(&self) -> Vec<u8> {
         let encoded = self

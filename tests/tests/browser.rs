@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use catdog_tests::hostile::reported_models;
 use catdog_tests::webdriver::Browser;
-use catdog_tests::{Site, dist, page_code, serve, workspace};
+use catdog_tests::{SUB_PATH, Site, dist, page_code, serve, workspace};
 use serde_json::{Value, json};
 
 /// One browser at a time: two Chromiums loading the debug wasm at once overload two cores.
@@ -282,7 +282,7 @@ fn click_on(browser: &Browser, css: &str) {
 }
 
 fn clear(browser: &Browser) {
-    click_on(browser, ".progress-count button");
+    click_on(browser, "#clear");
     browser.wait_for_script(
         "the cards to go",
         "return document.querySelectorAll('.card').length === 0",
@@ -402,7 +402,6 @@ fn several_photos_on_webgpu_and_cpu_broken_files_and_switching_models() {
         ),
         Duration::from_secs(10),
     );
-    save_screenshots(&browser);
     click_on(&browser, ".card[data-file='cat.jpg'] .why-toggle");
     browser.wait_for_script(
         "the heatmap to hide",
@@ -833,6 +832,7 @@ fn a_browser_without_webgpu_gets_the_build_without_it_and_keeps_that_offline() {
 /// A second visit with the server gone: the page, its code and the model come from the
 /// offline cache, the default model starts on `backend`, and a photo is classified.
 fn second_visit_offline(browser: &Browser, site: &Site, backend: &str) {
+    assert_installable(browser);
     site.stop();
     browser
         .goto(&site.url(""))
@@ -847,6 +847,41 @@ fn second_visit_offline(browser: &Browser, site: &Site, backend: &str) {
         ("done", "dog"),
         "{offline:?}"
     );
+    // The installed app opens offline with its icons: the manifest and each icon it names
+    // come from the offline copy.
+    let icons = browser.execute(
+        "return fetch('./manifest.webmanifest').then(r => r.json()).then(m => Promise.all( \
+           m.icons.map(i => fetch(i.src).then(r => [i.src, r.ok, r.headers.get('content-type')]))))",
+        json!([]),
+    );
+    let icons = icons.as_array().expect("the manifest's icons");
+    assert!(!icons.is_empty());
+    for icon in icons {
+        assert_eq!(
+            (&icon[1], &icon[2]),
+            (&json!(true), &json!("image/png")),
+            "{icon}"
+        );
+    }
+}
+
+/// The page is an app Chromium would install (its own check, `Page.getInstallabilityErrors`),
+/// with a web app manifest it reads without errors.
+fn assert_installable(browser: &Browser) {
+    let manifest = browser.cdp("Page.getAppManifest", json!({}));
+    assert_eq!(manifest["errors"], json!([]), "{manifest}");
+    assert!(
+        manifest["url"]
+            .as_str()
+            .is_some_and(|url| url.ends_with(&format!("{SUB_PATH}manifest.webmanifest"))),
+        "{manifest}"
+    );
+    let installable = browser.cdp("Page.getInstallabilityErrors", json!({}));
+    assert_eq!(
+        installable["installabilityErrors"],
+        json!([]),
+        "{installable}"
+    );
 }
 
 /// Saves the page at desktop and phone width into `CATDOG_SCREENSHOTS`, if set, and checks at
@@ -855,14 +890,14 @@ fn save_screenshots(browser: &Browser) {
     let dir = std::env::var_os("CATDOG_SCREENSHOTS").map(PathBuf::from);
     if let Some(dir) = &dir {
         std::fs::create_dir_all(dir).unwrap();
-        browser.set_window_size(1000, 1250);
+        browser.set_window_size(1280, 1100);
         browser.execute("window.scrollTo(0, 0)", json!([]));
         std::fs::write(dir.join("page-desktop.png"), browser.screenshot()).unwrap();
     }
     browser.set_window_size(390, 844);
     if let Some(dir) = &dir {
         // A long phone screen, so the picture reaches the first cards.
-        browser.set_window_size(390, 1300);
+        browser.set_window_size(390, 1500);
         std::fs::write(dir.join("page-phone.png"), browser.screenshot()).unwrap();
         browser.set_window_size(390, 844);
     }
@@ -874,6 +909,7 @@ fn save_screenshots(browser: &Browser) {
         json!([]),
     );
     assert_eq!(too_wide, json!([]), "wider than a phone's screen");
+    assert_eq!(card_columns(browser), 1, "cards side by side on a phone");
     let unlabelled = browser.execute(
         "const labelled = (e) => (e.labels && e.labels.length) || e.getAttribute('aria-label') \
            || e.getAttribute('aria-labelledby') || (e.tagName === 'BUTTON' && e.textContent.trim()); \
@@ -884,8 +920,10 @@ fn save_screenshots(browser: &Browser) {
     assert_eq!(unlabelled, json!([]), "controls without a label");
     // Keyboard: Tab reaches every control, the hidden file inputs included (their labels show
     // the focus).
+    // From the top: Chromium tabs on from where the focus last was, even after a blur.
     browser.execute(
-        "document.activeElement.blur(); window.scrollTo(0, 0)",
+        "const top = document.querySelector('h1'); top.tabIndex = -1; top.focus(); top.blur(); \
+         top.removeAttribute('tabindex'); window.scrollTo(0, 0)",
         json!([]),
     );
     let mut reached = std::collections::BTreeSet::new();
@@ -899,6 +937,7 @@ fn save_screenshots(browser: &Browser) {
         "model-file",
         "backend-choice",
         "photo-input",
+        "folder-input",
         "camera-open",
     ] {
         assert!(
@@ -907,6 +946,66 @@ fn save_screenshots(browser: &Browser) {
         );
     }
     browser.set_window_size(1000, 800);
+}
+
+/// How many columns the cards are in (their distinct left edges).
+fn card_columns(browser: &Browser) -> u64 {
+    browser
+        .execute(
+            "return new Set([...document.querySelectorAll('.card')] \
+               .map(c => Math.round(c.getBoundingClientRect().left))).size",
+            json!([]),
+        )
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn fifty_photos_use_the_width_and_each_card_keeps_its_own_height() {
+    let _one = one_browser();
+    let site = serve(dist());
+    let browser = open(&site.url("?backend=cpu"));
+    wait_for_model(&browser, "accurate", "flex");
+    browser.set_window_size(1280, 900);
+    let files: Vec<PathBuf> = training_photos("cat", 25)
+        .into_iter()
+        .zip(training_photos("dog", 25))
+        .flat_map(|(cat, dog)| [cat, dog])
+        .collect();
+    let shown = classify_privately(&browser, &site, &files);
+    assert!(shown.iter().all(|card| card.state == "done"), "{shown:?}");
+    // A desktop's width holds four columns of cards (two, in a narrow strip, before).
+    let columns = card_columns(&browser);
+    assert!(columns >= 4, "{columns} columns at 1280 px");
+    // "Why?" on the first card makes it taller; the card beside it keeps its height.
+    let heights = "return [...document.querySelectorAll('.card')].slice(0, 2) \
+                     .map(c => c.getBoundingClientRect().height)";
+    let closed = browser.execute(heights, json!([]));
+    click_on(&browser, ".card .why-toggle");
+    browser.wait_for_script(
+        "the heatmap to show",
+        "const heat = document.querySelector('.card .why-heat'); \
+         return heat.complete && heat.getBoundingClientRect().height > 100",
+        Duration::from_secs(10),
+    );
+    let opened = browser.execute(heights, json!([]));
+    assert!(
+        opened[0].as_f64().unwrap() > closed[0].as_f64().unwrap() + 100.0,
+        "{closed} then {opened}"
+    );
+    assert_eq!(
+        opened[1], closed[1],
+        "the neighbour of an opened Why? changed its height"
+    );
+    // The legend's values never break inside ("cat / 0.0 %").
+    let broken = browser.execute(
+        "return [...document.querySelectorAll('.bar-legend span')].filter(span => \
+           span.getBoundingClientRect().height > 1.6 * parseFloat(getComputedStyle(span).fontSize)) \
+           .map(span => span.textContent)",
+        json!([]),
+    );
+    assert_eq!(broken, json!([]), "legend values broken over two lines");
+    save_screenshots(&browser);
 }
 
 /// What the tab holds: its JavaScript heap after a full garbage collection
@@ -943,38 +1042,161 @@ fn tab_memory(browser: &Browser) -> TabMemory {
     }
 }
 
-#[test]
-fn three_hundred_photos_at_once_and_clearing_them_frees_what_they_held() {
-    let _one = one_browser();
-    // 150 cats and 150 dogs from the real training photos, copied under their own names.
-    let source = workspace().join("../shared/data/dogs-vs-cats/train");
-    let dir = TempDir::new("three-hundred");
+/// The first `count` real training photos of a class (`cat` or `dog`), by name.
+fn training_photos(class: &str, count: usize) -> Vec<PathBuf> {
+    first_photos("dogs-vs-cats/train", class, count)
+}
+
+/// The first `count` full-size photos of a class (`../shared/data/originals`), by name.
+fn originals(class: &str, count: usize) -> Vec<PathBuf> {
+    first_photos("originals", class, count)
+}
+
+fn first_photos(folder: &str, class: &str, count: usize) -> Vec<PathBuf> {
+    let source = workspace().join("../shared/data").join(folder);
     let mut names: Vec<String> = std::fs::read_dir(&source)
         .unwrap_or_else(|error| panic!("{}: {error}", source.display()))
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(&format!("{class}.")))
         .collect();
     names.sort();
-    let first = |class: &str| {
-        let prefix = format!("{class}.");
-        names
-            .iter()
-            .filter(|name| name.starts_with(&prefix))
-            .take(150)
-            .cloned()
-            .collect::<Vec<_>>()
-    };
-    let files: Vec<PathBuf> = [first("cat"), first("dog")]
-        .concat()
+    names
         .into_iter()
-        .map(|name| {
-            let path = dir.0.join(&name);
-            std::fs::copy(source.join(&name), &path)
-                .unwrap_or_else(|error| panic!("{}: {error}", source.join(&name).display()));
-            path
+        .take(count)
+        .map(|name| source.join(name))
+        .collect()
+}
+
+/// A photo folder as people have them: 245 cats at the top, 245 dogs in a subfolder, 10
+/// full-size photos in another, a photo cut short, and three files that are not photos. Made at
+/// test time from the real photos.
+struct PhotoFolder {
+    dir: TempDir,
+    /// The folder the user chooses (`<dir>/pets`).
+    root: PathBuf,
+    /// The paths the page gives the photos (`pets/...`), with the file they are.
+    photos: Vec<(String, PathBuf)>,
+    not_photos: Vec<String>,
+}
+
+fn photo_folder() -> PhotoFolder {
+    let dir = TempDir::new("folder");
+    let root = dir.0.join("pets");
+    std::fs::create_dir_all(root.join("dogs")).unwrap();
+    let mut photos = Vec::new();
+    for (class, sub) in [("cat", ""), ("dog", "dogs/")] {
+        for from in training_photos(class, 245) {
+            let path = format!("pets/{sub}{}", file_name(&from));
+            std::fs::copy(&from, dir.0.join(&path)).unwrap();
+            photos.push((path, from));
+        }
+    }
+    std::fs::create_dir_all(root.join("full-size")).unwrap();
+    for from in [originals("cat", 5), originals("dog", 5)].concat() {
+        let path = format!("pets/full-size/{}", file_name(&from));
+        std::fs::copy(&from, dir.0.join(&path)).unwrap();
+        photos.push((path, from));
+    }
+    let cat = std::fs::read(&photos[0].1).unwrap();
+    std::fs::write(root.join("cut-short.jpg"), &cat[..cat.len() / 3]).unwrap();
+    photos.push(("pets/cut-short.jpg".into(), root.join("cut-short.jpg")));
+    for (path, bytes) in [
+        ("pets/notes.txt", &b"vet on Tuesday\n"[..]),
+        ("pets/.DS_Store", &[0u8, 0, 0, 1][..]),
+        (
+            "pets/dogs/walk.mp4",
+            &[0u8, 0, 0, 0x18, b'f', b't', b'y', b'p'][..],
+        ),
+    ] {
+        std::fs::write(dir.0.join(path), bytes).unwrap();
+    }
+    let not_photos = ["pets/.DS_Store", "pets/dogs/walk.mp4", "pets/notes.txt"];
+    PhotoFolder {
+        root,
+        photos,
+        not_photos: not_photos.map(String::from).to_vec(),
+        dir,
+    }
+}
+
+/// What a card says of its photo in a library: its path, the folder it is sorted into (empty
+/// while unfinished), the model's label and cat probability as shown.
+#[derive(Debug, Clone, PartialEq)]
+struct Sorted {
+    path: String,
+    folder: String,
+    label: String,
+    sure: bool,
+    cat: String,
+    state: String,
+}
+
+fn sorted_cards(browser: &Browser) -> Vec<Sorted> {
+    let found = browser.execute(
+        "return [...document.querySelectorAll('.card')].map(c => [c.dataset.path, \
+           c.dataset.folder || '', c.dataset.label || '', c.dataset.sure === 'true', \
+           c.dataset.cat || '', c.dataset.state])",
+        json!([]),
+    );
+    let text = |value: &Value| value.as_str().unwrap_or_default().to_string();
+    found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|card| Sorted {
+            path: text(&card[0]),
+            folder: text(&card[1]),
+            label: text(&card[2]),
+            sure: card[3].as_bool().unwrap(),
+            cat: text(&card[4]),
+            state: text(&card[5]),
         })
-        .collect();
+        .collect()
+}
+
+/// The summary line's counts by folder name.
+fn summary_counts(browser: &Browser) -> std::collections::BTreeMap<String, u64> {
+    let found = browser.execute(
+        "const s = document.querySelector('#summary').dataset; \
+         return {cat: +s.cat, dog: +s.dog, 'not-sure': +s.notSure, neither: +s.neither, \
+           unreadable: +s.unreadable}",
+        json!([]),
+    );
+    serde_json::from_value(found).unwrap()
+}
+
+/// Clicks `button` and waits for the file the page offers to be saved as `name` in `dir`;
+/// prints how long that took.
+fn download(browser: &Browser, button: &str, dir: &Path, name: &str) -> Vec<u8> {
+    let path = dir.join(name);
+    let _ = std::fs::remove_file(&path);
+    let start = std::time::Instant::now();
+    click_on(browser, button);
+    // Chromium writes `name.crdownload` and renames it when complete.
+    while !path.is_file() {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{name} was not downloaded into {}",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let bytes = std::fs::read(&path).unwrap();
+    println!(
+        "{name}: {:.1} MiB, on disk {:.2} s after the click",
+        bytes.len() as f64 / (1 << 20) as f64,
+        start.elapsed().as_secs_f64()
+    );
+    bytes
+}
+
+#[test]
+fn a_folder_of_photos_sorted_with_pause_and_cancel_and_taken_home_as_csv_and_zip() {
+    let _one = one_browser();
+    let folder = photo_folder();
+    let downloads = TempDir::new("downloads");
     let site = serve(dist());
-    // The small model on the CPU: the batch is about the page holding 300 cards, not speed.
+    // The small model on the CPU: the test is about the page holding hundreds of photos.
     // (`?backend=cpu` loads the page's build without WebGPU.)
     let browser = open(&site.url("?model=small&backend=cpu"));
     wait_for_model(&browser, "small", "flex");
@@ -982,62 +1204,352 @@ fn three_hundred_photos_at_once_and_clearing_them_frees_what_they_held() {
         page_code(&browser),
         ("cpu".to_string(), vec![builds().cpu.wasm])
     );
+    browser.save_downloads_in(&downloads.0);
     let before = tab_memory(&browser);
+    let total = folder.photos.len();
 
-    // Two batches of 300, cleared in between: the second must fit in what the first grew.
-    let mut after_batch = Vec::new();
-    for batch in 1..=2 {
-        let shown = classify_privately(&browser, &site, &files);
-        assert_eq!(shown.len(), files.len());
-        assert!(shown.iter().all(|card| card.state == "done"), "{shown:?}");
-        let right = shown
+    // The folder, chosen as a user would, while the page counts its frames.
+    browser.execute(
+        "window.frames_seen = {count: 0, longest: 0}; let last = performance.now(); \
+         const tick = (now) => { frames_seen.count += 1; \
+           frames_seen.longest = Math.max(frames_seen.longest, now - last); last = now; \
+           requestAnimationFrame(tick); }; requestAnimationFrame(tick)",
+        json!([]),
+    );
+    let _ = browser.network_events();
+    let requests_before = site.received().len();
+    let started = std::time::Instant::now();
+    let input = browser.wait_for_element("#folder-input", Duration::from_secs(30));
+    browser.set_file(&input, &folder.root);
+    // The files that are not photos are named once, and are not cards.
+    let skipped = browser.wait_for_element("#skipped[data-count=\"3\"]", Duration::from_secs(30));
+    let mut listed: Vec<String> = browser
+        .execute(
+            "return [...document.querySelectorAll('#skipped li')].map(li => li.textContent)",
+            json!([]),
+        )
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|path| path.as_str().unwrap().to_string())
+        .collect();
+    listed.sort();
+    assert_eq!(listed, folder.not_photos);
+    assert!(
+        browser
+            .text(&skipped)
+            .contains("Skipped 3 files that are not photos")
+    );
+
+    // Pause once a few are done: the photo under way finishes, and then nothing moves.
+    browser.wait_for_script(
+        "20 photos classified",
+        "return +document.querySelector('#progress-count').dataset.finished >= 20",
+        CLASSIFIED,
+    );
+    let progress = browser.wait_for_element("#progress-count", Duration::from_secs(5));
+    assert!(
+        browser.text(&progress).contains(" left"),
+        "no time left shown: {}",
+        browser.text(&progress)
+    );
+    click_on(&browser, "#pause");
+    browser.wait_for_element(
+        "#progress-count[data-paused=\"true\"][data-running=\"false\"]",
+        Duration::from_secs(60),
+    );
+    let paused_at = browser.attribute(&progress, "data-finished");
+    assert!(browser.text(&progress).contains("paused"));
+    let while_paused = tab_memory(&browser);
+    let still = browser.attribute(&progress, "data-finished");
+    let classifying = browser.find_all(".card[aria-busy=\"true\"]").len();
+    assert_eq!(
+        (still.as_str(), classifying),
+        (
+            paused_at.as_str(),
+            total - paused_at.parse::<usize>().unwrap()
+        )
+    );
+    click_on(&browser, "#pause");
+    let shown = wait_until_classified(&browser, total);
+    let classifying_took = started.elapsed();
+    let frames = browser.execute("return window.frames_seen", json!([]));
+    let full = tab_memory(&browser);
+    let thumbnails = browser.execute(
+        "const imgs = [...document.querySelectorAll('.card img.thumb')]; \
+         return Promise.all(imgs.map(img => fetch(img.src).then(r => r.blob()))).then(blobs => \
+           [imgs.length, blobs.reduce((sum, b) => sum + b.size, 0), \
+            Math.max(...imgs.map(img => Math.max(img.naturalWidth, img.naturalHeight)))])",
+        json!([]),
+    );
+    println!(
+        "a folder of {total} photos (small model, flex): classified in {:.1} s with a pause; \
+         longest frame gap {:.0} ms over {} frames; paused at {paused_at}: {while_paused}; \
+         before: {before}; with the cards: {full}; thumbnails: {} of {:.2} MiB in all, \
+         at most {} px",
+        classifying_took.as_secs_f64(),
+        frames["longest"].as_f64().unwrap(),
+        frames["count"],
+        thumbnails[0],
+        thumbnails[1].as_f64().unwrap() / (1 << 20) as f64,
+        thumbnails[2],
+    );
+    // Each thumbnail is a small copy, not the photo: one per card, the full-size photos
+    // shrunk to 320 px on their long side.
+    assert_eq!(
+        thumbnails[0].as_u64().unwrap() as usize,
+        total,
+        "{thumbnails}"
+    );
+    assert_eq!(thumbnails[2].as_u64().unwrap(), 320, "{thumbnails}");
+    // The page kept painting: no frame waited a tenth of the whole run.
+    assert!(
+        frames["longest"].as_f64().unwrap() < classifying_took.as_secs_f64() * 100.0,
+        "{frames} in {classifying_took:?}"
+    );
+
+    // The summary counts the cards, and every photo is where the model put it.
+    let cards = sorted_cards(&browser);
+    assert_eq!(cards.len(), total);
+    let mut counted = std::collections::BTreeMap::new();
+    for card in &cards {
+        *counted.entry(card.folder.clone()).or_insert(0u64) += 1;
+    }
+    let summary = summary_counts(&browser);
+    for (folder_name, count) in &summary {
+        assert_eq!(
+            counted.get(folder_name).copied().unwrap_or(0),
+            *count,
+            "{folder_name}: {summary:?} against the cards {counted:?}"
+        );
+    }
+    assert_eq!(summary.values().sum::<u64>() as usize, total);
+    assert_eq!(summary["unreadable"], 1);
+    let right = shown
+        .iter()
+        .filter(|card| card.file.starts_with(&card.label))
+        .count();
+    println!(
+        "summary: {summary:?}; {right} of {} labels right",
+        total - 1
+    );
+    for card in &cards {
+        let expected = match (card.state.as_str(), card.sure) {
+            ("error", _) => "unreadable",
+            (_, false) => "not-sure",
+            (_, true) => card.label.as_str(),
+        };
+        // The small model has no "neither" check: every photo is a cat, a dog or not sure.
+        assert_eq!(card.folder, expected, "{card:?}");
+    }
+
+    // Filters show exactly their folder; orders sort by confidence.
+    for (name, count) in &summary {
+        if *count == 0 {
+            continue;
+        }
+        click_on(&browser, &format!(".filter[data-filter=\"{name}\"]"));
+        let shown = sorted_cards(&browser);
+        assert_eq!(shown.len() as u64, *count, "{name}");
+        assert!(shown.iter().all(|card| &card.folder == name), "{name}");
+    }
+    click_on(&browser, ".filter[data-filter=\"all\"]");
+    let confidence = |card: &Sorted| {
+        let cat: f64 = card.cat.parse().unwrap_or(f64::NAN);
+        cat.max(1.0 - cat)
+    };
+    for (order, descending) in [("most-confident", true), ("least-confident", false)] {
+        choose(&browser, "#order", order);
+        let ordered: Vec<f64> = sorted_cards(&browser)
             .iter()
-            .filter(|card| card.file.starts_with(&card.label))
-            .count();
-        let full = tab_memory(&browser);
-        let thumbnails = browser.execute(
-            "return [...new Set([...document.querySelectorAll('.card img')].map(img => img.src) \
-               .filter(src => src.startsWith('blob:')))]",
-            json!([]),
-        );
-        assert_eq!(
-            thumbnails.as_array().unwrap().len(),
-            files.len(),
-            "one thumbnail per photo"
-        );
-        clear(&browser);
-        let cleared = tab_memory(&browser);
-        println!(
-            "batch {batch} of 300 photos (small model, flex; {right} right): before: {before}; \
-             with the cards: {full}; cleared: {cleared}"
-        );
-        assert_eq!(cleared.images, before.images);
-        // Every thumbnail's object URL was revoked: fetching it fails.
-        let still_open = browser.execute(
-            "return Promise.all(arguments[0].map(url => fetch(url).then(() => url, () => null))) \
-               .then(open => open.filter(url => url !== null))",
-            json!([thumbnails]),
-        );
-        assert_eq!(
-            still_open,
-            json!([]),
-            "thumbnails still held after clearing"
-        );
-        // What the cards held is given back: the heap ends within a few MiB of where it
-        // started, not 300 photos above it.
+            .filter(|card| card.state == "done")
+            .map(confidence)
+            .collect();
+        assert_eq!(ordered.len(), total - 1);
         assert!(
-            cleared.js_heap < before.js_heap + 8.0,
-            "before: {before}; after clearing 300 cards: {cleared}"
+            ordered.windows(2).all(|pair| if descending {
+                pair[0] >= pair[1]
+            } else {
+                pair[0] <= pair[1]
+            }),
+            "{order}: {ordered:?}"
         );
-        after_batch.push(cleared);
+        assert_eq!(sorted_cards(&browser).last().unwrap().state, "error");
+    }
+    choose(&browser, "#order", "newest");
+
+    // A correction moves its photo: a cat the model called a cat, told it is a dog.
+    let corrected = cards
+        .iter()
+        .find(|card| card.folder == "cat")
+        .expect("a photo sorted as a cat")
+        .path
+        .clone();
+    click_on(
+        &browser,
+        &format!(".card[data-path=\"{corrected}\"] .truth-dog"),
+    );
+    browser.wait_for_element(
+        &format!(".card[data-path=\"{corrected}\"][data-folder=\"dog\"]"),
+        Duration::from_secs(10),
+    );
+    let after = summary_counts(&browser);
+    assert_eq!(
+        (after["cat"], after["dog"]),
+        (summary["cat"] - 1, summary["dog"] + 1)
+    );
+    let cards = sorted_cards(&browser);
+
+    // The CSV: one row per card, as the cards say.
+    let csv = String::from_utf8(download(
+        &browser,
+        "#save-csv",
+        &downloads.0,
+        "catdog-verdicts.csv",
+    ))
+    .unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("file,label,cat,dog,model,right_answer,folder,error")
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|line| line.splitn(8, ',').collect()).collect();
+    assert_eq!(rows.len(), total);
+    for row in &rows {
+        let card = cards
+            .iter()
+            .find(|card| card.path == row[0])
+            .unwrap_or_else(|| panic!("a row for no card: {row:?}"));
+        assert_eq!(
+            row[6],
+            if card.state == "error" {
+                ""
+            } else {
+                &card.folder
+            },
+            "{row:?}"
+        );
+        if card.state == "done" {
+            let verdict = if card.sure {
+                card.label.as_str()
+            } else {
+                "not-sure"
+            };
+            assert_eq!(
+                (row[1], row[2], row[4]),
+                (verdict, card.cat.as_str(), "small"),
+                "{row:?}"
+            );
+            let (cat, dog): (f64, f64) = (row[2].parse().unwrap(), row[3].parse().unwrap());
+            assert!((cat + dog - 1.0).abs() < 2e-4, "{row:?}");
+            let truth = if card.path == corrected { "dog" } else { "" };
+            assert_eq!(row[5], truth, "{row:?}");
+        } else {
+            assert_eq!(row[1], "unreadable");
+            assert!(!row[7].is_empty(), "no reason given: {row:?}");
+        }
+    }
+
+    // The zip: every photo that could be read, in its folder, byte for byte.
+    let zip = download(&browser, "#save-zip", &downloads.0, "catdog-sorted.zip");
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&zip)).expect("a valid zip");
+    assert_eq!(archive.len(), total - 1);
+    for (path, original) in &folder.photos {
+        let card = cards.iter().find(|card| &card.path == path).unwrap();
+        if card.state == "error" {
+            continue;
+        }
+        let name = format!("{}/{path}", card.folder);
+        let mut entry = archive
+            .by_name(&name)
+            .unwrap_or_else(|error| panic!("{name} is not in the zip: {error}"));
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+        assert!(
+            bytes == std::fs::read(original).unwrap(),
+            "{name} differs from {path}"
+        );
     }
     assert!(
-        after_batch[1].wasm <= after_batch[0].wasm + 16.0,
-        "wasm memory grew batch after batch: {after_batch:?}"
+        archive.by_name(&format!("dog/{corrected}")).is_ok(),
+        "the corrected photo is not in dog/"
     );
-    // And the page still works.
-    let again = classify_privately(&browser, &site, &files[..2]);
-    assert!(again.iter().all(|card| card.state == "done"), "{again:?}");
+
+    // Nothing left the browser: no request but in-memory ones, none at the server.
+    for (method, url, has_body) in page_requests(&browser) {
+        assert!(
+            (url.starts_with("blob:") || url.starts_with("data:")) && !has_body,
+            "the page sent a request while sorting the folder: {method} {url}"
+        );
+    }
+    let during = &site.received()[requests_before..];
+    assert!(during.is_empty(), "the server got requests: {during:?}");
+
+    // Clearing gives back what the cards held.
+    let held = browser.execute(
+        "return [...document.querySelectorAll('.card img')].map(img => img.src) \
+           .filter(src => src.startsWith('blob:'))",
+        json!([]),
+    );
+    clear(&browser);
+    let cleared = tab_memory(&browser);
+    println!("cleared: {cleared}");
+    assert_eq!(cleared.images, before.images);
+    assert_freed(&browser, held);
+    assert!(
+        cleared.js_heap < before.js_heap + 8.0,
+        "before: {before}; after clearing {total} cards: {cleared}"
+    );
+
+    // Cancel: the photos done stay, the rest go, and the summary still counts the cards.
+    browser.set_file(&input, &folder.root);
+    browser.wait_for_script(
+        "5 photos classified",
+        "return +document.querySelector('#progress-count').dataset.finished >= 5",
+        CLASSIFIED,
+    );
+    click_on(&browser, "#cancel");
+    browser.wait_for_element(
+        "#progress-count[data-running=\"false\"]",
+        Duration::from_secs(60),
+    );
+    let kept = sorted_cards(&browser);
+    assert!(
+        kept.len() >= 5 && kept.len() < total,
+        "{} cards",
+        kept.len()
+    );
+    assert!(kept.iter().all(|card| !card.folder.is_empty()), "{kept:?}");
+    assert_eq!(
+        summary_counts(&browser).values().sum::<u64>() as usize,
+        kept.len()
+    );
+    let progress = browser.wait_for_element("#progress-count", Duration::from_secs(5));
+    assert_eq!(
+        browser.attribute(&progress, "data-total"),
+        kept.len().to_string()
+    );
+    clear(&browser);
+    let again = tab_memory(&browser);
+    assert!(
+        again.wasm <= cleared.wasm + 16.0,
+        "wasm memory grew from one folder to the next: {cleared} then {again}"
+    );
+    drop(folder.dir);
+}
+
+/// Fetching each `blob:` URL fails: the page revoked them.
+fn assert_freed(browser: &Browser, urls: Value) {
+    let still_open = browser.execute(
+        "return Promise.all(arguments[0].map(url => fetch(url).then(() => url, () => null))) \
+           .then(open => open.filter(url => url !== null))",
+        json!([urls]),
+    );
+    assert_eq!(
+        still_open,
+        json!([]),
+        "thumbnails still held after clearing"
+    );
 }
 
 /// A directory removed at the end of the test.

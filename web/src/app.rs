@@ -6,9 +6,9 @@ use leptos::task::spawn_local;
 use web_sys::File;
 
 use crate::browser::enable_offline_cache;
-use crate::cards::PhotoCards;
 use crate::controls::{BackendChoice, ModelChoice, ModelStatus, use_weight_file};
-use crate::inputs::{Camera, PhotoPicker};
+use crate::inputs::{Camera, FolderPicker, PhotoPicker};
+use crate::library::Library;
 use crate::loaded_model::{SHIPPED, ShippedModel, requested_backend};
 use crate::state::{Models, Photos};
 use crate::teach::Teach;
@@ -61,10 +61,16 @@ pub fn App() -> impl IntoView {
             <ModelStatus models=models />
             <section class="inputs" aria-label="photos">
                 <PhotoPicker on_files=on_files />
+                <FolderPicker on_folder=move |files, skipped| {
+                    photos.skip(skipped);
+                    if !files.is_empty() {
+                        photos.add(files, models);
+                    }
+                } />
                 <Camera on_photo=move |file| on_files(vec![file]) />
             </section>
             <Teach photos=photos models=models />
-            <PhotoCards photos=photos />
+            <Library photos=photos models=models />
             <footer>
                 <OfflineStatus />
             </footer>

@@ -8,7 +8,9 @@
 use js_sys::{Array, Function, Promise, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{Blob, File, FileList, ReadableStreamDefaultReader, Response, UrlSearchParams};
+use web_sys::{
+    Blob, File, FileList, HtmlCanvasElement, ReadableStreamDefaultReader, Response, UrlSearchParams,
+};
 
 /// A JavaScript exception as readable text.
 pub fn js_error(error: JsValue) -> String {
@@ -110,6 +112,103 @@ pub fn file_list(files: FileList) -> Vec<File> {
 /// A `blob:` URL showing a local file (a thumbnail), never leaving the browser.
 pub fn object_url(blob: &Blob) -> Option<String> {
     web_sys::Url::create_object_url_with_blob(blob).ok()
+}
+
+/// The longest side of a card's thumbnail in pixels: the card shows it at 104 CSS pixels
+/// (208 on a phone's screen), "Why?" at the card's width.
+const THUMBNAIL_SIDE: f64 = 320.0;
+
+/// A `blob:` URL of a small JPEG copy of a photo, made by the browser (upright, as the browser
+/// applies EXIF orientation); the file itself where it is small already or where the browser
+/// cannot decode it.
+pub async fn small_thumbnail(file: &File) -> Option<String> {
+    match shrink(file).await {
+        Ok(Some(blob)) => object_url(&blob),
+        Ok(None) | Err(_) => object_url(file),
+    }
+}
+
+/// The small copy, or `None` if the photo is no larger than one.
+async fn shrink(file: &File) -> Result<Option<Blob>, String> {
+    let window: JsValue = web_sys::window().ok_or("no window")?.into();
+    let bitmap = settle(call_method(&window, "createImageBitmap", &[file.into()])?).await?;
+    let side = |name| property(&bitmap, name).as_f64().unwrap_or(0.0);
+    let (width, height) = (side("width"), side("height"));
+    let scale = THUMBNAIL_SIDE / width.max(height);
+    let size = |side: f64| (side * scale).round().max(1.0) as u32;
+    let jpeg = if scale < 1.0 {
+        draw_to_jpeg(&bitmap, size(width), size(height))
+            .await
+            .map(Some)
+    } else {
+        Ok(None)
+    };
+    let _ = call_method(&bitmap, "close", &[]);
+    jpeg
+}
+
+/// An image source (a bitmap, a video's current frame) drawn at `width x height` and encoded
+/// as a JPEG, through a canvas; nothing leaves the browser.
+pub async fn draw_to_jpeg(source: &JsValue, width: u32, height: u32) -> Result<Blob, String> {
+    if width == 0 || height == 0 {
+        return Err("there is no picture to draw yet".into());
+    }
+    let canvas: HtmlCanvasElement = leptos::prelude::document()
+        .create_element("canvas")
+        .map_err(|_| "no canvas")?
+        .unchecked_into();
+    canvas.set_width(width);
+    canvas.set_height(height);
+    let context = canvas
+        .get_context("2d")
+        .ok()
+        .flatten()
+        .ok_or("no 2D canvas in this browser")?;
+    let _ = Reflect::set(&context, &"imageSmoothingQuality".into(), &"high".into());
+    call_method(
+        &context,
+        "drawImage",
+        &[
+            source.clone(),
+            0.into(),
+            0.into(),
+            width.into(),
+            height.into(),
+        ],
+    )?;
+    let blob = Promise::new(&mut |resolve, _| {
+        let _ = call_method(
+            &canvas,
+            "toBlob",
+            &[resolve.into(), "image/jpeg".into(), 0.9.into()],
+        );
+    });
+    settle(blob.into())
+        .await?
+        .dyn_into::<Blob>()
+        .map_err(|_| "the picture could not be encoded".into())
+}
+
+/// Offers `parts` (bytes and the user's own files, which are not read again) as a file named
+/// `name` to save, as a link the page clicks; returns the `blob:` URL, which the caller frees
+/// once it is no longer needed (a download started from it may still be reading it).
+pub fn save_as(parts: &Array, mime: &str, name: &str) -> Result<String, String> {
+    let options = js_sys::Object::new();
+    let _ = Reflect::set(&options, &"type".into(), &mime.into());
+    let constructor: Function = property(&js_sys::global(), "Blob")
+        .dyn_into()
+        .map_err(|_| "this browser cannot make files")?;
+    let blob: Blob = Reflect::construct(&constructor, &Array::of2(parts, &options))
+        .map_err(js_error)?
+        .unchecked_into();
+    let url = object_url(&blob).ok_or("the browser gave no URL for the file")?;
+    let link = leptos::prelude::document()
+        .create_element("a")
+        .map_err(js_error)?;
+    link.set_attribute("href", &url).map_err(js_error)?;
+    link.set_attribute("download", name).map_err(js_error)?;
+    call_method(&link, "click", &[])?;
+    Ok(url)
 }
 
 /// Bytes as a `data:` URL: for small generated images (a heatmap PNG is a few hundred bytes),

@@ -8,41 +8,31 @@ use leptos::prelude::*;
 
 use crate::browser::data_url;
 use crate::loaded_model::Outcome;
+use crate::sorting::{Category, Filter, Order};
 use crate::state::{Photo, PhotoState, Photos};
 use crate::teach::TruthButtons;
 
-/// How many photos are done, and the cards, newest first.
+/// The cards that `filter` shows, in `order`.
 #[component]
-pub fn PhotoCards(photos: Photos) -> impl IntoView {
-    let progress = move || {
-        let (finished, total) = photos.progress();
-        (total > 0).then(|| {
-            let text = if finished < total {
-                format!("Classified {finished} of {total} photos…")
-            } else {
-                format!(
-                    "Classified {total} photo{}.",
-                    if total == 1 { "" } else { "s" }
-                )
-            };
-            view! {
-                <div class="progress-count">
-                    <p id="progress-count" role="status" data-finished=finished data-total=total>{text}</p>
-                    <progress max=total value=finished aria-hidden="true"></progress>
-                    <button type="button" class="secondary" on:click=move |_| photos.clear()>"Clear"</button>
-                </div>
-            }
-        })
-    };
-    let newest_first = move || {
-        let mut list = photos.list.get();
-        list.reverse();
+pub fn PhotoCards(
+    photos: Photos,
+    filter: ReadSignal<Filter>,
+    order: ReadSignal<Order>,
+) -> impl IntoView {
+    let shown = move || {
+        let filter = filter.get();
+        let mut list = photos.list.with(|list| {
+            list.iter()
+                .filter(|photo| filter.shows(photo))
+                .cloned()
+                .collect::<Vec<_>>()
+        });
+        order.get().sort(&mut list);
         list
     };
     view! {
-        {progress}
         <ul id="cards" class="cards">
-            <For each=newest_first key=|photo| photo.id let:photo>
+            <For each=shown key=|photo| photo.id let:photo>
                 <PhotoCard photo=photo />
             </For>
         </ul>
@@ -53,12 +43,18 @@ pub fn PhotoCards(photos: Photos) -> impl IntoView {
 fn PhotoCard(photo: Photo) -> impl IntoView {
     let state = photo.state;
     let (thumbnail_failed, set_thumbnail_failed) = signal(false);
-    let thumbnail = photo.thumbnail.clone().map(|url| {
-        view! {
-            <img class="thumb" src=url alt=format!("Your photo {}", photo.name)
+    let alt = format!("Your photo {}", photo.name);
+    // A grey square until the photo's turn comes and the browser has made its small copy.
+    let thumbnail = move || {
+        match photo.thumbnail.get() {
+        Some(url) => view! {
+            <img class="thumb" src=url alt=alt.clone()
                 class:hidden=move || thumbnail_failed.get() on:error=move |_| set_thumbnail_failed.set(true) />
         }
-    });
+        .into_any(),
+        None => view! { <span class="thumb" aria-hidden="true"></span> }.into_any(),
+    }
+    };
     let data_state = move || match state.get() {
         PhotoState::Waiting | PhotoState::Classifying => "waiting",
         PhotoState::Done(_) => "done",
@@ -68,8 +64,8 @@ fn PhotoCard(photo: Photo) -> impl IntoView {
         PhotoState::Done(outcome) => Some(outcome),
         _ => None,
     };
-    let (why_photo, id, truth) = (photo.thumbnail.clone(), photo.id, photo.truth);
-    let for_truth = photo.clone();
+    let (why_photo, id, truth) = (photo.thumbnail, photo.id, photo.truth);
+    let (for_truth, for_folder) = (photo.clone(), photo.clone());
     let data = move |read: fn(&Outcome) -> String| move || outcome().map(|outcome| read(&outcome));
     let body = move || match state.get() {
         PhotoState::Waiting => view! { <p class="verdict pending">"Waiting…"</p> }.into_any(),
@@ -92,13 +88,15 @@ fn PhotoCard(photo: Photo) -> impl IntoView {
             data-heatmap=data(|o| heatmap_values(&o.explanation.heatmap))
             data-pet=data(|o| o.explanation.pet.map(|pet| pet.is_pet().to_string()).unwrap_or_default())
             data-truth=move || truth.get().map(Label::name)
+            data-path=photo.path.clone()
+            data-folder=move || for_folder.category().map(Category::name)
             aria-busy=move || (data_state() == "waiting").to_string()>
             {thumbnail}
             <div class="card-body">
                 <p class="file">{photo.name.clone()}</p>
                 {body}
             </div>
-            {move || outcome().zip(why_photo.clone()).map(|(outcome, url)| view! {
+            {move || outcome().zip(why_photo.get()).map(|(outcome, url)| view! {
                 <Why outcome=outcome photo=url id=id />
             })}
             {move || outcome().map(|_| view! { <TruthButtons photo=for_truth.clone() /> })}

@@ -1,14 +1,16 @@
-//! Ways to give the page photos: the file picker (several at once), dropping files anywhere on
-//! the page, pasting from the clipboard, and the camera where the browser has one. A weight
+//! Ways to give the page photos: the file picker (several at once), a whole folder, dropping
+//! files anywhere on the page, pasting from the clipboard, and the camera where the browser
+//! has one. A weight
 //! file (`.bpk`) given any of these ways becomes the model instead.
 
-use js_sys::{Array, Object, Promise};
+use js_sys::{Array, Object};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use wasm_bindgen::{JsCast, JsValue};
-use web_sys::{Blob, File, HtmlCanvasElement, HtmlInputElement};
+use wasm_bindgen::JsValue;
+use web_sys::{Blob, File, HtmlInputElement};
 
-use crate::browser::{call_method, event_files, file_list, property, settle};
+use crate::browser::{call_method, draw_to_jpeg, event_files, file_list, property, settle};
+use crate::sorting::is_photo_name;
 
 /// The picker and the drop zone (which is also the picker's label, so a click or Enter on it
 /// opens the file dialog). `on_files` gets every file given, photos and weight files alike.
@@ -48,6 +50,38 @@ pub fn PhotoPicker(on_files: impl Fn(Vec<File>) + Copy + 'static) -> impl IntoVi
                 on:change=on_change />
             <span class="drop-title">"Choose photos"</span>
             <span class="drop-hint">"or drop them here, or paste one (Ctrl+V). JPEG, PNG, WebP, GIF or BMP."</span>
+        </label>
+    }
+}
+
+/// "Choose a folder": every file in it and its subfolders. The photos become cards; the other
+/// files (notes, videos, `.DS_Store`) are named once as skipped instead of each becoming an
+/// error card. `on_folder` gets `(photos, paths of the skipped files)`.
+#[component]
+pub fn FolderPicker(on_folder: impl Fn(Vec<File>, Vec<String>) + Copy + 'static) -> impl IntoView {
+    let on_change = move |event: leptos::ev::Event| {
+        let input: HtmlInputElement = event_target(&event);
+        if let Some(files) = input.files() {
+            let (photos, others): (Vec<File>, Vec<File>) = file_list(files)
+                .into_iter()
+                .partition(|file| is_photo_name(&file.name()));
+            let skipped = others
+                .iter()
+                .map(|file| {
+                    property(file, "webkitRelativePath")
+                        .as_string()
+                        .unwrap_or_else(|| file.name())
+                })
+                .collect();
+            on_folder(photos, skipped);
+        }
+        input.set_value("");
+    };
+    view! {
+        <label class="file-button folder-button">
+            <input id="folder-input" class="visually-hidden" type="file" multiple=true prop:webkitdirectory=true
+                on:change=on_change />
+            "Choose a folder"
         </label>
     }
 }
@@ -147,33 +181,11 @@ pub fn Camera(on_photo: impl Fn(File) + Copy + 'static) -> impl IntoView {
     .into_any()
 }
 
-/// The video's current frame as a JPEG blob (through a canvas; nothing leaves the browser).
+/// The video's current frame as a JPEG blob (nothing leaves the browser).
 async fn video_frame_jpeg(video: &web_sys::HtmlVideoElement) -> Result<Blob, String> {
     let (width, height) = (video.video_width(), video.video_height());
     if width == 0 || height == 0 {
         return Err("The camera has not shown a picture yet; try again in a moment.".into());
     }
-    let canvas: HtmlCanvasElement = document()
-        .create_element("canvas")
-        .map_err(|_| "no canvas")?
-        .unchecked_into();
-    canvas.set_width(width);
-    canvas.set_height(height);
-    let context = canvas
-        .get_context("2d")
-        .ok()
-        .flatten()
-        .ok_or("no 2D canvas in this browser")?;
-    call_method(&context, "drawImage", &[video.into(), 0.into(), 0.into()])?;
-    let blob = Promise::new(&mut |resolve, _| {
-        let _ = call_method(
-            &canvas,
-            "toBlob",
-            &[resolve.into(), "image/jpeg".into(), 0.92.into()],
-        );
-    });
-    settle(blob.into())
-        .await?
-        .dyn_into::<Blob>()
-        .map_err(|_| "the camera frame could not be encoded".into())
+    draw_to_jpeg(video.as_ref(), width, height).await
 }

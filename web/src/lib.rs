@@ -4,15 +4,20 @@
 //! - [`app`]: the layout and how the pieces meet;
 //! - [`loaded_model`]: the model in use (shipped or the user's file), on WebGPU or the CPU;
 //! - [`state`]: the photos and models the page holds, as signals;
-//! - [`cards`], [`controls`], [`inputs`], [`teach`]: the components;
+//! - [`cards`], [`controls`], [`inputs`], [`library`], [`teach`]: the components;
+//! - [`sorting`]: where each photo is sorted, the summary, filters and orders;
+//! - [`export`]: the CSV and the zip of sorted photos, made in the browser;
 //! - [`browser`]: the browser APIs the page calls.
 
 pub mod app;
 pub mod browser;
 pub mod cards;
 pub mod controls;
+pub mod export;
 pub mod inputs;
+pub mod library;
 pub mod loaded_model;
+pub mod sorting;
 pub mod state;
 pub mod teach;
 

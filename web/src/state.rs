@@ -8,7 +8,9 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use web_sys::File;
 
-use crate::browser::{blob_bytes, object_url, revoke_object_url, yield_to_browser};
+use crate::browser::{
+    blob_bytes, now_ms, property, revoke_object_url, small_thumbnail, yield_to_browser,
+};
 use crate::loaded_model::{LoadedModel, ModelSource, Outcome, ShippedModel};
 
 /// What the model loader is doing.
@@ -240,12 +242,20 @@ pub struct Photo {
     /// Counts from 1 in the order photos were given; the card's id is `photo-{id}`.
     pub id: u32,
     pub name: String,
+    /// Where it is in the folder the user chose (`holiday/IMG_1.jpg`), or its name: the name
+    /// in the CSV and, under its folder, in the zip.
+    pub path: String,
     pub file: File,
-    /// A `blob:` URL of the file itself: the browser shows it upright (EXIF orientation).
-    pub thumbnail: Option<String>,
+    /// A `blob:` URL of a small copy the browser made (upright, EXIF orientation applied), once
+    /// the photo's turn came: hundreds of full-size photos shown at once would each hold their
+    /// decoded pixels.
+    pub thumbnail: RwSignal<Option<String>>,
     pub state: RwSignal<PhotoState>,
-    /// The right answer, if the user gave one to teach the model.
+    /// The right answer, if the user gave one (to teach the model, and to sort the photo).
     pub truth: RwSignal<Option<Label>>,
+    /// The file's CRC-32, taken when it was read to be classified: the zip of the sorted
+    /// photos needs it and then does not read the photos again.
+    pub crc32: StoredValue<Option<u32>>,
 }
 
 /// The photos, classified in the order given, one at a time.
@@ -253,16 +263,26 @@ pub struct Photo {
 pub struct Photos {
     /// `File`s stay on this thread: local storage.
     pub list: RwSignal<Vec<Photo>, LocalStorage>,
+    /// Files of the last folder chosen that are not photos, by their path: said once.
+    pub skipped: RwSignal<Vec<String>>,
+    /// Whether the user paused the classifying (it stops after the photo under way).
+    pub paused: RwSignal<bool>,
+    /// Whether photos are being classified now.
+    pub running: RwSignal<bool>,
+    /// How long a photo has taken lately, in ms (a moving average): the time left.
+    pub ms_per_photo: RwSignal<Option<f64>>,
     next_id: StoredValue<u32>,
-    running: StoredValue<bool>,
 }
 
 impl Default for Photos {
     fn default() -> Self {
         Self {
             list: RwSignal::new_local(Vec::new()),
+            skipped: RwSignal::new(Vec::new()),
+            paused: RwSignal::new(false),
+            running: RwSignal::new(false),
+            ms_per_photo: RwSignal::new(None),
             next_id: StoredValue::new(1),
-            running: StoredValue::new(false),
         }
     }
 }
@@ -279,13 +299,19 @@ impl Photos {
             .map(|file| {
                 let id = self.next_id.get_value();
                 self.next_id.set_value(id + 1);
+                let path = property(&file, "webkitRelativePath")
+                    .as_string()
+                    .filter(|path| !path.is_empty())
+                    .unwrap_or_else(|| file.name());
                 Photo {
                     id,
                     name: file.name(),
-                    thumbnail: object_url(&file),
+                    path,
                     file,
+                    thumbnail: RwSignal::new(None),
                     state: RwSignal::new(PhotoState::Waiting),
                     truth: RwSignal::new(None),
+                    crc32: StoredValue::new(None),
                 }
             })
             .collect();
@@ -293,14 +319,43 @@ impl Photos {
         self.run(models);
     }
 
+    /// Says which files of a chosen folder were not photos (replacing the last such list).
+    pub fn skip(self, paths: Vec<String>) {
+        self.skipped.set(paths);
+    }
+
     /// Removes every card and frees its thumbnail.
     pub fn clear(self) {
-        for photo in self.list.get_untracked() {
-            if let Some(url) = &photo.thumbnail {
-                revoke_object_url(url);
-            }
+        self.remove(|_| true);
+        self.skipped.set(Vec::new());
+        self.paused.set(false);
+    }
+
+    /// Stops classifying: the photos not classified yet are removed, the others stay.
+    pub fn cancel(self) {
+        self.remove(|photo| !photo.state.with_untracked(PhotoState::is_finished));
+        self.paused.set(false);
+    }
+
+    /// Pauses after the photo under way, or resumes.
+    pub fn set_paused(self, paused: bool, models: Models) {
+        self.paused.set(paused);
+        if !paused {
+            self.run(models);
         }
-        self.list.set(Vec::new());
+    }
+
+    /// Removes the photos `which` picks and frees their thumbnails.
+    fn remove(self, which: impl Fn(&Photo) -> bool) {
+        self.list.update(|list| {
+            list.retain(|photo| {
+                let removed = which(photo);
+                if removed && let Some(url) = photo.thumbnail.get_untracked() {
+                    revoke_object_url(&url);
+                }
+                !removed
+            })
+        });
     }
 
     /// Classifies every classified photo again, with the model now in use.
@@ -328,38 +383,67 @@ impl Photos {
     /// browser between photos so the page keeps painting and answering. Without a model yet,
     /// photos wait; call again once one is ready.
     pub fn run(self, models: Models) {
-        if self.running.get_value() {
+        if self.running.get_untracked() {
             return;
         }
-        self.running.set_value(true);
+        self.running.set(true);
         spawn_local(async move {
             while let Some(model) = models.current.get_untracked() {
+                if self.paused.get_untracked() {
+                    break;
+                }
                 let next = self.list.with_untracked(|list| {
                     list.iter()
                         .find(|photo| photo.state.get_untracked() == PhotoState::Waiting)
                         .cloned()
                 });
                 let Some(photo) = next else { break };
+                let started = now_ms();
                 photo.state.set(PhotoState::Classifying);
-                // Yielding lets the user clear the cards meanwhile: then skip this one.
+                // Yielding lets the user clear, cancel or pause meanwhile: then skip this one.
                 yield_to_browser().await;
-                if !self
-                    .list
-                    .with_untracked(|list| list.iter().any(|p| p.id == photo.id))
-                {
+                if !self.holds(&photo) {
                     continue;
                 }
+                if self.paused.get_untracked() {
+                    photo.state.set(PhotoState::Waiting);
+                    break;
+                }
+                // Once: a photo classified again (another model) keeps its thumbnail.
+                if photo.thumbnail.with_untracked(Option::is_none) {
+                    photo.thumbnail.set(small_thumbnail(&photo.file).await);
+                }
                 let result = match blob_bytes(&photo.file).await {
-                    Ok(bytes) => model.classify(&bytes).await,
+                    Ok(bytes) => {
+                        photo.crc32.set_value(Some(crc32fast::hash(&bytes)));
+                        model.classify(&bytes).await
+                    }
                     Err(error) => Err(format!("the file could not be read: {error}")),
                 };
+                if !self.holds(&photo) {
+                    // Removed while it was classified: its thumbnail is not shown anywhere.
+                    if let Some(url) = photo.thumbnail.get_untracked() {
+                        revoke_object_url(&url);
+                    }
+                    continue;
+                }
                 photo.state.set(match result {
                     Ok(outcome) => PhotoState::Done(outcome),
                     Err(error) => PhotoState::Failed(error),
                 });
+                let took = now_ms() - started;
+                self.ms_per_photo.update(|average| {
+                    *average = Some(average.map_or(took, |average| 0.8 * average + 0.2 * took))
+                });
                 yield_to_browser().await;
             }
-            self.running.set_value(false);
+            self.running.set(false);
         });
+    }
+
+    /// Whether `photo` is still on the page (not cleared or cancelled).
+    fn holds(self, photo: &Photo) -> bool {
+        self.list
+            .with_untracked(|list| list.iter().any(|held| held.id == photo.id))
     }
 }

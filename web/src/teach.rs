@@ -51,7 +51,7 @@ pub fn TruthButtons(photo: Photo) -> impl IntoView {
     };
     view! {
         <p class="truth" role="group" aria-label=format!("The right answer for {}", photo.name)>
-            "Right answer: " {button(Label::Cat)} " " {button(Label::Dog)}
+            <span class="truth-label">"Right answer:"</span> {button(Label::Cat)} " " {button(Label::Dog)}
         </p>
     }
 }
