@@ -25,7 +25,10 @@ async function appIcons(html) {
     return [];
   }
   const response = await fetch(manifest, { cache: "no-cache" });
-  const icons = response.ok ? (await response.json()).icons ?? [] : [];
+  if (!response.ok) {
+    throw new Error(`${manifest}: HTTP ${response.status}`);
+  }
+  const icons = (await response.json()).icons ?? [];
   return icons.map((icon) => new URL(icon.src, manifest).href);
 }
 
@@ -57,7 +60,8 @@ self.addEventListener("install", (event) => {
           // no code here: the fetch handler below stores whichever build the page then loads.
           const code = builds(html)[BUILD] ?? [];
           await Promise.allSettled([...named(html), ...code, ...MODELS].map((url) => cache.add(url)));
-          await Promise.allSettled((await appIcons(html)).map((url) => cache.add(url)));
+          const icons = await appIcons(html).catch(() => []);
+          await Promise.allSettled(icons.map((url) => cache.add(url)));
         }
       } catch (error) {
         console.warn("catdog: offline copy not stored:", error);

@@ -175,16 +175,7 @@ impl Browser {
 
     /// Chooses several files at once in an `<input type=file multiple>`.
     pub fn set_files(&self, input: &Element, paths: &[PathBuf]) {
-        // ChromeDriver refuses paths with `..` in them.
-        let text: Vec<String> = paths
-            .iter()
-            .map(|path| {
-                let path = path
-                    .canonicalize()
-                    .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
-                path.to_str().expect("a UTF-8 path").to_string()
-            })
-            .collect();
+        let text = absolute(paths);
         self.session_call(
             "POST",
             &format!("/element/{}/value", input.0),
@@ -325,6 +316,19 @@ impl Browser {
         .unwrap_or_else(|error| panic!("{command}: {error}"))
     }
 
+    /// Drags files or folders from the desktop onto the page and drops them there, as a user
+    /// would (Chromium's `Input.dispatchDragEvent`: the page gets real file system entries).
+    pub fn drop_paths(&self, paths: &[PathBuf]) {
+        let files = absolute(paths);
+        for kind in ["dragEnter", "dragOver", "drop"] {
+            self.cdp(
+                "Input.dispatchDragEvent",
+                json!({"type": kind, "x": 200, "y": 200,
+                       "data": {"items": [], "files": files, "dragOperationsMask": 1}}),
+            );
+        }
+    }
+
     /// Files the page offers for download are saved into `dir` from now on.
     pub fn save_downloads_in(&self, dir: &Path) {
         self.cdp(
@@ -376,4 +380,17 @@ impl Drop for Browser {
         let _ = self.driver.wait();
         let _ = std::fs::remove_dir_all(&self.profile);
     }
+}
+
+/// Paths as absolute UTF-8 strings: ChromeDriver refuses paths with `..` in them.
+fn absolute(paths: &[PathBuf]) -> Vec<String> {
+    paths
+        .iter()
+        .map(|path| {
+            let path = path
+                .canonicalize()
+                .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+            path.to_str().expect("a UTF-8 path").to_string()
+        })
+        .collect()
 }

@@ -7,7 +7,7 @@ use web_sys::File;
 
 use crate::browser::enable_offline_cache;
 use crate::controls::{BackendChoice, ModelChoice, ModelStatus, use_weight_file};
-use crate::inputs::{Camera, FolderPicker, PhotoPicker};
+use crate::inputs::{Camera, Folder, FolderPicker, PhotoPicker};
 use crate::library::Library;
 use crate::loaded_model::{SHIPPED, ShippedModel, requested_backend};
 use crate::state::{Models, Photos};
@@ -41,9 +41,18 @@ pub fn App() -> impl IntoView {
             use_weight_file(models, file);
         }
         if !photo_files.is_empty() {
-            photos.add(photo_files, models);
+            let named = photo_files
+                .into_iter()
+                .map(|file| {
+                    let name = file.name();
+                    (file, name)
+                })
+                .collect();
+            photos.add(named, models);
         }
     };
+    // A folder's photos become cards; its other files are named once.
+    let on_folder = move |folder: Folder| photos.add_folder(folder.photos, folder.skipped, models);
     view! {
         <main>
             <header>
@@ -60,13 +69,8 @@ pub fn App() -> impl IntoView {
             </section>
             <ModelStatus models=models />
             <section class="inputs" aria-label="photos">
-                <PhotoPicker on_files=on_files />
-                <FolderPicker on_folder=move |files, skipped| {
-                    photos.skip(skipped);
-                    if !files.is_empty() {
-                        photos.add(files, models);
-                    }
-                } />
+                <PhotoPicker on_files=on_files on_folder=on_folder />
+                <FolderPicker on_folder=on_folder />
                 <Camera on_photo=move |file| on_files(vec![file]) />
             </section>
             <Teach photos=photos models=models />

@@ -105,6 +105,77 @@ pub fn event_files(event: &web_sys::Event) -> Vec<File> {
         .unwrap_or_default()
 }
 
+/// What a `drop` event carries: files, and folders (`FileSystemDirectoryEntry`s, read with
+/// [`folder_files`]). Taken while the event lasts: the browser empties its `DataTransfer` after.
+pub fn dropped(event: &web_sys::Event) -> (Vec<File>, Vec<JsValue>) {
+    let items = property(&property(event, "dataTransfer"), "items");
+    if !items.is_object() {
+        return (event_files(event), Vec::new());
+    }
+    let (mut files, mut folders) = (Vec::new(), Vec::new());
+    for item in Array::from(&items) {
+        let entry = call_method(&item, "webkitGetAsEntry", &[]).unwrap_or(JsValue::NULL);
+        if property(&entry, "isDirectory").is_truthy() {
+            folders.push(entry);
+        } else if let Ok(file) = call_method(&item, "getAsFile", &[]).and_then(|file| {
+            file.dyn_into::<File>()
+                .map_err(|_| "not a file".to_string())
+        }) {
+            files.push(file);
+        }
+    }
+    (files, folders)
+}
+
+/// Every file under a dropped folder, with its path from the folder (`pets/dogs/a.jpg`).
+pub async fn folder_files(folder: JsValue) -> Result<Vec<(File, String)>, String> {
+    let mut found = Vec::new();
+    let mut folders = vec![folder];
+    while let Some(folder) = folders.pop() {
+        let reader = call_method(&folder, "createReader", &[])?;
+        // `readEntries` gives a folder's entries a batch at a time, then an empty batch.
+        loop {
+            let batch = callback_result(&reader, "readEntries").await?;
+            let batch = Array::from(&batch);
+            if batch.length() == 0 {
+                break;
+            }
+            for entry in batch {
+                if property(&entry, "isDirectory").is_truthy() {
+                    folders.push(entry);
+                } else {
+                    let path = property(&entry, "fullPath").as_string().unwrap_or_default();
+                    let file: File = callback_result(&entry, "file")
+                        .await?
+                        .dyn_into()
+                        .map_err(|_| format!("{path}: not a file"))?;
+                    found.push((file, path.trim_start_matches('/').to_string()));
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Calls `target.method(onSuccess, onError)`, the file system entries' callback style, and
+/// awaits the value given to either.
+async fn callback_result(target: &JsValue, method: &str) -> Result<JsValue, String> {
+    let mut called = Ok(());
+    let promise = Promise::new(&mut |resolve, reject| {
+        called = call_method(target, method, &[resolve.into(), reject.into()]).map(drop);
+    });
+    called?;
+    settle(promise.into()).await
+}
+
+/// Where a file is in the folder the user chose (`holiday/IMG_1.jpg`), or its name.
+pub fn relative_path(file: &File) -> String {
+    property(file, "webkitRelativePath")
+        .as_string()
+        .filter(|path| !path.is_empty())
+        .unwrap_or_else(|| file.name())
+}
+
 pub fn file_list(files: FileList) -> Vec<File> {
     (0..files.length()).filter_map(|i| files.get(i)).collect()
 }
@@ -165,6 +236,13 @@ pub async fn draw_to_jpeg(source: &JsValue, width: u32, height: u32) -> Result<B
         .flatten()
         .ok_or("no 2D canvas in this browser")?;
     let _ = Reflect::set(&context, &"imageSmoothingQuality".into(), &"high".into());
+    // JPEG has no transparency: a transparent PNG's background becomes white, not black.
+    let _ = Reflect::set(&context, &"fillStyle".into(), &"white".into());
+    call_method(
+        &context,
+        "fillRect",
+        &[0.into(), 0.into(), width.into(), height.into()],
+    )?;
     call_method(
         &context,
         "drawImage",
@@ -281,6 +359,30 @@ pub async fn yield_to_browser() {
         if let Some(window) = web_sys::window() {
             let _ = window.set_timeout_with_callback(&resolve);
         }
+    });
+    let _ = JsFuture::from(promise).await;
+}
+
+/// Lets the browser handle input, and paint a frame that is due, before the next photo of a
+/// batch: through a message the page posts to itself rather than a timer, because Chromium
+/// runs a hidden tab's timers at most once a second (once a minute after five minutes), which
+/// would stretch a folder sorted in a background tab from 0.1 s a photo to seconds; messages
+/// are not throttled. Falls back to a timer without `MessageChannel`.
+pub async fn yield_to_events() {
+    let channel = property(&js_sys::global(), "MessageChannel")
+        .dyn_into::<Function>()
+        .ok()
+        .and_then(|constructor| Reflect::construct(&constructor, &Array::new()).ok());
+    let Some(channel) = channel else {
+        return yield_to_browser().await;
+    };
+    let promise = Promise::new(&mut |resolve, _| {
+        let _ = Reflect::set(&property(&channel, "port1"), &"onmessage".into(), &resolve);
+        let _ = call_method(
+            &property(&channel, "port2"),
+            "postMessage",
+            &[JsValue::NULL],
+        );
     });
     let _ = JsFuture::from(promise).await;
 }

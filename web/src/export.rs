@@ -40,21 +40,33 @@ const UTF8_NAMES: u16 = 1 << 11;
 const VERSION: u16 = 10;
 
 /// The zip of `entries` (stored, no ZIP64) as parts in file order. Refused beyond what a zip
-/// without ZIP64 holds: 65,535 entries or 4 GiB.
+/// without ZIP64 holds: 65,535 entries or 4 GiB (the largest values themselves mark ZIP64
+/// fields, so they are refused too).
 pub fn stored_zip(entries: &[ZipEntry]) -> Result<Vec<ZipPart>, String> {
     let too_big = || {
         "the sorted photos come to more than a zip holds (4 GiB or 65,535 photos): \
          clear some cards and download the rest in parts"
             .to_string()
     };
-    let count = u16::try_from(entries.len()).map_err(|_| too_big())?;
+    let count = u16::try_from(entries.len())
+        .ok()
+        .filter(|count| *count < u16::MAX)
+        .ok_or_else(too_big)?;
+    let word = |value: u64| {
+        u32::try_from(value)
+            .ok()
+            .filter(|value| *value < u32::MAX)
+            .ok_or_else(too_big)
+    };
     let mut parts = Vec::with_capacity(entries.len() * 2 + 1);
     let mut directory = Vec::new();
     let mut offset: u64 = 0;
     for (n, entry) in entries.iter().enumerate() {
         let name = entry.name.as_bytes();
-        let size = u32::try_from(entry.size).map_err(|_| too_big())?;
-        let at = u32::try_from(offset).map_err(|_| too_big())?;
+        let size = word(entry.size)?;
+        let at = word(offset)?;
+        let name_length = u16::try_from(name.len())
+            .map_err(|_| format!("a file name longer than a zip holds: {}", entry.name))?;
         // The fields the local and the central header share, from "version needed" on.
         let mut common = Vec::with_capacity(26);
         for half in [VERSION, UTF8_NAMES, 0, entry.dos_time.0, entry.dos_time.1] {
@@ -63,7 +75,7 @@ pub fn stored_zip(entries: &[ZipEntry]) -> Result<Vec<ZipPart>, String> {
         for word in [entry.crc32, size, size] {
             common.extend(word.to_le_bytes());
         }
-        common.extend((name.len() as u16).to_le_bytes());
+        common.extend(name_length.to_le_bytes());
         common.extend(0u16.to_le_bytes()); // no extra field
 
         let mut local = 0x0403_4b50u32.to_le_bytes().to_vec();
@@ -81,8 +93,8 @@ pub fn stored_zip(entries: &[ZipEntry]) -> Result<Vec<ZipPart>, String> {
         directory.extend(at.to_le_bytes());
         directory.extend(name);
     }
-    let directory_at = u32::try_from(offset).map_err(|_| too_big())?;
-    let directory_size = directory.len() as u32;
+    let directory_at = word(offset)?;
+    let directory_size = word(directory.len() as u64)?;
     directory.extend(0x0605_4b50u32.to_le_bytes());
     directory.extend([0u8; 4]); // this disk, the directory's disk
     directory.extend(count.to_le_bytes());
@@ -129,9 +141,10 @@ fn unique(name: String, taken: &mut HashSet<String>) -> String {
 /// that could not be read, whose reason is the last column).
 const CSV_HEADER: &str = "file,label,cat,dog,model,right_answer,folder,error";
 
-/// The verdicts as CSV (RFC 4180), one row per card in the order the photos were given.
+/// The verdicts as CSV (RFC 4180), one row per card in the order the photos were given;
+/// UTF-8 with a byte-order mark, which spreadsheets need to read non-ASCII file names.
 pub fn csv(photos: &[Photo]) -> String {
-    let mut out = format!("{CSV_HEADER}\r\n");
+    let mut out = format!("\u{feff}{CSV_HEADER}\r\n");
     for photo in photos {
         let (Some(verdict), Some(category)) = (photo.verdict(), photo.category()) else {
             continue;

@@ -9,13 +9,38 @@ use leptos::task::spawn_local;
 use wasm_bindgen::JsValue;
 use web_sys::{Blob, File, HtmlInputElement};
 
-use crate::browser::{call_method, draw_to_jpeg, event_files, file_list, property, settle};
+use crate::browser::{
+    call_method, draw_to_jpeg, dropped, event_files, file_list, folder_files, property,
+    relative_path, settle,
+};
 use crate::sorting::is_photo_name;
 
+/// The photos of a folder with their paths in it, and the paths of its other files (notes,
+/// videos, `.DS_Store`), which are named once as skipped instead of each becoming an error card.
+pub struct Folder {
+    pub photos: Vec<(File, String)>,
+    pub skipped: Vec<String>,
+}
+
+impl Folder {
+    fn new(files: Vec<(File, String)>) -> Self {
+        let (photos, others): (Vec<_>, Vec<_>) =
+            files.into_iter().partition(|(_, path)| is_photo_name(path));
+        Self {
+            photos,
+            skipped: others.into_iter().map(|(_, path)| path).collect(),
+        }
+    }
+}
+
 /// The picker and the drop zone (which is also the picker's label, so a click or Enter on it
-/// opens the file dialog). `on_files` gets every file given, photos and weight files alike.
+/// opens the file dialog). `on_files` gets every file given, photos and weight files alike;
+/// `on_folder` each folder dropped.
 #[component]
-pub fn PhotoPicker(on_files: impl Fn(Vec<File>) + Copy + 'static) -> impl IntoView {
+pub fn PhotoPicker(
+    on_files: impl Fn(Vec<File>) + Copy + 'static,
+    on_folder: impl Fn(Folder) + Copy + 'static,
+) -> impl IntoView {
     let on_change = move |event: leptos::ev::Event| {
         let input: HtmlInputElement = event_target(&event);
         if let Some(files) = input.files() {
@@ -31,10 +56,24 @@ pub fn PhotoPicker(on_files: impl Fn(Vec<File>) + Copy + 'static) -> impl IntoVi
         set_dragging.set(true);
     });
     let _ = window_event_listener(leptos::ev::dragleave, move |_| set_dragging.set(false));
+    let (folder_error, set_folder_error) = signal::<Option<String>>(None);
     let _ = window_event_listener(leptos::ev::drop, move |event| {
         event.prevent_default();
         set_dragging.set(false);
-        on_files(event_files(&event));
+        let (files, folders) = dropped(&event);
+        if !files.is_empty() {
+            on_files(files);
+        }
+        for folder in folders {
+            spawn_local(async move {
+                match folder_files(folder).await {
+                    Ok(files) => on_folder(Folder::new(files)),
+                    Err(error) => set_folder_error.set(Some(format!(
+                        "The dropped folder could not be read: {error}"
+                    ))),
+                }
+            });
+        }
     });
     let _ = window_event_listener(leptos::ev::paste, move |event| {
         let files = event_files(&event);
@@ -49,31 +88,26 @@ pub fn PhotoPicker(on_files: impl Fn(Vec<File>) + Copy + 'static) -> impl IntoVi
                 accept="image/jpeg,image/png,image/webp,image/gif,image/bmp,.jpg,.jpeg,.png,.webp,.gif,.bmp,.bpk"
                 on:change=on_change />
             <span class="drop-title">"Choose photos"</span>
-            <span class="drop-hint">"or drop them here, or paste one (Ctrl+V). JPEG, PNG, WebP, GIF or BMP."</span>
+            <span class="drop-hint">"or drop them (or a folder) here, or paste one (Ctrl+V). JPEG, PNG, WebP, GIF or BMP."</span>
         </label>
+        {move || folder_error.get().map(|error| view! { <p class="error" role="alert">{error}</p> })}
     }
 }
 
-/// "Choose a folder": every file in it and its subfolders. The photos become cards; the other
-/// files (notes, videos, `.DS_Store`) are named once as skipped instead of each becoming an
-/// error card. `on_folder` gets `(photos, paths of the skipped files)`.
+/// "Choose a folder": every file in it and its subfolders.
 #[component]
-pub fn FolderPicker(on_folder: impl Fn(Vec<File>, Vec<String>) + Copy + 'static) -> impl IntoView {
+pub fn FolderPicker(on_folder: impl Fn(Folder) + Copy + 'static) -> impl IntoView {
     let on_change = move |event: leptos::ev::Event| {
         let input: HtmlInputElement = event_target(&event);
         if let Some(files) = input.files() {
-            let (photos, others): (Vec<File>, Vec<File>) = file_list(files)
+            let files = file_list(files)
                 .into_iter()
-                .partition(|file| is_photo_name(&file.name()));
-            let skipped = others
-                .iter()
                 .map(|file| {
-                    property(file, "webkitRelativePath")
-                        .as_string()
-                        .unwrap_or_else(|| file.name())
+                    let path = relative_path(&file);
+                    (file, path)
                 })
                 .collect();
-            on_folder(photos, skipped);
+            on_folder(Folder::new(files));
         }
         input.set_value("");
     };

@@ -15,6 +15,12 @@ pub fn Library(photos: Photos, models: Models) -> impl IntoView {
     let filter = RwSignal::new(Filter::All);
     let order = RwSignal::new(Order::NewestFirst);
     let any = move || photos.list.with(|list| !list.is_empty());
+    // Cleared: the next photos are shown whatever they turn out to be.
+    Effect::new(move || {
+        if !any() {
+            filter.set(Filter::All);
+        }
+    });
     view! {
         <Progress photos=photos models=models />
         <Skipped photos=photos />
@@ -94,10 +100,22 @@ fn duration_text(ms: f64) -> String {
     }
 }
 
-/// The files of the chosen folder that are not photos, said once.
+/// The files of the chosen folder that are not photos, said once, and how many of its photos
+/// were on the page already.
 #[component]
 fn Skipped(photos: Photos) -> impl IntoView {
-    move || {
+    let already = move || {
+        let count = photos.already_here.get();
+        (count > 0).then(|| {
+            let text = if count == 1 {
+                "1 photo of the folder was here already: not added again.".to_string()
+            } else {
+                format!("{count} photos of the folder were here already: not added again.")
+            };
+            view! { <p id="already-here" class="note" data-count=count>{text}</p> }
+        })
+    };
+    let skipped = move || {
         let skipped = photos.skipped.get();
         (!skipped.is_empty()).then(|| {
             let count = skipped.len();
@@ -109,7 +127,8 @@ fn Skipped(photos: Photos) -> impl IntoView {
                 </details>
             }
         })
-    }
+    };
+    view! { {skipped} {already} }
 }
 
 /// "312 cats, 170 dogs, 9 not sure, 3 neither" and, as buttons with their counts, the filters.

@@ -9,7 +9,7 @@ use leptos::task::spawn_local;
 use web_sys::File;
 
 use crate::browser::{
-    blob_bytes, now_ms, property, revoke_object_url, small_thumbnail, yield_to_browser,
+    blob_bytes, now_ms, revoke_object_url, small_thumbnail, yield_to_browser, yield_to_events,
 };
 use crate::loaded_model::{LoadedModel, ModelSource, Outcome, ShippedModel};
 
@@ -256,6 +256,18 @@ pub struct Photo {
     /// The file's CRC-32, taken when it was read to be classified: the zip of the sorted
     /// photos needs it and then does not read the photos again.
     pub crc32: StoredValue<Option<u32>>,
+    /// The verdict of the model before, while the photo waits to be classified again by a
+    /// taught model: what it keeps if that is cancelled.
+    pub earlier: StoredValue<Option<PhotoState>>,
+}
+
+impl Photo {
+    /// The same file, by its path, size and modification time.
+    fn is_same_file(&self, file: &File, path: &str) -> bool {
+        self.path == path
+            && self.file.size() == file.size()
+            && self.file.last_modified() == file.last_modified()
+    }
 }
 
 /// The photos, classified in the order given, one at a time.
@@ -265,6 +277,8 @@ pub struct Photos {
     pub list: RwSignal<Vec<Photo>, LocalStorage>,
     /// Files of the last folder chosen that are not photos, by their path: said once.
     pub skipped: RwSignal<Vec<String>>,
+    /// How many photos of the last folder chosen were on the page already (not added again).
+    pub already_here: RwSignal<usize>,
     /// Whether the user paused the classifying (it stops after the photo under way).
     pub paused: RwSignal<bool>,
     /// Whether photos are being classified now.
@@ -279,6 +293,7 @@ impl Default for Photos {
         Self {
             list: RwSignal::new_local(Vec::new()),
             skipped: RwSignal::new(Vec::new()),
+            already_here: RwSignal::new(0),
             paused: RwSignal::new(false),
             running: RwSignal::new(false),
             ms_per_photo: RwSignal::new(None),
@@ -292,17 +307,30 @@ impl Photos {
         Self::default()
     }
 
-    /// Adds photos as waiting cards and starts classifying them.
-    pub fn add(self, files: Vec<File>, models: Models) {
+    /// Adds a folder's photos, leaving out those already on the page (choosing a folder again
+    /// after a cancel carries on where it stopped), and says which of its files are not photos
+    /// and how many photos were there already.
+    pub fn add_folder(self, files: Vec<(File, String)>, skipped: Vec<String>, models: Models) {
+        let (new, held): (Vec<_>, Vec<_>) = self.list.with_untracked(|list| {
+            files
+                .into_iter()
+                .partition(|(file, path)| !list.iter().any(|held| held.is_same_file(file, path)))
+        });
+        self.skipped.set(skipped);
+        self.already_here.set(held.len());
+        if !new.is_empty() {
+            self.add(new, models);
+        }
+    }
+
+    /// Adds photos, each with its path in the folder it came from (or its name), as waiting
+    /// cards and starts classifying them.
+    pub fn add(self, files: Vec<(File, String)>, models: Models) {
         let added: Vec<Photo> = files
             .into_iter()
-            .map(|file| {
+            .map(|(file, path)| {
                 let id = self.next_id.get_value();
                 self.next_id.set_value(id + 1);
-                let path = property(&file, "webkitRelativePath")
-                    .as_string()
-                    .filter(|path| !path.is_empty())
-                    .unwrap_or_else(|| file.name());
                 Photo {
                     id,
                     name: file.name(),
@@ -312,6 +340,7 @@ impl Photos {
                     state: RwSignal::new(PhotoState::Waiting),
                     truth: RwSignal::new(None),
                     crc32: StoredValue::new(None),
+                    earlier: StoredValue::new(None),
                 }
             })
             .collect();
@@ -319,21 +348,29 @@ impl Photos {
         self.run(models);
     }
 
-    /// Says which files of a chosen folder were not photos (replacing the last such list).
-    pub fn skip(self, paths: Vec<String>) {
-        self.skipped.set(paths);
-    }
-
     /// Removes every card and frees its thumbnail.
     pub fn clear(self) {
         self.remove(|_| true);
         self.skipped.set(Vec::new());
+        self.already_here.set(0);
         self.paused.set(false);
     }
 
-    /// Stops classifying: the photos not classified yet are removed, the others stay.
+    /// Stops classifying: the photos never classified are removed, the others stay (those
+    /// waiting for a taught model with the verdict they had).
     pub fn cancel(self) {
-        self.remove(|photo| !photo.state.with_untracked(PhotoState::is_finished));
+        self.remove(|photo| {
+            if photo.state.with_untracked(PhotoState::is_finished) {
+                return false;
+            }
+            match photo.earlier.try_update_value(Option::take).flatten() {
+                Some(earlier) => {
+                    photo.state.set(earlier);
+                    false
+                }
+                None => true,
+            }
+        });
         self.paused.set(false);
     }
 
@@ -350,8 +387,8 @@ impl Photos {
         self.list.update(|list| {
             list.retain(|photo| {
                 let removed = which(photo);
-                if removed && let Some(url) = photo.thumbnail.get_untracked() {
-                    revoke_object_url(&url);
+                if removed {
+                    free_thumbnail(photo);
                 }
                 !removed
             })
@@ -361,7 +398,9 @@ impl Photos {
     /// Classifies every classified photo again, with the model now in use.
     pub fn reclassify(self, models: Models) {
         for photo in self.list.get_untracked() {
-            if matches!(photo.state.get_untracked(), PhotoState::Done(_)) {
+            let state = photo.state.get_untracked();
+            if matches!(state, PhotoState::Done(_)) {
+                photo.earlier.set_value(Some(state));
                 photo.state.set(PhotoState::Waiting);
             }
         }
@@ -389,19 +428,23 @@ impl Photos {
         self.running.set(true);
         spawn_local(async move {
             while let Some(model) = models.current.get_untracked() {
-                if self.paused.get_untracked() {
-                    break;
-                }
                 let next = self.list.with_untracked(|list| {
                     list.iter()
                         .find(|photo| photo.state.get_untracked() == PhotoState::Waiting)
                         .cloned()
                 });
-                let Some(photo) = next else { break };
+                let Some(photo) = next else {
+                    // A pause asked for during the last photo has nothing left to hold.
+                    self.paused.set(false);
+                    break;
+                };
+                if self.paused.get_untracked() {
+                    break;
+                }
                 let started = now_ms();
                 photo.state.set(PhotoState::Classifying);
                 // Yielding lets the user clear, cancel or pause meanwhile: then skip this one.
-                yield_to_browser().await;
+                yield_to_events().await;
                 if !self.holds(&photo) {
                     continue;
                 }
@@ -422,11 +465,10 @@ impl Photos {
                 };
                 if !self.holds(&photo) {
                     // Removed while it was classified: its thumbnail is not shown anywhere.
-                    if let Some(url) = photo.thumbnail.get_untracked() {
-                        revoke_object_url(&url);
-                    }
+                    free_thumbnail(&photo);
                     continue;
                 }
+                photo.earlier.set_value(None);
                 photo.state.set(match result {
                     Ok(outcome) => PhotoState::Done(outcome),
                     Err(error) => PhotoState::Failed(error),
@@ -435,7 +477,7 @@ impl Photos {
                 self.ms_per_photo.update(|average| {
                     *average = Some(average.map_or(took, |average| 0.8 * average + 0.2 * took))
                 });
-                yield_to_browser().await;
+                yield_to_events().await;
             }
             self.running.set(false);
         });
@@ -445,5 +487,12 @@ impl Photos {
     fn holds(self, photo: &Photo) -> bool {
         self.list
             .with_untracked(|list| list.iter().any(|held| held.id == photo.id))
+    }
+}
+
+/// Revokes a photo's thumbnail URL, once: it is taken out of the photo as it is freed.
+fn free_thumbnail(photo: &Photo) {
+    if let Some(url) = photo.thumbnail.try_update_untracked(Option::take).flatten() {
+        revoke_object_url(&url);
     }
 }
