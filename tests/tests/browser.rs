@@ -1272,6 +1272,17 @@ fn a_folder_of_photos_sorted_with_pause_and_cancel_and_taken_home_as_csv_and_zip
         "no time left shown: {}",
         browser.text(&progress)
     );
+    // The README's picture of a folder being sorted.
+    if let Some(dir) = std::env::var_os("CATDOG_SCREENSHOTS").map(PathBuf::from) {
+        browser.set_window_size(1280, 1100);
+        browser.execute(
+            "document.querySelector('#skipped').open = true; \
+             document.querySelector('.inputs').scrollIntoView()",
+            json!([]),
+        );
+        std::fs::write(dir.join("page-folder.png"), browser.screenshot()).unwrap();
+        browser.set_window_size(1000, 800);
+    }
     click_on(&browser, "#pause");
     browser.wait_for_element(
         "#progress-count[data-paused=\"true\"][data-running=\"false\"]",
@@ -1537,17 +1548,11 @@ fn a_folder_of_photos_sorted_with_pause_and_cancel_and_taken_home_as_csv_and_zip
     // the summary still counts the cards.
     browser.drop_paths(std::slice::from_ref(&folder.root));
     browser.wait_for_element("#skipped[data-count=\"3\"]", Duration::from_secs(30));
-    browser.wait_for_script(
+    let kept = cancel_when(
+        &browser,
         "60 photos classified",
         "return +document.querySelector('#progress-count').dataset.finished >= 60",
-        CLASSIFIED,
     );
-    click_on(&browser, "#cancel");
-    browser.wait_for_element(
-        "#progress-count[data-running=\"false\"]",
-        Duration::from_secs(60),
-    );
-    let kept = sorted_cards(&browser);
     assert!(
         kept.len() >= 60 && kept.len() < total,
         "{} cards",
@@ -1588,17 +1593,11 @@ fn a_folder_of_photos_sorted_with_pause_and_cancel_and_taken_home_as_csv_and_zip
     );
     click_on(&browser, "#teach-start");
     wait_for_model(&browser, "own", "flex");
-    browser.wait_for_script(
+    let after = cancel_when(
+        &browser,
         "5 photos classified by the taught model",
         "return document.querySelectorAll('.card[data-model=\"own\"]').length >= 5",
-        CLASSIFIED,
     );
-    click_on(&browser, "#cancel");
-    browser.wait_for_element(
-        "#progress-count[data-running=\"false\"]",
-        Duration::from_secs(60),
-    );
-    let after = sorted_cards(&browser);
     assert_eq!(
         after.len(),
         kept.len(),
@@ -1626,6 +1625,18 @@ fn a_folder_of_photos_sorted_with_pause_and_cancel_and_taken_home_as_csv_and_zip
     );
     clear(&browser);
     drop(folder.dir);
+}
+
+/// Waits until the script `done` holds, presses "Cancel the rest" and waits for the page to
+/// stop classifying; the cards left.
+fn cancel_when(browser: &Browser, what: &str, done: &str) -> Vec<Sorted> {
+    browser.wait_for_script(what, done, CLASSIFIED);
+    click_on(browser, "#cancel");
+    browser.wait_for_element(
+        "#progress-count[data-running=\"false\"]",
+        Duration::from_secs(60),
+    );
+    sorted_cards(browser)
 }
 
 /// Fetching each `blob:` URL fails: the page revoked them.

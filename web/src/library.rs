@@ -38,13 +38,14 @@ pub fn Library(photos: Photos, models: Models) -> impl IntoView {
 /// "Classified 40 of 240 photos… about 1 min 10 s left", the bar, and pause, cancel, clear.
 #[component]
 fn Progress(photos: Photos, models: Models) -> impl IntoView {
-    let counts = move || photos.progress();
+    // One count of the photos per change, whichever of the parts below asks.
+    let counts = Memo::new(move |_| photos.progress());
     let unfinished = move || {
-        let (finished, total) = counts();
+        let (finished, total) = counts.get();
         finished < total
     };
     let text = move || {
-        let (finished, total) = counts();
+        let (finished, total) = counts.get();
         if finished == total {
             return format!(
                 "Classified {total} photo{}.",
@@ -70,15 +71,15 @@ fn Progress(photos: Photos, models: Models) -> impl IntoView {
                 )
             })
             .unwrap_or_default();
-        format!("{done}…{left}")
+        format!("{done}{left}…")
     };
     let paused = photos.paused;
     view! {
-        <div class="progress-count" hidden=move || counts().1 == 0>
-            <p id="progress-count" role="status" data-finished=move || counts().0 data-total=move || counts().1
+        <div class="progress-count" hidden=move || counts.get().1 == 0>
+            <p id="progress-count" role="status" data-finished=move || counts.get().0 data-total=move || counts.get().1
                 data-paused=move || paused.get().to_string()
                 data-running=move || photos.running.get().to_string()>{text}</p>
-            <progress max=move || counts().1 value=move || counts().0 aria-hidden="true"></progress>
+            <progress max=move || counts.get().1 value=move || counts.get().0 aria-hidden="true"></progress>
             <button type="button" id="pause" class="secondary" hidden=move || !unfinished()
                 aria-pressed=move || paused.get().to_string()
                 on:click=move |_| photos.set_paused(!paused.get_untracked(), models)>

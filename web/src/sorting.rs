@@ -170,28 +170,31 @@ impl Order {
         }
     }
 
-    /// Sorts photos given in order (reactive). Photos without a verdict come last; ties keep
-    /// the newest first.
+    /// Sorts photos given in order (reactive). Newest first: the photos given last come first,
+    /// those given together (a folder) in the order given, which is the order they are
+    /// classified in, so a folder shows its verdicts as they come rather than a page of
+    /// "Waiting…" (and without reading every photo's state, which would sort again at each
+    /// verdict). By confidence: photos still waiting come last, after files that could not be
+    /// read; ties keep the newest first.
     pub fn sort(self, photos: &mut [Photo]) {
-        photos.reverse();
         let most_first = match self {
-            Order::NewestFirst => return,
+            Order::NewestFirst => {
+                photos.sort_by_key(|photo| (std::cmp::Reverse(photo.batch), photo.id));
+                return;
+            }
             Order::MostConfidentFirst => true,
             Order::LeastConfidentFirst => false,
         };
+        photos.reverse();
         photos.sort_by_cached_key(|photo| {
-            photo.confidence().map(|confidence| {
-                // Confidences are in [0.5, 1]: as integers they order as the floats do.
+            let waiting = photo.verdict().is_none();
+            // Confidences are in [0.5, 1]: as integers they order as the floats do.
+            let rank = photo.confidence().map_or(i64::MAX, |confidence| {
                 let key = (confidence * 1e6) as i64;
                 if most_first { -key } else { key }
-            })
+            });
+            (waiting, rank)
         });
-        // `None` (no verdict yet) sorts first as a key: move those to the end, in order.
-        let unclassified = photos
-            .iter()
-            .take_while(|photo| photo.confidence().is_none())
-            .count();
-        photos.rotate_left(unclassified);
     }
 }
 

@@ -241,6 +241,8 @@ impl PhotoState {
 pub struct Photo {
     /// Counts from 1 in the order photos were given; the card's id is `photo-{id}`.
     pub id: u32,
+    /// Counts from 1 with each time photos were given (a folder is one batch).
+    pub batch: u32,
     pub name: String,
     /// Where it is in the folder the user chose (`holiday/IMG_1.jpg`), or its name: the name
     /// in the CSV and, under its folder, in the zip.
@@ -286,6 +288,7 @@ pub struct Photos {
     /// How long a photo has taken lately, in ms (a moving average): the time left.
     pub ms_per_photo: RwSignal<Option<f64>>,
     next_id: StoredValue<u32>,
+    next_batch: StoredValue<u32>,
 }
 
 impl Default for Photos {
@@ -298,6 +301,7 @@ impl Default for Photos {
             running: RwSignal::new(false),
             ms_per_photo: RwSignal::new(None),
             next_id: StoredValue::new(1),
+            next_batch: StoredValue::new(1),
         }
     }
 }
@@ -326,6 +330,8 @@ impl Photos {
     /// Adds photos, each with its path in the folder it came from (or its name), as waiting
     /// cards and starts classifying them.
     pub fn add(self, files: Vec<(File, String)>, models: Models) {
+        let batch = self.next_batch.get_value();
+        self.next_batch.set_value(batch + 1);
         let added: Vec<Photo> = files
             .into_iter()
             .map(|(file, path)| {
@@ -333,6 +339,7 @@ impl Photos {
                 self.next_id.set_value(id + 1);
                 Photo {
                     id,
+                    batch,
                     name: file.name(),
                     path,
                     file,
