@@ -189,20 +189,44 @@ pub fn object_url(blob: &Blob) -> Option<String> {
 /// (208 on a phone's screen), "Why?" at the card's width.
 const THUMBNAIL_SIDE: f64 = 320.0;
 
-/// A `blob:` URL of a small JPEG copy of a photo, made by the browser (upright, as the browser
-/// applies EXIF orientation); the file itself where it is small already or where the browser
-/// cannot decode it.
-pub async fn small_thumbnail(file: &File) -> Option<String> {
-    match shrink(file).await {
-        Ok(Some(blob)) => object_url(&blob),
-        Ok(None) | Err(_) => object_url(file),
+/// A photo's thumbnail being made: a small JPEG copy (upright, as the browser applies EXIF
+/// orientation), or the file itself where it is small already or where the browser cannot
+/// decode it. The browser decodes the photo on its own threads (`createImageBitmap`) from the
+/// moment this is made, while the page classifies the photo.
+pub struct Thumbnail {
+    file: File,
+    bitmap: Option<JsFuture>,
+}
+
+impl Thumbnail {
+    pub fn start(file: &File) -> Self {
+        let bitmap = web_sys::window()
+            .and_then(|window| call_method(&window, "createImageBitmap", &[file.into()]).ok())
+            .map(|promise| JsFuture::from(Promise::resolve(&promise)));
+        Self {
+            file: file.clone(),
+            bitmap,
+        }
+    }
+
+    /// The thumbnail's `blob:` URL.
+    pub async fn finish(self) -> Option<String> {
+        let bitmap = match self.bitmap {
+            Some(bitmap) => bitmap.await.ok(),
+            None => None,
+        };
+        match bitmap.map(shrink) {
+            Some(small) => match small.await {
+                Ok(Some(blob)) => object_url(&blob),
+                Ok(None) | Err(_) => object_url(&self.file),
+            },
+            None => object_url(&self.file),
+        }
     }
 }
 
-/// The small copy, or `None` if the photo is no larger than one.
-async fn shrink(file: &File) -> Result<Option<Blob>, String> {
-    let window: JsValue = web_sys::window().ok_or("no window")?.into();
-    let bitmap = settle(call_method(&window, "createImageBitmap", &[file.into()])?).await?;
+/// The small copy of a decoded photo, or `None` if the photo is no larger than one.
+async fn shrink(bitmap: JsValue) -> Result<Option<Blob>, String> {
     let side = |name| property(&bitmap, name).as_f64().unwrap_or(0.0);
     let (width, height) = (side("width"), side("height"));
     let scale = THUMBNAIL_SIDE / width.max(height);

@@ -9,7 +9,7 @@ use leptos::task::spawn_local;
 use web_sys::File;
 
 use crate::browser::{
-    blob_bytes, now_ms, revoke_object_url, small_thumbnail, yield_to_browser, yield_to_events,
+    Thumbnail, blob_bytes, now_ms, revoke_object_url, yield_to_browser, yield_to_events,
 };
 use crate::loaded_model::{LoadedModel, ModelSource, Outcome, ShippedModel};
 
@@ -459,10 +459,12 @@ impl Photos {
                     photo.state.set(PhotoState::Waiting);
                     break;
                 }
-                // Once: a photo classified again (another model) keeps its thumbnail.
-                if photo.thumbnail.with_untracked(Option::is_none) {
-                    photo.thumbnail.set(small_thumbnail(&photo.file).await);
-                }
+                // Once: a photo classified again (another model) keeps its thumbnail. The
+                // browser decodes it while the model runs.
+                let thumbnail = photo
+                    .thumbnail
+                    .with_untracked(Option::is_none)
+                    .then(|| Thumbnail::start(&photo.file));
                 let result = match blob_bytes(&photo.file).await {
                     Ok(bytes) => {
                         photo.crc32.set_value(Some(crc32fast::hash(&bytes)));
@@ -470,6 +472,9 @@ impl Photos {
                     }
                     Err(error) => Err(format!("the file could not be read: {error}")),
                 };
+                if let Some(thumbnail) = thumbnail {
+                    photo.thumbnail.set(thumbnail.finish().await);
+                }
                 if !self.holds(&photo) {
                     // Removed while it was classified: its thumbnail is not shown anywhere.
                     free_thumbnail(&photo);
