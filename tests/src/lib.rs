@@ -80,12 +80,24 @@ pub struct Site {
     pub port: u16,
     stopped: Arc<AtomicBool>,
     received: Arc<Mutex<Vec<Received>>>,
+    /// Files of the site answered 404 for now, by their path in it.
+    hidden: Arc<Mutex<Vec<String>>>,
 }
 
 impl Site {
     /// The page's address, with an optional query string (`"?backend=cpu"`).
     pub fn url(&self, query: &str) -> String {
         format!("http://127.0.0.1:{}{SUB_PATH}{query}", self.port)
+    }
+
+    /// Answers 404 for the site's file `path` (`manifest.webmanifest`) until [`Site::unhide`],
+    /// as a server would after a bad deployment.
+    pub fn hide(&self, path: &str) {
+        self.hidden.lock().unwrap().push(path.to_string());
+    }
+
+    pub fn unhide(&self, path: &str) {
+        self.hidden.lock().unwrap().retain(|hidden| hidden != path);
     }
 
     /// Every request so far, in order.
@@ -119,27 +131,30 @@ pub fn serve(dist: PathBuf) -> Site {
     let port = listener.local_addr().expect("an address").port();
     let stopped = Arc::new(AtomicBool::new(false));
     let received = Arc::new(Mutex::new(Vec::new()));
-    let (stop, log) = (stopped.clone(), received.clone());
+    let hidden = Arc::new(Mutex::new(Vec::new()));
+    let (stop, log, hide) = (stopped.clone(), received.clone(), hidden.clone());
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             if stop.load(Ordering::SeqCst) {
                 break;
             }
-            let (Ok(stream), dist, log) = (stream, dist.clone(), log.clone()) else {
+            let (Ok(stream), dist, log, hide) = (stream, dist.clone(), log.clone(), hide.clone())
+            else {
                 continue;
             };
-            std::thread::spawn(move || answer(stream, &dist, &log));
+            std::thread::spawn(move || answer(stream, &dist, &log, &hide));
         }
     });
     Site {
         port,
         stopped,
         received,
+        hidden,
     }
 }
 
 /// Reads one request, records it and answers it with a file of `dist` or a 404.
-fn answer(stream: TcpStream, dist: &Path, log: &Mutex<Vec<Received>>) {
+fn answer(stream: TcpStream, dist: &Path, log: &Mutex<Vec<Received>>, hidden: &Mutex<Vec<String>>) {
     let mut reader = BufReader::new(&stream);
     let mut request_line = String::new();
     if reader.read_line(&mut request_line).is_err() {
@@ -171,6 +186,7 @@ fn answer(stream: TcpStream, dist: &Path, log: &Mutex<Vec<Received>>) {
         .strip_prefix(SUB_PATH)
         .filter(|rest| !rest.split('/').any(|part| part == ".."))
         .map(|rest| if rest.is_empty() { "index.html" } else { rest })
+        .filter(|rest| !hidden.lock().unwrap().iter().any(|hidden| hidden == rest))
         .and_then(|rest| {
             std::fs::read(dist.join(rest))
                 .ok()

@@ -842,13 +842,16 @@ fn second_visit_offline(browser: &Browser, site: &Site, backend: &str) {
         Some(2),
         "icons stored at install: {installed}"
     );
+    assert_installable(browser);
+    // Visited again while the server has lost the manifest: the icons stay stored.
+    site.hide("manifest.webmanifest");
     browser
         .goto(&site.url(""))
         .unwrap_or_else(|error| panic!("{error}"));
     wait_for_model(browser, "accurate", backend);
     browser.wait_for_element("#offline-status[data-ready=\"true\"]", MODEL_READY);
     assert_eq!(browser.execute(cached_icons, json!([])), installed);
-    assert_installable(browser);
+    site.unhide("manifest.webmanifest");
     site.stop();
     browser
         .goto(&site.url(""))
@@ -1231,7 +1234,9 @@ fn a_folder_of_photos_sorted_with_pause_and_cancel_and_taken_home_as_csv_and_zip
          const tick = (now) => { frames_seen.count += 1; \
            frames_seen.longest = Math.max(frames_seen.longest, now - last); \
            const finished = +(document.querySelector('#progress-count')?.dataset.finished ?? 0); \
-           if (finished > 0) frames_seen.classifying = Math.max(frames_seen.classifying, now - last); \
+           const paused = document.querySelector('#progress-count')?.dataset.paused === 'true'; \
+           if (finished > 0 && !paused) \
+             frames_seen.classifying = Math.max(frames_seen.classifying, now - last); \
            last = now; requestAnimationFrame(tick); }; requestAnimationFrame(tick)",
         json!([]),
     );
@@ -1336,8 +1341,7 @@ fn a_folder_of_photos_sorted_with_pause_and_cancel_and_taken_home_as_csv_and_zip
     assert_eq!(thumbnails[2].as_u64().unwrap(), 320, "{thumbnails}");
     // The page kept painting: no frame waited a tenth of the whole run.
     assert!(
-        frames["longest"].as_f64().unwrap() < classifying_took.as_secs_f64() * 100.0
-            && frames["classifying"].as_f64().unwrap() > 0.0,
+        frames["longest"].as_f64().unwrap() < classifying_took.as_secs_f64() * 100.0,
         "{frames} in {classifying_took:?}"
     );
 
@@ -1623,6 +1627,21 @@ fn a_folder_of_photos_sorted_with_pause_and_cancel_and_taken_home_as_csv_and_zip
         count("own") >= 5 && count("small") > 0,
         "the taught model's verdicts cancelled part way: {models}"
     );
+    // The photos it did not reach have their verdicts from before the lesson (the corrected
+    // one's folder follows its right answer).
+    let small = after
+        .iter()
+        .zip(models.as_array().unwrap())
+        .filter(|(_, model)| *model == "small");
+    for (card, _) in small.filter(|(card, _)| card.path != first.path) {
+        let before = kept.iter().find(|kept| kept.path == card.path).unwrap();
+        assert_eq!(
+            (&card.label, &card.cat, &card.folder),
+            (&before.label, &before.cat, &before.folder),
+            "{}",
+            card.path
+        );
+    }
     clear(&browser);
     drop(folder.dir);
 }

@@ -44,7 +44,7 @@ const VERSION: u16 = 10;
 /// fields, so they are refused too).
 pub fn stored_zip(entries: &[ZipEntry]) -> Result<Vec<ZipPart>, String> {
     let too_big = || {
-        "the sorted photos come to more than a zip holds (4 GiB or 65,535 photos): \
+        "the sorted photos come to more than a zip holds (under 4 GiB and 65,535 photos): \
          clear some cards and download the rest in parts"
             .to_string()
     };

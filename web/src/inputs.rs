@@ -23,9 +23,12 @@ pub struct Folder {
 }
 
 impl Folder {
-    fn new(files: Vec<(File, String)>) -> Self {
-        let (photos, others): (Vec<_>, Vec<_>) =
-            files.into_iter().partition(|(_, path)| is_photo_name(path));
+    /// Sorted by path, so that a folder is classified in the same order however it was given.
+    fn new(mut files: Vec<(File, String)>) -> Self {
+        files.sort_by(|(_, a), (_, b)| a.cmp(b));
+        let (photos, others): (Vec<_>, Vec<_>) = files
+            .into_iter()
+            .partition(|(_, path)| is_photo_name(path.rsplit('/').next().unwrap_or(path)));
         Self {
             photos,
             skipped: others.into_iter().map(|(_, path)| path).collect(),
@@ -35,7 +38,7 @@ impl Folder {
 
 /// The picker and the drop zone (which is also the picker's label, so a click or Enter on it
 /// opens the file dialog). `on_files` gets every file given, photos and weight files alike;
-/// `on_folder` each folder dropped.
+/// `on_folder` the folders dropped, as one.
 #[component]
 pub fn PhotoPicker(
     on_files: impl Fn(Vec<File>) + Copy + 'static,
@@ -64,16 +67,27 @@ pub fn PhotoPicker(
         if !files.is_empty() {
             on_files(files);
         }
-        for folder in folders {
-            spawn_local(async move {
-                match folder_files(folder).await {
-                    Ok(files) => on_folder(Folder::new(files)),
-                    Err(error) => set_folder_error.set(Some(format!(
-                        "The dropped folder could not be read: {error}"
-                    ))),
-                }
-            });
+        if folders.is_empty() {
+            return;
         }
+        // Several folders dropped together are one folder given: one summary of what was
+        // skipped, one batch.
+        spawn_local(async move {
+            let mut files = Vec::new();
+            for folder in folders {
+                match folder_files(folder).await {
+                    Ok(found) => files.extend(found),
+                    Err(error) => {
+                        set_folder_error.set(Some(format!(
+                            "The dropped folder could not be read: {error}"
+                        )));
+                        return;
+                    }
+                }
+            }
+            set_folder_error.set(None);
+            on_folder(Folder::new(files));
+        });
     });
     let _ = window_event_listener(leptos::ev::paste, move |event| {
         let files = event_files(&event);

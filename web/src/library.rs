@@ -35,7 +35,7 @@ pub fn Library(photos: Photos, models: Models) -> impl IntoView {
     }
 }
 
-/// "Classified 40 of 240 photos… about 1 min 10 s left", the bar, and pause, cancel, clear.
+/// "Classified 40 of 240 photos, about 1 min 10 s left…", the bar, and pause, cancel, clear.
 #[component]
 fn Progress(photos: Photos, models: Models) -> impl IntoView {
     // One count of the photos per change, whichever of the parts below asks.

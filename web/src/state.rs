@@ -452,7 +452,7 @@ impl Photos {
                 photo.state.set(PhotoState::Classifying);
                 // Yielding lets the user clear, cancel or pause meanwhile: then skip this one.
                 yield_to_events().await;
-                if !self.holds(&photo) {
+                if !self.is_classifying(&photo) {
                     continue;
                 }
                 if self.paused.get_untracked() {
@@ -480,6 +480,17 @@ impl Photos {
                     free_thumbnail(&photo);
                     continue;
                 }
+                if !self.is_classifying(&photo) {
+                    continue;
+                }
+                let still_current = models.current.with_untracked(|current| {
+                    current.as_ref().is_some_and(|c| Rc::ptr_eq(c, &model))
+                });
+                if !still_current {
+                    // The model changed meanwhile (a lesson ended): this photo waits for it too.
+                    photo.state.set(PhotoState::Waiting);
+                    continue;
+                }
                 photo.earlier.set_value(None);
                 photo.state.set(match result {
                     Ok(outcome) => PhotoState::Done(outcome),
@@ -493,6 +504,15 @@ impl Photos {
             }
             self.running.set(false);
         });
+    }
+
+    /// Whether `photo` is still on the page and still this loop's to classify: not cleared,
+    /// cancelled, or given back its earlier verdict by a cancel.
+    fn is_classifying(self, photo: &Photo) -> bool {
+        self.holds(photo)
+            && photo
+                .state
+                .with_untracked(|state| *state == PhotoState::Classifying)
     }
 
     /// Whether `photo` is still on the page (not cleared or cancelled).
