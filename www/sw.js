@@ -1,6 +1,6 @@
-// The offline cache: the page, its code and the shipped models are kept on the device so that
-// a second visit works without a network. Photos are never fetched, so they are never cached
-// (nor sent anywhere).
+// The offline cache: the page, its code, the shipped models and the app's icons are kept on
+// the device so that a second visit, or the installed app, works without a network. Photos
+// are never fetched, so they are never cached (nor sent anywhere).
 //
 // Every request of the site goes to the network first, so a new release, or a new model
 // behind the same URL, shows at once (the browser's HTTP cache still answers what is fresh);

@@ -84,7 +84,7 @@ impl Browser {
             "--disable-component-update",
             "--disable-sync",
             "--window-size=1000,800",
-            // The memory test collects garbage before it measures the heap.
+            // The folder test collects garbage before it measures the heap.
             "--js-flags=--expose-gc",
             "--enable-precise-memory-info",
             // A fake camera (a test pattern) that needs no permission prompt.

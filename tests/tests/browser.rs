@@ -2,11 +2,14 @@
 //! 127.0.0.1 that records every request: real photos given as a user would (several at once in
 //! the file dialog, dropped, pasted, from the camera), verdicts checked against their true
 //! labels with the shipped model on WebGPU and on the CPU, broken files, switching models and
-//! backends, the user's own weight file, nothing sent anywhere, and a second visit offline.
+//! backends, the user's own weight file, teaching, nothing sent anywhere, a second visit
+//! offline and the page installable as an app; a folder of hundreds of photos sorted (pause,
+//! cancel, filters, orders, the CSV and the zip downloaded) and the grid of 50 photos.
 //!
 //! Needs the site built into `dist/` (`trunk build`, or `CATDOG_DIST=...`), Debian's
 //! `chromium` and `chromedriver` (or `CHROME_BIN` / `CHROMEDRIVER`).
-//! `CATDOG_SCREENSHOTS=DIR` saves the page at desktop and phone width there (the README's).
+//! `CATDOG_SCREENSHOTS=DIR` (absolute: the tests run in `tests/`) saves the README's pictures
+//! there: the page at desktop and phone width, the lesson, a folder being sorted.
 #![cfg(not(target_family = "wasm"))]
 
 use std::path::{Path, PathBuf};
@@ -101,10 +104,16 @@ fn file_name(path: &Path) -> String {
 #[derive(Debug)]
 struct Card {
     file: String,
+    /// Its path in the folder it came from, or its name.
+    path: String,
+    /// The folder it is sorted into (`cat`, `not-sure`, ...); empty while unfinished.
+    folder: String,
     state: String,
     label: String,
     sure: bool,
     cat: f64,
+    /// The cat probability as the card gives it (four decimals, as the CSV does).
+    cat_text: String,
     model: String,
     backend: String,
     text: String,
@@ -117,6 +126,7 @@ struct Card {
 fn cards(browser: &Browser) -> Vec<Card> {
     let found = browser.execute(
         "return [...document.querySelectorAll('.card')].map(c => ({file: c.dataset.file, \
+         path: c.dataset.path, folder: c.dataset.folder || '', cat_text: c.dataset.cat || '', \
          state: c.dataset.state, label: c.dataset.label || '', sure: c.dataset.sure === 'true', cat: parseFloat(c.dataset.cat || 'NaN'), \
          model: c.dataset.model || '', backend: c.dataset.backend || '', text: c.innerText, \
          heatmap: c.dataset.heatmap || '', pet: c.dataset.pet || ''}))",
@@ -129,6 +139,9 @@ fn cards(browser: &Browser) -> Vec<Card> {
         .iter()
         .map(|card| Card {
             file: text(card, "file"),
+            path: text(card, "path"),
+            folder: text(card, "folder"),
+            cat_text: text(card, "cat_text"),
             state: text(card, "state"),
             label: text(card, "label"),
             sure: card["sure"].as_bool().unwrap_or(false),
@@ -251,28 +264,34 @@ fn page_requests(browser: &Browser) -> Vec<(String, String, bool)> {
 }
 
 /// Classifies `files` through the file dialog and checks that nothing left the browser while
-/// it did: the page requested nothing but `blob:` thumbnails and `data:` heatmaps, and the server got no request
-/// with a body or naming a photo.
+/// it did ([`assert_nothing_sent`]).
 fn classify_privately(browser: &Browser, site: &Site, files: &[PathBuf]) -> Vec<Card> {
     let _ = browser.network_events();
     let before = site.received().len();
     let input = browser.wait_for_element("#photo-input", Duration::from_secs(30));
     browser.set_files(&input, files);
     let shown = wait_until_classified(browser, files.len());
+    assert_nothing_sent(browser, site, before, "classifying photos");
+    shown
+}
+
+/// Checks that nothing left the browser since the page's network log was last read and the
+/// server had received `before` requests: the page requested nothing but `blob:` (the photos
+/// themselves, thumbnails, downloads) and `data:` (heatmaps it drew), and the server got
+/// nothing.
+fn assert_nothing_sent(browser: &Browser, site: &Site, before: usize, while_doing: &str) {
     for (method, url, has_body) in page_requests(browser) {
-        // `blob:` (the photo itself) and `data:` (a heatmap the page drew) never leave it.
         let in_memory = url.starts_with("blob:") || url.starts_with("data:");
         assert!(
             in_memory && !has_body,
-            "the page sent a request while classifying: {method} {url}"
+            "the page sent a request while {while_doing}: {method} {url}"
         );
     }
     let during = &site.received()[before..];
     assert!(
         during.is_empty(),
-        "the server got requests while the page classified photos: {during:?}"
+        "the server got requests while the page was {while_doing}: {during:?}"
     );
-    shown
 }
 
 /// Clicks the element matching `css`, once it is there.
@@ -654,14 +673,12 @@ fn teaching_the_model_in_the_page_and_downloading_what_it_learned() {
     for name in &names[2..] {
         assert_eq!(verdict(&after, name).0, verdict(&before, name).0, "{name}");
     }
-    if let Some(dir) = std::env::var_os("CATDOG_SCREENSHOTS").map(PathBuf::from) {
-        browser.set_window_size(1000, 1250);
-        browser.execute(
-            "document.querySelector('.teach').scrollIntoView()",
-            json!([]),
-        );
-        std::fs::write(dir.join("page-teach.png"), browser.screenshot()).unwrap();
-    }
+    readme_picture(
+        &browser,
+        "page-teach.png",
+        (1000, 1250),
+        "document.querySelector('.teach').scrollIntoView()",
+    );
     // Learning sent nothing anywhere.
     let during = &site.received()[requests_before..];
     assert!(during.is_empty(), "requests while learning: {during:?}");
@@ -829,8 +846,10 @@ fn a_browser_without_webgpu_gets_the_build_without_it_and_keeps_that_offline() {
     assert_eq!(page_code(&browser).0, "cpu");
 }
 
-/// A second visit with the server gone: the page, its code and the model come from the
-/// offline cache, the default model starts on `backend`, and a photo is classified.
+/// The page installable (Chromium's own check), its icons stored at install and kept when a
+/// later visit finds the manifest missing; then a second visit with the server gone: the page,
+/// its code and the model come from the offline cache, the default model starts on `backend`,
+/// a photo is classified, and the manifest's icons answer.
 fn second_visit_offline(browser: &Browser, site: &Site, backend: &str) {
     // The offline copy holds the app's icons from the start, and keeps them when the page is
     // visited again online (the worker drops what a new release no longer names).
@@ -906,20 +925,20 @@ fn assert_installable(browser: &Browser) {
 /// Saves the page at desktop and phone width into `CATDOG_SCREENSHOTS`, if set, and checks at
 /// phone width that nothing is wider than the screen and every control has a label.
 fn save_screenshots(browser: &Browser) {
-    let dir = std::env::var_os("CATDOG_SCREENSHOTS").map(PathBuf::from);
-    if let Some(dir) = &dir {
-        std::fs::create_dir_all(dir).unwrap();
-        browser.set_window_size(1280, 1100);
-        browser.execute("window.scrollTo(0, 0)", json!([]));
-        std::fs::write(dir.join("page-desktop.png"), browser.screenshot()).unwrap();
-    }
+    readme_picture(
+        browser,
+        "page-desktop.png",
+        (1280, 1100),
+        "window.scrollTo(0, 0)",
+    );
+    // A long phone screen, so the picture reaches the first cards.
+    readme_picture(
+        browser,
+        "page-phone.png",
+        (390, 1500),
+        "window.scrollTo(0, 0)",
+    );
     browser.set_window_size(390, 844);
-    if let Some(dir) = &dir {
-        // A long phone screen, so the picture reaches the first cards.
-        browser.set_window_size(390, 1500);
-        std::fs::write(dir.join("page-phone.png"), browser.screenshot()).unwrap();
-        browser.set_window_size(390, 844);
-    }
     let too_wide = browser.execute(
         "const width = document.documentElement.clientWidth; \
          return [...document.querySelectorAll('body *')] \
@@ -1090,7 +1109,8 @@ fn first_photos(folder: &str, class: &str, count: usize) -> Vec<PathBuf> {
 /// full-size photos in another, a photo cut short, and three files that are not photos. Made at
 /// test time from the real photos.
 struct PhotoFolder {
-    dir: TempDir,
+    /// Removed with the folder.
+    _dir: TempDir,
     /// The folder the user chooses (`<dir>/pets`).
     root: PathBuf,
     /// The paths the page gives the photos (`pets/...`), with the file they are.
@@ -1134,43 +1154,8 @@ fn photo_folder() -> PhotoFolder {
         root,
         photos,
         not_photos: not_photos.map(String::from).to_vec(),
-        dir,
+        _dir: dir,
     }
-}
-
-/// What a card says of its photo in a library: its path, the folder it is sorted into (empty
-/// while unfinished), the model's label and cat probability as shown.
-#[derive(Debug, Clone, PartialEq)]
-struct Sorted {
-    path: String,
-    folder: String,
-    label: String,
-    sure: bool,
-    cat: String,
-    state: String,
-}
-
-fn sorted_cards(browser: &Browser) -> Vec<Sorted> {
-    let found = browser.execute(
-        "return [...document.querySelectorAll('.card')].map(c => [c.dataset.path, \
-           c.dataset.folder || '', c.dataset.label || '', c.dataset.sure === 'true', \
-           c.dataset.cat || '', c.dataset.state])",
-        json!([]),
-    );
-    let text = |value: &Value| value.as_str().unwrap_or_default().to_string();
-    found
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|card| Sorted {
-            path: text(&card[0]),
-            folder: text(&card[1]),
-            label: text(&card[2]),
-            sure: card[3].as_bool().unwrap(),
-            cat: text(&card[4]),
-            state: text(&card[5]),
-        })
-        .collect()
 }
 
 /// The summary line's counts by folder name.
@@ -1278,16 +1263,14 @@ fn a_folder_of_photos_sorted_with_pause_and_cancel_and_taken_home_as_csv_and_zip
         browser.text(&progress)
     );
     // The README's picture of a folder being sorted.
-    if let Some(dir) = std::env::var_os("CATDOG_SCREENSHOTS").map(PathBuf::from) {
-        browser.set_window_size(1280, 1100);
-        browser.execute(
-            "document.querySelector('#skipped').open = true; \
-             document.querySelector('.inputs').scrollIntoView()",
-            json!([]),
-        );
-        std::fs::write(dir.join("page-folder.png"), browser.screenshot()).unwrap();
-        browser.set_window_size(1000, 800);
-    }
+    readme_picture(
+        &browser,
+        "page-folder.png",
+        (1280, 1100),
+        "document.querySelector('#skipped').open = true; \
+         document.querySelector('.inputs').scrollIntoView()",
+    );
+    browser.set_window_size(1000, 800);
     click_on(&browser, "#pause");
     browser.wait_for_element(
         "#progress-count[data-paused=\"true\"][data-running=\"false\"]",
@@ -1297,9 +1280,9 @@ fn a_folder_of_photos_sorted_with_pause_and_cancel_and_taken_home_as_csv_and_zip
     assert!(browser.text(&progress).contains("paused"));
     let while_paused = tab_memory(&browser);
     let still = browser.attribute(&progress, "data-finished");
-    let classifying = browser.find_all(".card[aria-busy=\"true\"]").len();
+    let unfinished = browser.find_all(".card[aria-busy=\"true\"]").len();
     assert_eq!(
-        (still.as_str(), classifying),
+        (still.as_str(), unfinished),
         (
             paused_at.as_str(),
             total - paused_at.parse::<usize>().unwrap()
@@ -1331,8 +1314,8 @@ fn a_folder_of_photos_sorted_with_pause_and_cancel_and_taken_home_as_csv_and_zip
         thumbnails[1].as_f64().unwrap() / (1 << 20) as f64,
         thumbnails[2],
     );
-    // Each thumbnail is a small copy, not the photo: one per card, the full-size photos
-    // shrunk to 320 px on their long side.
+    // One thumbnail per card, none over 320 px: the full-size photos shrunk to 320 px on
+    // their long side.
     assert_eq!(
         thumbnails[0].as_u64().unwrap() as usize,
         total,
@@ -1346,10 +1329,10 @@ fn a_folder_of_photos_sorted_with_pause_and_cancel_and_taken_home_as_csv_and_zip
     );
 
     // The summary counts the cards, and every photo is where the model put it.
-    let cards = sorted_cards(&browser);
-    assert_eq!(cards.len(), total);
+    let on_page = cards(&browser);
+    assert_eq!(on_page.len(), total);
     let mut counted = std::collections::BTreeMap::new();
-    for card in &cards {
+    for card in &on_page {
         *counted.entry(card.folder.clone()).or_insert(0u64) += 1;
     }
     let summary = summary_counts(&browser);
@@ -1370,7 +1353,7 @@ fn a_folder_of_photos_sorted_with_pause_and_cancel_and_taken_home_as_csv_and_zip
         "summary: {summary:?}; {right} of {} labels right",
         total - 1
     );
-    for card in &cards {
+    for card in &on_page {
         let expected = match (card.state.as_str(), card.sure) {
             ("error", _) => "unreadable",
             (_, false) => "not-sure",
@@ -1386,7 +1369,7 @@ fn a_folder_of_photos_sorted_with_pause_and_cancel_and_taken_home_as_csv_and_zip
         &format!("#already-here[data-count=\"{total}\"]"),
         Duration::from_secs(30),
     );
-    assert_eq!(sorted_cards(&browser).len(), total);
+    assert_eq!(cards(&browser).len(), total);
 
     // Filters show exactly their folder; orders sort by confidence.
     for (name, count) in &summary {
@@ -1394,18 +1377,15 @@ fn a_folder_of_photos_sorted_with_pause_and_cancel_and_taken_home_as_csv_and_zip
             continue;
         }
         click_on(&browser, &format!(".filter[data-filter=\"{name}\"]"));
-        let shown = sorted_cards(&browser);
+        let shown = cards(&browser);
         assert_eq!(shown.len() as u64, *count, "{name}");
         assert!(shown.iter().all(|card| &card.folder == name), "{name}");
     }
     click_on(&browser, ".filter[data-filter=\"all\"]");
-    let confidence = |card: &Sorted| {
-        let cat: f64 = card.cat.parse().unwrap_or(f64::NAN);
-        cat.max(1.0 - cat)
-    };
+    let confidence = |card: &Card| card.cat.max(1.0 - card.cat);
     for (order, descending) in [("most-confident", true), ("least-confident", false)] {
         choose(&browser, "#order", order);
-        let ordered: Vec<f64> = sorted_cards(&browser)
+        let ordered: Vec<f64> = cards(&browser)
             .iter()
             .filter(|card| card.state == "done")
             .map(confidence)
@@ -1419,12 +1399,12 @@ fn a_folder_of_photos_sorted_with_pause_and_cancel_and_taken_home_as_csv_and_zip
             }),
             "{order}: {ordered:?}"
         );
-        assert_eq!(sorted_cards(&browser).last().unwrap().state, "error");
+        assert_eq!(cards(&browser).last().unwrap().state, "error");
     }
     choose(&browser, "#order", "newest");
 
     // A correction moves its photo: a cat the model called a cat, told it is a dog.
-    let corrected = cards
+    let corrected = on_page
         .iter()
         .find(|card| card.folder == "cat")
         .expect("a photo sorted as a cat")
@@ -1443,7 +1423,7 @@ fn a_folder_of_photos_sorted_with_pause_and_cancel_and_taken_home_as_csv_and_zip
         (after["cat"], after["dog"]),
         (summary["cat"] - 1, summary["dog"] + 1)
     );
-    let cards = sorted_cards(&browser);
+    let on_page = cards(&browser);
 
     // The CSV: one row per card, as the cards say.
     let csv = String::from_utf8(download(
@@ -1463,7 +1443,7 @@ fn a_folder_of_photos_sorted_with_pause_and_cancel_and_taken_home_as_csv_and_zip
     let rows: Vec<Vec<&str>> = lines.map(|line| line.splitn(8, ',').collect()).collect();
     assert_eq!(rows.len(), total);
     for row in &rows {
-        let card = cards
+        let card = on_page
             .iter()
             .find(|card| card.path == row[0])
             .unwrap_or_else(|| panic!("a row for no card: {row:?}"));
@@ -1484,7 +1464,7 @@ fn a_folder_of_photos_sorted_with_pause_and_cancel_and_taken_home_as_csv_and_zip
             };
             assert_eq!(
                 (row[1], row[2], row[4]),
-                (verdict, card.cat.as_str(), "small"),
+                (verdict, card.cat_text.as_str(), "small"),
                 "{row:?}"
             );
             let (cat, dog): (f64, f64) = (row[2].parse().unwrap(), row[3].parse().unwrap());
@@ -1502,7 +1482,7 @@ fn a_folder_of_photos_sorted_with_pause_and_cancel_and_taken_home_as_csv_and_zip
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&zip)).expect("a valid zip");
     assert_eq!(archive.len(), total - 1);
     for (path, original) in &folder.photos {
-        let card = cards.iter().find(|card| &card.path == path).unwrap();
+        let card = on_page.iter().find(|card| &card.path == path).unwrap();
         if card.state == "error" {
             continue;
         }
@@ -1522,15 +1502,7 @@ fn a_folder_of_photos_sorted_with_pause_and_cancel_and_taken_home_as_csv_and_zip
         "the corrected photo is not in dog/"
     );
 
-    // Nothing left the browser: no request but in-memory ones, none at the server.
-    for (method, url, has_body) in page_requests(&browser) {
-        assert!(
-            (url.starts_with("blob:") || url.starts_with("data:")) && !has_body,
-            "the page sent a request while sorting the folder: {method} {url}"
-        );
-    }
-    let during = &site.received()[requests_before..];
-    assert!(during.is_empty(), "the server got requests: {during:?}");
+    assert_nothing_sent(&browser, &site, requests_before, "sorting the folder");
 
     // Clearing gives back what the cards held.
     let held = browser.execute(
@@ -1636,26 +1608,25 @@ fn a_folder_of_photos_sorted_with_pause_and_cancel_and_taken_home_as_csv_and_zip
     for (card, _) in small.filter(|(card, _)| card.path != first.path) {
         let before = kept.iter().find(|kept| kept.path == card.path).unwrap();
         assert_eq!(
-            (&card.label, &card.cat, &card.folder),
-            (&before.label, &before.cat, &before.folder),
+            (&card.label, &card.cat_text, &card.folder),
+            (&before.label, &before.cat_text, &before.folder),
             "{}",
             card.path
         );
     }
     clear(&browser);
-    drop(folder.dir);
 }
 
 /// Waits until the script `done` holds, presses "Cancel the rest" and waits for the page to
 /// stop classifying; the cards left.
-fn cancel_when(browser: &Browser, what: &str, done: &str) -> Vec<Sorted> {
+fn cancel_when(browser: &Browser, what: &str, done: &str) -> Vec<Card> {
     browser.wait_for_script(what, done, CLASSIFIED);
     click_on(browser, "#cancel");
     browser.wait_for_element(
         "#progress-count[data-running=\"false\"]",
         Duration::from_secs(60),
     );
-    sorted_cards(browser)
+    cards(browser)
 }
 
 /// Fetching each `blob:` URL fails: the page revoked them.
@@ -1670,6 +1641,17 @@ fn assert_freed(browser: &Browser, urls: Value) {
         json!([]),
         "thumbnails still held after clearing"
     );
+}
+
+/// Saves a picture of the page for the README as `name` in `CATDOG_SCREENSHOTS` (an absolute
+/// folder), if set: the window at `size`, after running `script` (scrolling, opening).
+fn readme_picture(browser: &Browser, name: &str, size: (u32, u32), script: &str) {
+    if let Some(dir) = std::env::var_os("CATDOG_SCREENSHOTS").map(PathBuf::from) {
+        std::fs::create_dir_all(&dir).unwrap();
+        browser.set_window_size(size.0, size.1);
+        browser.execute(script, json!([]));
+        std::fs::write(dir.join(name), browser.screenshot()).unwrap();
+    }
 }
 
 /// A directory removed at the end of the test.

@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use web_sys::File;
 
-use crate::browser::enable_offline_cache;
+use crate::browser::{enable_offline_cache, relative_path};
 use crate::controls::{BackendChoice, ModelChoice, ModelStatus, use_weight_file};
 use crate::inputs::{Camera, Folder, FolderPicker, PhotoPicker};
 use crate::library::Library;
@@ -44,8 +44,8 @@ pub fn App() -> impl IntoView {
             let named = photo_files
                 .into_iter()
                 .map(|file| {
-                    let name = file.name();
-                    (file, name)
+                    let path = relative_path(&file);
+                    (file, path)
                 })
                 .collect();
             photos.add(named, models);

@@ -1,7 +1,10 @@
 //! The browser calls the page needs: fetch with progress, file contents, dropped and pasted
-//! files, object and data URLs, the offline cache, the query string, a clock and yielding.
+//! files and folders (file system entries), thumbnails drawn by the browser, files offered to
+//! save, object and data URLs, the offline cache, the query string, a clock and yielding
+//! (a timer, or a `MessageChannel` between photos).
 //!
-//! A few APIs (`DataTransfer`, `navigator.serviceWorker`, media devices) are reached through
+//! Several APIs (`DataTransfer` and file system entries, `navigator.serviceWorker`, media
+//! devices, `createImageBitmap`, `Blob` with a type, `MessageChannel`) are reached through
 //! `js_sys::Reflect` instead of `web-sys` features on purpose: `web-sys` is shared with wgpu,
 //! and adding a feature to it rebuilds all of Burn for wasm (about half an hour here).
 
@@ -412,7 +415,7 @@ pub async fn yield_to_events() {
 }
 
 /// The wasm module's linear memory in bytes, as `window.wasmBindings.wasm_memory_bytes()`: the
-/// memory test reads it to show that a second batch of photos reuses what the first one
+/// folder test reads it to show that a second folder of photos reuses what the first one
 /// grew (wasm memory grows and is never given back, so growth batch after batch is a leak).
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn wasm_memory_bytes() -> f64 {

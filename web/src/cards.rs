@@ -134,23 +134,25 @@ fn heatmap_values(heatmap: &Heatmap) -> String {
     format!("{}x{}: {}", heatmap.width, heatmap.height, values.join(","))
 }
 
-/// The verdict ("neither" when the model's pet check says so, "not sure" below
-/// [`Prediction::SURE`]), the bar and the timing.
+/// The verdict (as [`Category::of_verdict`] sorts it: "neither", "not sure", or cat or dog),
+/// the bar and the timing.
 #[component]
 fn Verdict(outcome: Outcome) -> impl IntoView {
     let Prediction { cat, dog, label } = outcome.explanation.prediction;
     let name = label.name();
-    let verdict = if outcome.explanation.is_neither() {
-        view! {
+    let verdict = match Category::of_verdict(&outcome) {
+        Category::Neither => view! {
             <p class="verdict neither">"Neither a cat nor a dog, it seems"</p>
             <p class="neither-note">{format!("(If it is one, more likely a {name}.)")}</p>
         }
-        .into_any()
-    } else if outcome.explanation.prediction.is_sure() {
-        view! { <p class="verdict">"It's a " <strong>{name}</strong> "!"</p> }.into_any()
-    } else {
-        view! { <p class="verdict unsure">"Not sure: " <strong>"maybe a " {name}</strong></p> }
-            .into_any()
+        .into_any(),
+        Category::NotSure => view! {
+            <p class="verdict unsure">"Not sure: " <strong>"maybe a " {name}</strong></p>
+        }
+        .into_any(),
+        Category::Cat | Category::Dog | Category::Unreadable => {
+            view! { <p class="verdict">"It's a " <strong>{name}</strong> "!"</p> }.into_any()
+        }
     };
     let percent = |p: f32| format!("{:.1} %", p * 100.0);
     let (cat_text, dog_text) = (percent(cat), percent(dog));

@@ -3,7 +3,7 @@
 //!
 //! The zip is written by hand (stored entries, no compression: photos are compressed already)
 //! rather than with the `zip` crate, because a zip writer needs every photo's bytes in wasm
-//! memory at once (500 phone photos are about 2 GB, over half of what a wasm page can hold),
+//! memory at once (500 phone photos are about 2 GB, about half of what a wasm page can address),
 //! while here the archive is a `Blob` of headers and the user's own `File`s: the browser copies
 //! the photos from disk as the download is written, and the CRC-32s were taken when the photos
 //! were read to be classified.
@@ -141,7 +141,7 @@ fn unique(name: String, taken: &mut HashSet<String>) -> String {
 /// that could not be read, whose reason is the last column).
 const CSV_HEADER: &str = "file,label,cat,dog,model,right_answer,folder,error";
 
-/// The verdicts as CSV (RFC 4180), one row per card in the order the photos were given;
+/// The verdicts as CSV (RFC 4180), one row per finished card in the order the photos were given;
 /// UTF-8 with a byte-order mark, which spreadsheets need to read non-ASCII file names.
 pub fn csv(photos: &[Photo]) -> String {
     let mut out = format!("\u{feff}{CSV_HEADER}\r\n");

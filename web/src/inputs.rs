@@ -1,7 +1,7 @@
-//! Ways to give the page photos: the file picker (several at once), a whole folder, dropping
-//! files anywhere on the page, pasting from the clipboard, and the camera where the browser
-//! has one. A weight
-//! file (`.bpk`) given any of these ways becomes the model instead.
+//! Ways to give the page photos: the file picker (several at once), a whole folder (chosen or
+//! dropped), dropping files anywhere on the page, pasting from the clipboard, and the camera
+//! where the browser has one. A weight file (`.bpk`) given as a file becomes the model
+//! instead; in a folder it is one of the files skipped as not photos.
 
 use js_sys::{Array, Object};
 use leptos::prelude::*;
@@ -13,7 +13,6 @@ use crate::browser::{
     call_method, draw_to_jpeg, dropped, event_files, file_list, folder_files, property,
     relative_path, settle,
 };
-use crate::sorting::is_photo_name;
 
 /// The photos of a folder with their paths in it, and the paths of its other files (notes,
 /// videos, `.DS_Store`), which are named once as skipped instead of each becoming an error card.
@@ -22,18 +21,41 @@ pub struct Folder {
     pub skipped: Vec<String>,
 }
 
+/// The extensions of the photos the page reads (the model crate's decoder reads these formats).
+const PHOTO_EXTENSIONS: [&str; 6] = ["jpg", "jpeg", "png", "webp", "gif", "bmp"];
+
+/// Whether a file is a photo the page reads, by its name: other files in a folder (notes,
+/// videos, `.DS_Store`, macOS's `._` copies) are listed once as skipped instead of becoming
+/// cards.
+fn is_photo_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    !name.starts_with('.')
+        && name
+            .rsplit_once('.')
+            .is_some_and(|(_, extension)| PHOTO_EXTENSIONS.contains(&extension))
+}
+
 impl Folder {
     /// Sorted by path, so that a folder is classified in the same order however it was given.
     fn new(mut files: Vec<(File, String)>) -> Self {
         files.sort_by(|(_, a), (_, b)| a.cmp(b));
         let (photos, others): (Vec<_>, Vec<_>) = files
             .into_iter()
-            .partition(|(_, path)| is_photo_name(path.rsplit('/').next().unwrap_or(path)));
+            .partition(|(file, _)| is_photo_name(&file.name()));
         Self {
             photos,
             skipped: others.into_iter().map(|(_, path)| path).collect(),
         }
     }
+}
+
+/// What the file dialog offers: the photos by type and extension, and weight files.
+fn photo_input_accepts() -> String {
+    let extensions = PHOTO_EXTENSIONS.map(|extension| format!(".{extension}"));
+    format!(
+        "image/jpeg,image/png,image/webp,image/gif,image/bmp,{},.bpk",
+        extensions.join(",")
+    )
 }
 
 /// The picker and the drop zone (which is also the picker's label, so a click or Enter on it
@@ -99,7 +121,7 @@ pub fn PhotoPicker(
     view! {
         <label id="drop-zone" class="drop-zone" class:dragging=move || dragging.get()>
             <input id="photo-input" class="visually-hidden" type="file" multiple=true
-                accept="image/jpeg,image/png,image/webp,image/gif,image/bmp,.jpg,.jpeg,.png,.webp,.gif,.bmp,.bpk"
+                accept=photo_input_accepts()
                 on:change=on_change />
             <span class="drop-title">"Choose photos"</span>
             <span class="drop-hint">"or drop them (or a folder) here, or paste one (Ctrl+V). JPEG, PNG, WebP, GIF or BMP."</span>

@@ -5,7 +5,7 @@
 //! - [`loaded_model`]: the model in use (shipped or the user's file), on WebGPU or the CPU;
 //! - [`state`]: the photos and models the page holds, as signals;
 //! - [`cards`], [`controls`], [`inputs`], [`library`], [`teach`]: the components;
-//! - [`sorting`]: where each photo is sorted, the summary, filters and orders;
+//! - [`sorting`]: where each photo is sorted (its category), the summary, filters and orders;
 //! - [`export`]: the CSV and the zip of sorted photos, made in the browser;
 //! - [`browser`]: the browser APIs the page calls.
 

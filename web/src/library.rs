@@ -101,8 +101,8 @@ fn duration_text(ms: f64) -> String {
     }
 }
 
-/// The files of the chosen folder that are not photos, said once, and how many of its photos
-/// were on the page already.
+/// The files of the folder chosen or dropped that are not photos, said once, and how many of
+/// its photos were on the page already.
 #[component]
 fn Skipped(photos: Photos) -> impl IntoView {
     let already = move || {
@@ -167,11 +167,7 @@ fn Summary(photos: Photos, filter: RwSignal<Filter>) -> impl IntoView {
         </p>
         <div class="filters" role="group" aria-label="show">
             {button(Filter::All, "All")}
-            {button(Filter::Only(Category::Cat), "Cats")}
-            {button(Filter::Only(Category::Dog), "Dogs")}
-            {button(Filter::Only(Category::NotSure), "Not sure")}
-            {button(Filter::Only(Category::Neither), "Neither")}
-            {button(Filter::Only(Category::Unreadable), "Could not be read")}
+            {Category::ALL.map(|category| button(Filter::Only(category), category.label()))}
         </div>
     }
 }

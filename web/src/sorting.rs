@@ -41,6 +41,17 @@ impl Category {
         }
     }
 
+    /// Its filter button's label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Category::Cat => "Cats",
+            Category::Dog => "Dogs",
+            Category::NotSure => "Not sure",
+            Category::Neither => "Neither",
+            Category::Unreadable => "Could not be read",
+        }
+    }
+
     /// "312 cats", "9 not sure", as the summary line says it.
     pub fn count_text(self, count: usize) -> String {
         let plural = count != 1;
@@ -196,14 +207,4 @@ impl Order {
             (waiting, rank)
         });
     }
-}
-
-/// Whether a file in a chosen folder is a photo the page reads, by its name: other files
-/// (notes, videos, `.DS_Store`) are listed once as skipped instead of becoming cards.
-pub fn is_photo_name(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    !name.starts_with('.')
-        && [".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"]
-            .iter()
-            .any(|extension| name.ends_with(extension))
 }

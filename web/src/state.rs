@@ -248,9 +248,9 @@ pub struct Photo {
     /// in the CSV and, under its folder, in the zip.
     pub path: String,
     pub file: File,
-    /// A `blob:` URL of a small copy the browser made (upright, EXIF orientation applied), once
-    /// the photo's turn came: hundreds of full-size photos shown at once would each hold their
-    /// decoded pixels.
+    /// A `blob:` URL of a small copy the browser made (upright, EXIF orientation applied), or
+    /// of the file itself if it is no larger, once the photo's turn came: hundreds of
+    /// full-size photos shown at once would each hold their decoded pixels.
     pub thumbnail: RwSignal<Option<String>>,
     pub state: RwSignal<PhotoState>,
     /// The right answer, if the user gave one (to teach the model, and to sort the photo).
@@ -277,9 +277,9 @@ impl Photo {
 pub struct Photos {
     /// `File`s stay on this thread: local storage.
     pub list: RwSignal<Vec<Photo>, LocalStorage>,
-    /// Files of the last folder chosen that are not photos, by their path: said once.
+    /// Files of the last folder chosen or dropped that are not photos, by their path: said once.
     pub skipped: RwSignal<Vec<String>>,
-    /// How many photos of the last folder chosen were on the page already (not added again).
+    /// How many photos of the last folder given were on the page already (not added again).
     pub already_here: RwSignal<usize>,
     /// Whether the user paused the classifying (it stops after the photo under way).
     pub paused: RwSignal<bool>,
