@@ -18,15 +18,16 @@ function named(html) {
 }
 
 // The icons the page's web app manifest names (the app is opened offline with them), as
-// absolute URLs; none if there is no manifest.
-async function appIcons(html) {
+// absolute URLs; none if there is no manifest. `read` gets the manifest: from the network at
+// install, from the offline copy when pruning.
+async function appIcons(html, read) {
   const manifest = named(html).find((url) => url.endsWith(".webmanifest"));
   if (!manifest) {
     return [];
   }
-  const response = await fetch(manifest, { cache: "no-cache" });
-  if (!response.ok) {
-    throw new Error(`${manifest}: HTTP ${response.status}`);
+  const response = await read(manifest);
+  if (!response?.ok) {
+    throw new Error(`${manifest}: ${response ? `HTTP ${response.status}` : "not stored"}`);
   }
   const icons = (await response.json()).icons ?? [];
   return icons.map((icon) => new URL(icon.src, manifest).href);
@@ -60,7 +61,7 @@ self.addEventListener("install", (event) => {
           // no code here: the fetch handler below stores whichever build the page then loads.
           const code = builds(html)[BUILD] ?? [];
           await Promise.allSettled([...named(html), ...code, ...MODELS].map((url) => cache.add(url)));
-          const icons = await appIcons(html).catch(() => []);
+          const icons = await appIcons(html, (url) => fetch(url, { cache: "no-cache" })).catch(() => []);
           await Promise.allSettled(icons.map((url) => cache.add(url)));
         }
       } catch (error) {
@@ -80,9 +81,11 @@ async function prune(cache, html) {
   if (code.length === 0) {
     return;
   }
+  // From the stored manifest (stored at install, with the page's other files): the page's
+  // response waits for this, so it asks the network for nothing more.
   let icons;
   try {
-    icons = await appIcons(html);
+    icons = await appIcons(html, (url) => cache.match(url));
   } catch {
     return; // The icons in use are unknown: keep everything.
   }

@@ -298,15 +298,7 @@ pub async fn draw_to_jpeg(source: &JsValue, width: u32, height: u32) -> Result<B
 /// `name` to save, as a link the page clicks; returns the `blob:` URL, which the caller frees
 /// once it is no longer needed (a download started from it may still be reading it).
 pub fn save_as(parts: &Array, mime: &str, name: &str) -> Result<String, String> {
-    let options = js_sys::Object::new();
-    let _ = Reflect::set(&options, &"type".into(), &mime.into());
-    let constructor: Function = property(&js_sys::global(), "Blob")
-        .dyn_into()
-        .map_err(|_| "this browser cannot make files")?;
-    let blob: Blob = Reflect::construct(&constructor, &Array::of2(parts, &options))
-        .map_err(js_error)?
-        .unchecked_into();
-    let url = object_url(&blob).ok_or("the browser gave no URL for the file")?;
+    let url = blob_url(parts, mime)?;
     let link = leptos::prelude::document()
         .create_element("a")
         .map_err(js_error)?;
@@ -331,8 +323,20 @@ pub fn data_url(mime: &str, bytes: &[u8]) -> Result<String, String> {
 
 /// A `blob:` URL of bytes the page made (a taught model's weight file), for a download link.
 pub fn bytes_object_url(bytes: &[u8]) -> Result<String, String> {
-    let parts = Array::of1(&Uint8Array::from(bytes));
-    let blob = Blob::new_with_u8_array_sequence(&parts).map_err(js_error)?;
+    blob_url(&Array::of1(&Uint8Array::from(bytes)), "")
+}
+
+/// A `blob:` URL of a file the page makes from `parts` (bytes, and the user's own files, which
+/// are not read again), of type `mime` (none if empty).
+fn blob_url(parts: &Array, mime: &str) -> Result<String, String> {
+    let options = js_sys::Object::new();
+    let _ = Reflect::set(&options, &"type".into(), &mime.into());
+    let constructor: Function = property(&js_sys::global(), "Blob")
+        .dyn_into()
+        .map_err(|_| "this browser cannot make files")?;
+    let blob: Blob = Reflect::construct(&constructor, &Array::of2(parts, &options))
+        .map_err(js_error)?
+        .unchecked_into();
     object_url(&blob).ok_or_else(|| "the browser gave no URL for the file".to_string())
 }
 
