@@ -440,9 +440,7 @@ impl EfficientNetLite {
         self.pool.forward(activations).flatten(1, 3)
     }
 
-    /// The last convolutional block's activations from a trunk output (what
-    /// [`tail`](Self::tail) pools): the trainer pools windows of this grid as crops.
-    pub fn tail_activations(&self, trunk: Tensor<4>) -> Tensor<4> {
+    fn tail_activations(&self, trunk: Tensor<4>) -> Tensor<4> {
         let x = self.blocks[self.trunk_blocks()..]
             .iter()
             .fold(trunk, |x, block| block.forward(x));

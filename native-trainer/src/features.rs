@@ -66,97 +66,31 @@ impl TrunkOutputs {
         Tensor::from_data(TensorData::new(values, [n, c, h, w]), device)
     }
 
-    /// The frozen tail's pooled features, 128 photos at a time: for each view the whole grid
-    /// pooled, and with `crops` also each window the crop augmentation allows ([`Pooled`]).
-    pub fn pooled(
-        &self,
-        backbone: &EfficientNetLite,
-        min_crop_area: f32,
-        device: &Device,
-    ) -> Pooled {
+    /// The frozen tail's pooled features (`[photos * features]` per view), 128 photos at a time.
+    pub fn pooled(&self, backbone: &EfficientNetLite, device: &Device) -> Vec<Vec<f32>> {
         let len = self.per_photo();
         let photos = self.views[0].len() / len;
         let backbone = backbone.clone().fold_batch_norms();
         let bar = progress_bar((photos * self.views.len()) as u64, "pooled features");
         let mut last = std::time::Instant::now();
-        let mut whole = Vec::new();
-        let mut crops = Vec::new();
-        let mut windows = Vec::new();
-        for values in &self.views {
-            let mut out = Vec::new();
-            let mut cropped: Vec<Vec<f32>> = Vec::new();
-            for chunk in values.chunks(128 * len) {
-                let n = chunk.len() / len;
-                let grid = backbone.tail_activations(self.tensor(chunk.to_vec(), n, device));
-                let [_, channels, height, width] = grid.dims();
-                windows = crop_windows(height, width, min_crop_area);
-                cropped.resize(windows.len(), Vec::new());
-                for (window, out) in windows.iter().zip(&mut cropped) {
-                    let [y, x, h, w] = *window;
-                    let pooled = grid
-                        .clone()
-                        .slice([0..n, 0..channels, y..y + h, x..x + w])
-                        .mean_dim(3)
-                        .mean_dim(2)
-                        .flatten::<2>(1, 3);
-                    out.extend(floats(pooled.into_data()));
-                }
-                out.extend(floats(backbone.pool_features(grid).into_data()));
-                bar.inc(n as u64);
-                log_when_hidden(&bar, &mut last);
-            }
-            whole.push(out);
-            crops.extend(cropped);
-        }
-        bar.finish_and_clear();
-        let windows = windows.len();
-        whole.extend(crops);
-        Pooled {
-            views: whole,
-            windows,
-        }
-    }
-}
-
-/// Pooled features of every photo: `views[v]` for trunk view `v` (the whole grid pooled),
-/// then `windows` crops of each trunk view in turn (view `v`'s window `k` at
-/// `trunk views + v * windows + k`).
-pub struct Pooled {
-    /// `[photos * features]` each.
-    pub views: Vec<Vec<f32>>,
-    pub windows: usize,
-}
-
-impl Pooled {
-    /// The views a training photo is drawn from: the trunk views `shown`, and their crops.
-    pub fn training_views(&self, shown: &[usize]) -> Vec<usize> {
-        let trunk_views = self.views.len() / (1 + self.windows);
-        let crops = shown
+        let pooled = self
+            .views
             .iter()
-            .flat_map(|view| (0..self.windows).map(move |k| trunk_views + view * self.windows + k));
-        shown.iter().copied().chain(crops).collect()
+            .map(|values| {
+                let mut out = Vec::new();
+                for chunk in values.chunks(128 * len) {
+                    let n = chunk.len() / len;
+                    let trunk = self.tensor(chunk.to_vec(), n, device);
+                    out.extend(floats(backbone.tail(trunk).into_data()));
+                    bar.inc(n as u64);
+                    log_when_hidden(&bar, &mut last);
+                }
+                out
+            })
+            .collect();
+        bar.finish_and_clear();
+        pooled
     }
-}
-
-/// The windows `[y, x, height, width]` of a `height x width` grid of the last block's
-/// activations that the crop augmentation allows: one cell smaller on each side, at the four
-/// corners, when that keeps at least `min_crop_area` of the grid (7 x 7 of Lite1's 8 x 8 at
-/// 240 px keeps 77 %, of a 0.6 minimum); none otherwise. Pooling a window of the grid stands
-/// for a crop of the photo without passing it through the trunk again (each cell sees well
-/// past its own square, so it is a crop of what the network attends to, not of the pixels).
-pub fn crop_windows(height: usize, width: usize, min_crop_area: f32) -> Vec<[usize; 4]> {
-    if height < 2 || width < 2 {
-        return Vec::new();
-    }
-    let (h, w) = (height - 1, width - 1);
-    let area = (h * w) as f32 / (height * width) as f32;
-    if area < min_crop_area {
-        return Vec::new();
-    }
-    [[0, 0], [0, 1], [1, 0], [1, 1]]
-        .into_iter()
-        .map(|[y, x]| [y, x, h, w])
-        .collect()
 }
 
 pub fn floats(data: TensorData) -> Vec<f32> {
@@ -327,43 +261,4 @@ fn read_shard(path: &Path, photos: usize, len: usize) -> Option<Vec<f32>> {
             .map(|pair| f16::from_le_bytes([pair[0], pair[1]]).to_f32())
             .collect()
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn crops_are_the_corner_windows_the_augmentation_allows() {
-        // Lite1 at 240 px: 8 x 8 cells, 7 x 7 windows keep 77 % of them.
-        let windows = crop_windows(8, 8, 0.6);
-        assert_eq!(
-            windows,
-            [[0, 0, 7, 7], [0, 1, 7, 7], [1, 0, 7, 7], [1, 1, 7, 7]]
-        );
-        // Without cropping (`--no-augment`), or where a window would keep too little of a
-        // small grid (the small model's 4 x 4: 56 %), none.
-        assert!(crop_windows(8, 8, 1.0).is_empty());
-        assert!(crop_windows(4, 4, 0.6).is_empty());
-        assert!(crop_windows(1, 1, 0.0).is_empty());
-    }
-
-    #[test]
-    fn training_draws_from_the_shown_views_and_their_crops() {
-        let pooled = Pooled {
-            // Two trunk views (as they are, mirrored), four crops of each.
-            views: vec![Vec::new(); 2 + 2 * 4],
-            windows: 4,
-        };
-        assert_eq!(pooled.training_views(&[0]), [0, 2, 3, 4, 5]);
-        assert_eq!(
-            pooled.training_views(&[0, 1]),
-            [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
-        );
-        let uncropped = Pooled {
-            views: vec![Vec::new(); 2],
-            windows: 0,
-        };
-        assert_eq!(uncropped.training_views(&[0, 1]), [0, 1]);
-    }
 }

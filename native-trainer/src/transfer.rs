@@ -22,7 +22,7 @@ use rand::rngs::StdRng;
 
 use crate::checkpoint::Progress;
 use crate::config::{TrainConfig, TrainError, io_error};
-use crate::features::{self, Pooled, TrunkOutputs, View};
+use crate::features::{self, TrunkOutputs, View};
 use crate::fit::{Keeper, Lesson, Start};
 use crate::pretrained::{self, ImagenetNetwork};
 use crate::runlog::EpochRecord;
@@ -34,9 +34,9 @@ pub struct TransferData {
     pub run: RunData,
     pub backbone: EfficientNetLite,
     pub trunk: TrunkOutputs,
-    /// The frozen tail's pooled features, per view and crop: what a head-only
+    /// The frozen tail's pooled features, `[photos * features]` per view: what a head-only
     /// (`--unfreeze 0`) run trains on; `None` when nothing will read them.
-    pub pooled: Option<Pooled>,
+    pub pooled: Option<Vec<Vec<f32>>>,
     /// Length of one photo's pooled features (1280 for a whole backbone).
     pub features: usize,
     pub backend: Backend,
@@ -93,7 +93,7 @@ pub fn pretrained_network(
 /// Packs and splits the photos, loads the pretrained backbone and computes (or reads) the
 /// frozen outputs: everything a run or a `tune` search needs before training. `pooled`: also
 /// the pooled features, which only head-only training reads (about 2 minutes for 44,000
-/// trunk outputs on two cores), with the crops the augmentation allows.
+/// trunk outputs on two cores).
 pub fn prepare(config: &TrainConfig, pooled: bool) -> Result<TransferData, TrainError> {
     let run = setup::load_data(config)?;
     let (backend, device) = setup::choose_backend(config)?;
@@ -113,7 +113,7 @@ pub fn prepare(config: &TrainConfig, pooled: bool) -> Result<TransferData, Train
     };
     let trunk = features::trunk_outputs(&run.packed, &source, &preprocess, views, cache, &device)
         .map_err(io_error(cache.unwrap_or(Path::new("."))))?;
-    let pooled = pooled.then(|| trunk.pooled(&backbone, config.augment.min_crop_area, &device));
+    let pooled = pooled.then(|| trunk.pooled(&backbone, &device));
     Ok(TransferData {
         run,
         backbone,
@@ -150,7 +150,7 @@ fn logits(
         let width = data.features;
         let mut values = Vec::with_capacity(n * width);
         for (&index, &view) in indices.iter().zip(views) {
-            values.extend_from_slice(&pooled.views[view][index * width..(index + 1) * width]);
+            values.extend_from_slice(&pooled[view][index * width..(index + 1) * width]);
         }
         network.head.forward(Tensor::from_data(
             TensorData::new(values, [n, width]),
@@ -181,13 +181,11 @@ pub fn evaluation_logits(
 
 /// Cached features through what trains: the head on pooled features, or with `--unfreeze 1`
 /// the last block and the head on trunk outputs. Each training photo is shown in a view drawn
-/// from the batch's seed: the photo as it is, or when augmenting its mirror image, and (head
-/// only) a crop of either.
+/// from the batch's seed: the photo as it is, or its mirror image when augmenting.
 struct CachedLesson<'a> {
     data: &'a TransferData,
     unfreeze: bool,
-    /// The views training draws from.
-    views: Vec<usize>,
+    views: usize,
     labels: Vec<Label>,
     device: Device,
 }
@@ -203,7 +201,7 @@ impl Lesson for CachedLesson<'_> {
     ) -> (Tensor<2>, Vec<i64>) {
         let views: Vec<usize> = batch
             .iter()
-            .map(|_| self.views[rng.random_range(0..self.views.len())])
+            .map(|_| rng.random_range(0..self.views))
             .collect();
         let labels = self.data.run.packed.targets(batch);
         let logits = logits(
@@ -221,20 +219,6 @@ impl Lesson for CachedLesson<'_> {
         let validation = &self.data.run.split.validation;
         let logits = evaluation_logits(network, self.data, validation, 0, self.unfreeze);
         Some(scores_from_logits(&logits, &self.labels))
-    }
-}
-
-/// The views a training photo is drawn from. View 0 is the photo as it is; the mirrored copy
-/// only when augmenting; crops (the pooled windows) only where the head trains alone.
-fn training_views(config: &TrainConfig, data: &TransferData) -> Vec<usize> {
-    let shown: Vec<usize> = if config.augment.flip {
-        (0..data.trunk.views.len()).collect()
-    } else {
-        vec![0]
-    };
-    match (&data.pooled, config.unfreeze) {
-        (Some(pooled), 0) => pooled.training_views(&shown),
-        _ => shown,
     }
 }
 
@@ -291,7 +275,12 @@ pub fn fit(
     let lesson = CachedLesson {
         data,
         unfreeze,
-        views: training_views(config, data),
+        // Training sees the mirrored copies only when augmenting; view 0 is the photo as it is.
+        views: if config.augment.flip {
+            data.trunk.views.len()
+        } else {
+            1
+        },
         labels: data.run.packed.labels(&split.validation),
         device,
     };

@@ -218,7 +218,7 @@ fn describe(config: &TrainConfig, data: &TransferData, figures: &TransferFigures
     format!(
         "{} (ImageNet) with {} unfrozen blocks and head {:?}; input {:?}; seeded ({}) \
          stratified split: {} train, {} validation, {} test photos; {:?} lr {} weight decay {} \
-         batch {}; mirrored copies {}; crops of the pooled grid {}; best epoch {} by validation log loss; averaged with the \
+         batch {}; mirrored copies {}; best epoch {} by validation log loss; averaged with the \
          mirror image: {}; temperature {:.3} fitted on validation; test split through the \
          stored file: {}; backend {}",
         variant(config).name(),
@@ -234,10 +234,6 @@ fn describe(config: &TrainConfig, data: &TransferData, figures: &TransferFigures
         config.weight_decay,
         config.batch_size,
         if config.augment.flip { "on" } else { "off" },
-        match &data.pooled {
-            Some(pooled) if config.unfreeze == 0 && pooled.windows > 0 => "on",
-            _ => "off",
-        },
         figures.best_epoch,
         if figures.average_mirror { "yes" } else { "no" },
         figures.temperature,
