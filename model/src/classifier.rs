@@ -97,6 +97,14 @@ impl PetCheck {
 }
 
 impl Explanation {
+    /// The same explanation with its heatmap laid over `area` of the photo.
+    fn over(self, area: [f32; 4]) -> Self {
+        Self {
+            heatmap: self.heatmap.over(area),
+            ..self
+        }
+    }
+
     /// Whether the model says the photo is neither a cat nor a dog.
     pub fn is_neither(&self) -> bool {
         self.pet.is_some_and(|pet| !pet.is_pet())
@@ -196,24 +204,26 @@ impl Classifier {
     /// Classifies one photo and explains the verdict with a Grad-CAM heatmap, in the same
     /// pass through the network (so it costs about what [`classify`](Self::classify) does).
     pub async fn explain(&self, photo: &[u8]) -> Result<Explanation, ClassifyError> {
-        let Explained { logits, maps, pets } = self.explained_tensors(photo)?;
+        let (Explained { logits, maps, pets }, area) = self.explained_tensors(photo)?;
         let shape = maps.dims();
         let pet = match (pets, self.pet_threshold()) {
             (Some(pets), Some(threshold)) => Some((read(pets).await?, threshold)),
             _ => None,
         };
         Explanation::from_data(read(logits).await?, read(maps).await?, shape, pet)
+            .map(|explanation| explanation.over(area))
     }
 
     /// [`explain`](Self::explain), blocking until the results are read back.
     #[cfg(not(target_family = "wasm"))]
     pub fn explain_blocking(&self, photo: &[u8]) -> Result<Explanation, ClassifyError> {
-        let Explained { logits, maps, pets } = self.explained_tensors(photo)?;
+        let (Explained { logits, maps, pets }, area) = self.explained_tensors(photo)?;
         let shape = maps.dims();
         let pet = pets
             .zip(self.pet_threshold())
             .map(|(pets, threshold)| (pets.into_data(), threshold));
         Explanation::from_data(logits.into_data(), maps.into_data(), shape, pet)
+            .map(|explanation| explanation.over(area))
     }
 
     /// The "neither" threshold, for a model that has the check.
@@ -222,8 +232,14 @@ impl Classifier {
         head.pet_filter.map(|filter| filter.threshold)
     }
 
-    fn explained_tensors(&self, photo: &[u8]) -> Result<Explained, ClassifyError> {
-        Ok(self.explained_inputs(&[self.input(photo)?]))
+    /// What [`explain`](Self::explain) computes for a photo, and where in it the network
+    /// looked ([`Preprocess::seen_area`]).
+    fn explained_tensors(&self, photo: &[u8]) -> Result<(Explained, [f32; 4]), ClassifyError> {
+        let preprocess = &self.header.preprocess;
+        let decoded = crate::preprocess::decode_photo(photo)?;
+        let area = preprocess.seen_area(decoded.width(), decoded.height());
+        let input = preprocess.tensor_from_rgb(&decoded);
+        Ok((self.explained_inputs(&[input]), area))
     }
 
     /// What [`explain`](Self::explain) computes, for preprocessed photos.

@@ -8,8 +8,9 @@ use std::io::Cursor;
 
 use image::{ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
 
-/// One photo's Grad-CAM heatmap over the whole photo (the network sees the whole photo
-/// squashed to a square, so the map stretches back over it the same way).
+/// One photo's Grad-CAM heatmap over the part of the photo the network saw (all of it,
+/// squashed to a square, or the centred square a cropping model keeps): the map stretches
+/// back over that part the same way.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Heatmap {
     /// Columns of the map.
@@ -19,6 +20,10 @@ pub struct Heatmap {
     /// Row-major values in `[0, 1]`, the largest 1 (all zero when nothing supports the
     /// verdict).
     pub values: Vec<f32>,
+    /// Where the map lies over the photo, `[left, top, right, bottom]` as fractions of its
+    /// width and height ([`Preprocess::seen_area`](crate::Preprocess::seen_area)); outside
+    /// it the network saw nothing.
+    pub area: [f32; 4],
 }
 
 impl Heatmap {
@@ -38,23 +43,40 @@ impl Heatmap {
             width,
             height,
             values,
+            area: [0.0, 0.0, 1.0, 1.0],
         }
     }
 
-    /// The map enlarged to `width` x `height` pixels by bilinear interpolation between cell
-    /// centres, the way the browser scales it.
+    /// The same map laid over `area` of the photo instead of all of it.
+    pub fn over(self, area: [f32; 4]) -> Self {
+        Self { area, ..self }
+    }
+
+    /// The map over a `width` x `height` photo: enlarged over its [`area`](Self::area) by
+    /// bilinear interpolation between cell centres, the way the browser scales it, and zero
+    /// outside it.
     pub fn resized(&self, width: u32, height: u32) -> Vec<f32> {
-        let sample = |position: f32, cells: usize, pixels: u32| {
-            let x = ((position + 0.5) * cells as f32 / pixels as f32 - 0.5)
+        let [left, top, right, bottom] = self.area;
+        // A pixel's position within the area, in cells; `None` outside it.
+        let sample = |pixel: u32, pixels: u32, cells: usize, from: f32, to: f32| {
+            let position = (pixel as f32 + 0.5) / pixels as f32;
+            if position < from || position > to || to <= from {
+                return None;
+            }
+            let x = ((position - from) / (to - from) * cells as f32 - 0.5)
                 .clamp(0.0, (cells - 1) as f32);
             let low = x.floor() as usize;
-            (low, (low + 1).min(cells - 1), x - low as f32)
+            Some((low, (low + 1).min(cells - 1), x - low as f32))
         };
         let mut out = Vec::with_capacity((width * height) as usize);
         for y in 0..height {
-            let (top, bottom, fy) = sample(y as f32, self.height, height);
+            let row = sample(y, height, self.height, top, bottom);
             for x in 0..width {
-                let (left, right, fx) = sample(x as f32, self.width, width);
+                let column = sample(x, width, self.width, left, right);
+                let (Some((top, bottom, fy)), Some((left, right, fx))) = (row, column) else {
+                    out.push(0.0);
+                    continue;
+                };
                 let at = |row: usize, column: usize| self.values[row * self.width + column];
                 let upper = at(top, left) * (1.0 - fx) + at(top, right) * fx;
                 let lower = at(bottom, left) * (1.0 - fx) + at(bottom, right) * fx;
@@ -88,13 +110,23 @@ impl Heatmap {
         inside / total
     }
 
-    /// The heatmap drawn over the photo: hot parts in warm colours, cold parts left as they
-    /// are.
+    /// The heatmap drawn over the photo: hot parts in warm colours, cold parts faintly blue,
+    /// and what the network did not see (outside [`area`](Self::area)) left as it is, as the
+    /// page shows it.
     pub fn overlay(&self, photo: &RgbImage) -> RgbImage {
         let (width, height) = photo.dimensions();
         let heat = self.resized(width, height);
+        let [left, top, right, bottom] = self.area;
+        let seen = |index: usize| {
+            let x = ((index as u32 % width) as f32 + 0.5) / width as f32;
+            let y = ((index as u32 / width) as f32 + 0.5) / height as f32;
+            (left..=right).contains(&x) && (top..=bottom).contains(&y)
+        };
         let mut out = photo.clone();
-        for (pixel, &value) in out.pixels_mut().zip(&heat) {
+        for (index, (pixel, &value)) in out.pixels_mut().zip(&heat).enumerate() {
+            if !seen(index) {
+                continue;
+            }
             let Rgba([r, g, b, a]) = colour(value);
             let alpha = f32::from(a) / 255.0;
             let blend = |under: u8, over: u8| {

@@ -2,7 +2,7 @@
 //!
 //! - [`preprocess`]: photo bytes in any common format to the network's input;
 //! - [`network`]: the architectures: the from-scratch CNN and, from [`efficientnet`],
-//!   EfficientNet-Lite0 with a cat/dog head;
+//!   EfficientNet-Lite0 and Lite1 with a cat/dog head;
 //! - [`weights`]: the self-describing weight file, and [`limits`]: what its header may declare;
 //! - [`classifier`]: load a weight file and classify photos;
 //! - [`explain`]: Grad-CAM heatmaps of where a verdict came from;

@@ -161,14 +161,10 @@ impl Preprocess {
         let size = self.input_size;
         let (width, height) = photo.dimensions();
         let cropped;
-        let photo = match self.geometry {
-            Geometry::Squash => photo,
-            Geometry::CentreCrop { fraction } => {
-                // At least one pixel, at most the shorter side, whatever the header says.
-                let side = (width.min(height) as f32 * fraction).round() as u32;
-                let side = side.clamp(1, width.min(height).max(1));
-                let (x, y) = ((width - side) / 2, (height - side) / 2);
-                cropped = image::imageops::crop_imm(photo, x, y, side, side).to_image();
+        let photo = match self.seen_pixels(width, height) {
+            [0, 0, w, h] if (w, h) == (width, height) => photo,
+            [x, y, w, h] => {
+                cropped = image::imageops::crop_imm(photo, x, y, w, h).to_image();
                 &cropped
             }
         };
@@ -177,6 +173,33 @@ impl Preprocess {
         } else {
             image::imageops::resize(photo, size, size, self.resample.filter())
         }
+    }
+
+    /// The part of a `width x height` photo the network sees, `[x, y, width, height]` in
+    /// pixels: all of it (squashed), or the centred square [`Geometry::CentreCrop`] keeps.
+    pub fn seen_pixels(&self, width: u32, height: u32) -> [u32; 4] {
+        match self.geometry {
+            Geometry::Squash => [0, 0, width, height],
+            Geometry::CentreCrop { fraction } => {
+                // At least one pixel, at most the shorter side, whatever the header says.
+                let side = (width.min(height) as f32 * fraction).round() as u32;
+                let side = side.clamp(1, width.min(height).max(1));
+                [(width - side) / 2, (height - side) / 2, side, side]
+            }
+        }
+    }
+
+    /// [`seen_pixels`](Self::seen_pixels) as fractions of the photo, `[left, top, right,
+    /// bottom]`: where a heatmap of what the network saw lies over the photo.
+    pub fn seen_area(&self, width: u32, height: u32) -> [f32; 4] {
+        let [x, y, w, h] = self.seen_pixels(width, height);
+        let (width, height) = (width.max(1) as f32, height.max(1) as f32);
+        [
+            x as f32 / width,
+            y as f32 / height,
+            (x + w) as f32 / width,
+            (y + h) as f32 / height,
+        ]
     }
 
     /// Normalises an input-sized photo into the channels-first network input.

@@ -407,7 +407,8 @@ fn several_photos_on_webgpu_and_cpu_broken_files_and_switching_models() {
     let error_text = |name: &str| &gpu.iter().find(|card| card.file == name).unwrap().text;
     assert!(error_text("broken.jpg").contains("truncated"), "{gpu:?}");
     assert!(error_text("notes.txt").contains("not an image"), "{gpu:?}");
-    // "Why?" lays the 7 x 7 Grad-CAM heatmap over the whole photo, and hides it again.
+    // "Why?" lays the 7 x 7 Grad-CAM heatmap over the whole photo (the accurate model
+    // squashes it), and hides it again.
     let why = ".card[data-file='cat.jpg'] .why";
     click_on(&browser, ".card[data-file='cat.jpg'] .why-toggle");
     browser.wait_for_script(
@@ -507,6 +508,21 @@ fn several_photos_on_webgpu_and_cpu_broken_files_and_switching_models() {
             .iter()
             .all(|card| card.state == "done" && card.model == "small" && card.pet.is_empty()),
         "{small:?}"
+    );
+    // The small model crops: its "Why?" heatmap lies over the centred square it saw (7/8 of
+    // the 3:2 photo's height), not stretched over the whole photo.
+    click_on(&browser, ".card[data-file='cat.jpg'] .why-toggle");
+    browser.wait_for_script(
+        "the small model's heatmap over the square it saw",
+        "const why = document.querySelector(\".card[data-file='cat.jpg'] .why\"); \
+         const [photo, heat] = [why.querySelector('.why-photo'), why.querySelector('.why-heat')]; \
+         const [p, h] = [photo.getBoundingClientRect(), heat.getBoundingClientRect()]; \
+         const side = Math.round(photo.naturalHeight * 0.875) / photo.naturalHeight * p.height; \
+         return heat.complete && p.width > 1.4 * p.height && p.height > 100 \
+           && Math.abs(h.height - side) < 1.5 && Math.abs(h.width - side) < 1.5 \
+           && Math.abs((h.left + h.right) / 2 - (p.left + p.right) / 2) < 1.5 \
+           && Math.abs((h.top + h.bottom) / 2 - (p.top + p.bottom) / 2) < 1.5",
+        Duration::from_secs(10),
     );
 
     // A weight file of the user's: a broken one is refused by name and the model in use

@@ -108,7 +108,15 @@ fn PhotoCard(photo: Photo) -> impl IntoView {
 #[component]
 fn Why(outcome: Outcome, photo: String, id: u32) -> impl IntoView {
     let (shown, set_shown) = signal(false);
-    let heat = data_url("image/png", &outcome.explanation.heatmap.to_png()).ok();
+    let heatmap = &outcome.explanation.heatmap;
+    let heat = data_url("image/png", &heatmap.to_png()).ok();
+    // Over the part of the photo the network saw: all of it, or a cropping model's square.
+    let [left, top, right, bottom] = heatmap.area.map(|fraction| fraction * 100.0);
+    let placed = format!(
+        "left: {left}%; top: {top}%; width: {}%; height: {}%",
+        right - left,
+        bottom - top
+    );
     let label = outcome.explanation.prediction.label.name();
     let figure_id = format!("why-{id}");
     view! {
@@ -119,7 +127,7 @@ fn Why(outcome: Outcome, photo: String, id: u32) -> impl IntoView {
         <figure class="why" id=figure_id class:hidden=move || !shown.get()>
             <div class="why-picture">
                 <img class="why-photo" src=photo alt="" />
-                <img class="why-heat" src=heat alt=format!("Heatmap of where the model saw a {label}") />
+                <img class="why-heat" src=heat style=placed alt=format!("Heatmap of where the model saw a {label}") />
             </div>
             <figcaption>
                 {format!("Warm colours: what made the model say {label} (Grad-CAM).")}

@@ -25,6 +25,32 @@ fn the_accurate_models_heatmap_lies_on_the_kitten_not_the_dolls() {
     );
 }
 
+/// The small model sees a centred square of each photo (crop 0.875): on the wide photo of the
+/// kitten and the dolls (499 x 254) its heatmap lies over that square, not stretched over the
+/// whole photo, and the photo outside it is left as it is.
+#[test]
+fn a_cropping_models_heatmap_lies_over_the_square_it_saw() {
+    let device = Device::flex();
+    let classifier = Classifier::from_file(&shipped("catdog-small.bpk"), &device).unwrap();
+    let bytes = fixture("cat-with-dolls.jpg");
+    let heatmap = classifier.explain_blocking(&bytes).unwrap().heatmap;
+    // round(254 * 0.875) = 222 px square, centred: x 138 to 360, y 16 to 238.
+    let expected = [138.0 / 499.0, 16.0 / 254.0, 360.0 / 499.0, 238.0 / 254.0];
+    for (got, want) in heatmap.area.iter().zip(expected) {
+        assert!((got - want).abs() < 1e-6, "{:?}", heatmap.area);
+    }
+    assert!(heatmap.mass_inside(expected) > 0.999);
+    let photo = image::load_from_memory(&bytes).unwrap().to_rgb8();
+    let overlay = heatmap.overlay(&photo);
+    for (x, y) in [(10, 100), (130, 10), (370, 240), (490, 250)] {
+        assert_eq!(overlay.get_pixel(x, y), photo.get_pixel(x, y), "({x}, {y})");
+    }
+    // A model that squashes the whole photo covers all of it.
+    let squashing = Classifier::from_file(&shipped("catdog.bpk"), &device).unwrap();
+    let whole = squashing.explain_blocking(&bytes).unwrap().heatmap.area;
+    assert_eq!(whole, [0.0, 0.0, 1.0, 1.0]);
+}
+
 #[test]
 fn explaining_gives_the_verdict_that_classifying_gives() {
     let device = Device::flex();
@@ -122,6 +148,23 @@ fn a_heatmap_keeps_the_predicted_side_and_spreads_smoothly() {
     // Nothing for the verdict: an all-cold map, not a division by zero.
     let none = Heatmap::from_log_odds_map(3, 2, &map.map(|v: f32| -v.abs()), true);
     assert!(none.values.iter().all(|&v| v == 0.0));
+    // Laid over the right half of a photo (where a cropping model looked), the same map
+    // fills that half and leaves the rest cold.
+    let right_half = cat.clone().over([0.5, 0.0, 1.0, 1.0]);
+    let wide = right_half.resized(60, 20);
+    assert!(
+        (0..20).all(|y| (0..30).all(|x| wide[y * 60 + x] == 0.0)),
+        "heat outside the area"
+    );
+    let half = cat.resized(30, 20);
+    assert!(
+        wide[30..60]
+            .iter()
+            .zip(&half[..30])
+            .all(|(a, b)| (a - b).abs() < 1e-5),
+        "{wide:?}"
+    );
+    assert!(right_half.mass_inside([0.5, 0.0, 1.0, 1.0]) > 0.99);
     // Over a photo it only tints: the picture keeps its size.
     let photo = image::RgbImage::from_pixel(40, 20, image::Rgb([128, 128, 128]));
     let overlay = cat.overlay(&photo);
