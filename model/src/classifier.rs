@@ -97,26 +97,19 @@ impl PetCheck {
 }
 
 impl Explanation {
-    /// The same explanation with its heatmap laid over `area` of the photo.
-    fn over(self, area: [f32; 4]) -> Self {
-        Self {
-            heatmap: self.heatmap.over(area),
-            ..self
-        }
-    }
-
     /// Whether the model says the photo is neither a cat nor a dog.
     pub fn is_neither(&self) -> bool {
         self.pet.is_some_and(|pet| !pet.is_pet())
     }
 
     /// From one photo's logits, dog-minus-cat map (`[1, height, width]`) and pet probability,
-    /// read back.
+    /// read back, with the map laid over `area` of the photo (what the network saw).
     fn from_data(
         logits: TensorData,
         map: TensorData,
         [_, height, width]: [usize; 3],
         pet: Option<(TensorData, f32)>,
+        area: [f32; 4],
     ) -> Result<Self, ClassifyError> {
         let prediction = Prediction::from_logits_data(logits)?[0];
         let map = floats(map)?;
@@ -130,7 +123,7 @@ impl Explanation {
         };
         Ok(Self {
             prediction,
-            heatmap: Heatmap::from_log_odds_map(width, height, &map, dog),
+            heatmap: Heatmap::from_log_odds_map(width, height, &map, dog).over(area),
             pet,
         })
     }
@@ -210,8 +203,7 @@ impl Classifier {
             (Some(pets), Some(threshold)) => Some((read(pets).await?, threshold)),
             _ => None,
         };
-        Explanation::from_data(read(logits).await?, read(maps).await?, shape, pet)
-            .map(|explanation| explanation.over(area))
+        Explanation::from_data(read(logits).await?, read(maps).await?, shape, pet, area)
     }
 
     /// [`explain`](Self::explain), blocking until the results are read back.
@@ -222,8 +214,7 @@ impl Classifier {
         let pet = pets
             .zip(self.pet_threshold())
             .map(|(pets, threshold)| (pets.into_data(), threshold));
-        Explanation::from_data(logits.into_data(), maps.into_data(), shape, pet)
-            .map(|explanation| explanation.over(area))
+        Explanation::from_data(logits.into_data(), maps.into_data(), shape, pet, area)
     }
 
     /// The "neither" threshold, for a model that has the check.

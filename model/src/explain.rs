@@ -56,6 +56,15 @@ impl Heatmap {
     /// bilinear interpolation between cell centres, the way the browser scales it, and zero
     /// outside it.
     pub fn resized(&self, width: u32, height: u32) -> Vec<f32> {
+        self.placed(width, height)
+            .into_iter()
+            .map(|value| value.unwrap_or(0.0))
+            .collect()
+    }
+
+    /// Each pixel's value of the enlarged map, `None` outside the area (what the network did
+    /// not see): the one rule for where the map lies, which `resized` and `overlay` share.
+    fn placed(&self, width: u32, height: u32) -> Vec<Option<f32>> {
         let [left, top, right, bottom] = self.area;
         // A pixel's position within the area, in cells; `None` outside it.
         let sample = |pixel: u32, pixels: u32, cells: usize, from: f32, to: f32| {
@@ -74,13 +83,13 @@ impl Heatmap {
             for x in 0..width {
                 let column = sample(x, width, self.width, left, right);
                 let (Some((top, bottom, fy)), Some((left, right, fx))) = (row, column) else {
-                    out.push(0.0);
+                    out.push(None);
                     continue;
                 };
                 let at = |row: usize, column: usize| self.values[row * self.width + column];
                 let upper = at(top, left) * (1.0 - fx) + at(top, right) * fx;
                 let lower = at(bottom, left) * (1.0 - fx) + at(bottom, right) * fx;
-                out.push(upper * (1.0 - fy) + lower * fy);
+                out.push(Some(upper * (1.0 - fy) + lower * fy));
             }
         }
         out
@@ -115,18 +124,10 @@ impl Heatmap {
     /// page shows it.
     pub fn overlay(&self, photo: &RgbImage) -> RgbImage {
         let (width, height) = photo.dimensions();
-        let heat = self.resized(width, height);
-        let [left, top, right, bottom] = self.area;
-        let seen = |index: usize| {
-            let x = ((index as u32 % width) as f32 + 0.5) / width as f32;
-            let y = ((index as u32 / width) as f32 + 0.5) / height as f32;
-            (left..=right).contains(&x) && (top..=bottom).contains(&y)
-        };
+        let heat = self.placed(width, height);
         let mut out = photo.clone();
-        for (index, (pixel, &value)) in out.pixels_mut().zip(&heat).enumerate() {
-            if !seen(index) {
-                continue;
-            }
+        for (pixel, &value) in out.pixels_mut().zip(&heat) {
+            let Some(value) = value else { continue };
             let Rgba([r, g, b, a]) = colour(value);
             let alpha = f32::from(a) / 255.0;
             let blend = |under: u8, over: u8| {
