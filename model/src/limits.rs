@@ -15,7 +15,7 @@ use std::ops::RangeInclusive;
 
 use crate::efficientnet::Depth;
 use crate::network::{Architecture, HeadConfig};
-use crate::preprocess::{Geometry, Preprocess};
+use crate::preprocess::Preprocess;
 use crate::weights::{ModelHeader, WeightsError};
 
 /// Side of the square input, in pixels.
@@ -128,7 +128,7 @@ fn check_preprocess(preprocess: &Preprocess) -> Result<(), WeightsError> {
     for &std in &normalization.std {
         within("preprocess.normalization.std", std, &STD)?;
     }
-    if let Geometry::CentreCrop { fraction } = preprocess.geometry {
+    if let Some(fraction) = preprocess.geometry.fraction() {
         within("preprocess.geometry.fraction", fraction, &CROP_FRACTION)?;
     }
     Ok(())

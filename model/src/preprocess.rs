@@ -96,6 +96,24 @@ pub enum Geometry {
     /// how ImageNet networks are evaluated (TensorFlow's EfficientNet takes `size / (size +
     /// 32)`, 224 of 256 for Lite0), so the pet fills the frame as in the backbone's training.
     CentreCrop { fraction: f32 },
+    /// The whole photo squashed to a square, then its centred `fraction` of each side: the
+    /// centred `fraction` of the width and of the height, resized to the input size. On a
+    /// square photo the same pixels as [`CentreCrop`](Self::CentreCrop); it is how a network
+    /// cropping photos that had been squashed to squares before it saw them (Kaggle's
+    /// 200 x 200 dogs-vs-cats) should see a full-size photo: as it saw the training photos.
+    SquashThenCrop { fraction: f32 },
+}
+
+impl Geometry {
+    /// The crop fraction, for the two geometries that crop.
+    pub fn fraction(self) -> Option<f32> {
+        match self {
+            Geometry::Squash => None,
+            Geometry::CentreCrop { fraction } | Geometry::SquashThenCrop { fraction } => {
+                Some(fraction)
+            }
+        }
+    }
 }
 
 /// How a photo becomes the network's input; stored in the weight file so the page and the
@@ -176,17 +194,30 @@ impl Preprocess {
     }
 
     /// The part of a `width x height` photo the network sees, `[x, y, width, height]` in
-    /// pixels: all of it (squashed), or the centred square [`Geometry::CentreCrop`] keeps.
+    /// pixels: all of it (squashed), the centred square [`Geometry::CentreCrop`] keeps, or
+    /// the centred rectangle [`Geometry::SquashThenCrop`] keeps (squashing it afterwards
+    /// gives the same pixels as squashing first).
     pub fn seen_pixels(&self, width: u32, height: u32) -> [u32; 4] {
-        match self.geometry {
-            Geometry::Squash => [0, 0, width, height],
+        // At least one pixel, at most the whole side, whatever the header says.
+        let part = |side: u32, fraction: f32| {
+            ((side as f32 * fraction).round() as u32).clamp(1, side.max(1))
+        };
+        let (w, h) = match self.geometry {
+            Geometry::Squash => return [0, 0, width, height],
             Geometry::CentreCrop { fraction } => {
-                // At least one pixel, at most the shorter side, whatever the header says.
-                let side = (width.min(height) as f32 * fraction).round() as u32;
-                let side = side.clamp(1, width.min(height).max(1));
-                [(width - side) / 2, (height - side) / 2, side, side]
+                let side = part(width.min(height), fraction);
+                (side, side)
             }
-        }
+            Geometry::SquashThenCrop { fraction } => {
+                (part(width, fraction), part(height, fraction))
+            }
+        };
+        [
+            width.saturating_sub(w) / 2,
+            height.saturating_sub(h) / 2,
+            w,
+            h,
+        ]
     }
 
     /// [`seen_pixels`](Self::seen_pixels) as fractions of the photo, `[left, top, right,

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use catdog_model::weights::WeightsDtype;
-use catdog_model::{Backend, Classifier, ModelFile, WeightsError};
+use catdog_model::{Backend, Classifier, Geometry, ModelFile, WeightsError};
 
 use crate::files::write_atomic;
 
@@ -19,8 +19,22 @@ pub enum ExportError {
     Weights { path: PathBuf, source: WeightsError },
     #[error("{0}")]
     Backend(#[from] catdog_model::BackendError),
+    #[error(
+        "{path}: the network sees the whole photo ({trained:?}): it has no crop to take from \
+         the photo or from the photo squashed"
+    )]
+    NoCrop { path: PathBuf, trained: Geometry },
     #[error("{path}: the weights could not be written as safetensors: {reason}")]
     Safetensors { path: PathBuf, reason: String },
+}
+
+/// Where a cropping model's centred crop is taken: the same pixels on square photos.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Crop {
+    /// From the photo as it is: a centred square of its shorter side.
+    Crop,
+    /// From the photo squashed to a square: the centred part of its width and of its height.
+    SquashCrop,
 }
 
 /// The written file.
@@ -33,8 +47,15 @@ pub struct Exported {
 
 /// Reads the model file `from`, stores its weights as `dtype`, checks that the result loads
 /// and predicts like the original, and writes it atomically to `to`. The header (with the
-/// training summary) is kept.
-pub fn export(from: &Path, to: &Path, dtype: WeightsDtype) -> Result<Exported, ExportError> {
+/// training summary) is kept, but for where its crop is taken (`crop`), if given: the same
+/// pixels on square photos, so a model trained on photos squashed to squares (Kaggle's
+/// 200 x 200 set) can be told to squash a full-size photo first, as its photos were.
+pub fn export(
+    from: &Path,
+    to: &Path,
+    dtype: WeightsDtype,
+    crop: Option<Crop>,
+) -> Result<Exported, ExportError> {
     let weights = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ExportError::Weights { path, source }
@@ -48,6 +69,17 @@ pub fn export(from: &Path, to: &Path, dtype: WeightsDtype) -> Result<Exported, E
     let original = Classifier::from_file(&file, &device).map_err(weights(from))?;
     let mut header = file.header.clone();
     header.weights_dtype = dtype;
+    if let Some(crop) = crop {
+        let trained = header.preprocess.geometry;
+        let fraction = trained.fraction().ok_or_else(|| ExportError::NoCrop {
+            path: from.to_path_buf(),
+            trained,
+        })?;
+        header.preprocess.geometry = match crop {
+            Crop::Crop => Geometry::CentreCrop { fraction },
+            Crop::SquashCrop => Geometry::SquashThenCrop { fraction },
+        };
+    }
     let network = file.load_network(&device).map_err(weights(from))?;
     let out = ModelFile::from_network(header, &network)
         .map_err(weights(from))?

@@ -110,7 +110,7 @@ fn Why(outcome: Outcome, photo: String, id: u32) -> impl IntoView {
     let (shown, set_shown) = signal(false);
     let heatmap = &outcome.explanation.heatmap;
     let heat = data_url("image/png", &heatmap.to_png()).ok();
-    // Over the part of the photo the network saw: all of it, or a cropping model's square.
+    // Over the part of the photo the network saw: all of it, or a cropping model's centre.
     let [left, top, right, bottom] = heatmap.area.map(|fraction| fraction * 100.0);
     let placed = format!(
         "left: {left}%; top: {top}%; width: {}%; height: {}%",

@@ -1,6 +1,6 @@
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use catdog_model::explain::Heatmap;
-use catdog_model::{Classifier, Label, Network};
+use catdog_model::{Classifier, Geometry, Label, Network};
 
 use crate::{fixture, shipped};
 
@@ -25,25 +25,58 @@ fn the_accurate_models_heatmap_lies_on_the_kitten_not_the_dolls() {
     );
 }
 
-/// The small model sees a centred square of each photo (crop 0.875): on the wide photo of the
-/// kitten and the dolls (499 x 254) its heatmap lies over that square, not stretched over the
-/// whole photo, and the photo outside it is left as it is.
+/// The small model sees the centred 7/8 of each side of a photo squashed to a square (its
+/// training photos had been squashed to 200 x 200 before it cropped them): on the wide photo
+/// of the kitten and the dolls (499 x 254) its heatmap lies over that centred rectangle, and
+/// the photo outside it is left as it is. The same network cropping a square from the photo
+/// itself sees only the middle of the wide photo, and its heatmap lies over that square.
 #[test]
-fn a_cropping_models_heatmap_lies_over_the_square_it_saw() {
+fn a_cropping_models_heatmap_lies_over_the_part_it_saw() {
     let device = Device::flex();
-    let classifier = Classifier::from_file(&shipped("catdog-small.bpk"), &device).unwrap();
+    let file = shipped("catdog-small.bpk");
+    let squashed_first_geometry = Geometry::SquashThenCrop { fraction: 0.875 };
+    assert_eq!(file.header.preprocess.geometry, squashed_first_geometry);
     let bytes = fixture("cat-with-dolls.jpg");
-    let heatmap = classifier.explain_blocking(&bytes).unwrap().heatmap;
-    // round(254 * 0.875) = 222 px square, centred: x 138 to 360, y 16 to 238.
-    let expected = [138.0 / 499.0, 16.0 / 254.0, 360.0 / 499.0, 238.0 / 254.0];
-    for (got, want) in heatmap.area.iter().zip(expected) {
-        assert!((got - want).abs() < 1e-6, "{:?}", heatmap.area);
-    }
-    assert!(heatmap.mass_inside(expected) > 0.999);
     let photo = image::load_from_memory(&bytes).unwrap().to_rgb8();
-    let overlay = heatmap.overlay(&photo);
-    for (x, y) in [(10, 100), (130, 10), (370, 240), (490, 250)] {
-        assert_eq!(overlay.get_pixel(x, y), photo.get_pixel(x, y), "({x}, {y})");
+    // round(499 * 0.875) = 437 by round(254 * 0.875) = 222, centred: x 31 to 468, y 16 to
+    // 238; a square of 222 from the photo itself: x 138 to 360.
+    let squashed_first = [31.0 / 499.0, 16.0 / 254.0, 468.0 / 499.0, 238.0 / 254.0];
+    let square = [138.0 / 499.0, 16.0 / 254.0, 360.0 / 499.0, 238.0 / 254.0];
+    let mut cropping = file.clone();
+    cropping.header.preprocess.geometry = Geometry::CentreCrop { fraction: 0.875 };
+    for (file, expected, outside) in [
+        (
+            &file,
+            squashed_first,
+            [(10, 100), (130, 10), (370, 240), (490, 250)],
+        ),
+        (
+            &cropping,
+            square,
+            [(10, 100), (130, 100), (370, 100), (490, 250)],
+        ),
+    ] {
+        let classifier = Classifier::from_file(file, &device).unwrap();
+        let explanation = classifier.explain_blocking(&bytes).unwrap();
+        let heatmap = &explanation.heatmap;
+        for (got, want) in heatmap.area.iter().zip(expected) {
+            assert!((got - want).abs() < 1e-6, "{:?}", heatmap.area);
+        }
+        assert!(heatmap.mass_inside(expected) > 0.999);
+        let overlay = heatmap.overlay(&photo);
+        for (x, y) in outside {
+            assert_eq!(overlay.get_pixel(x, y), photo.get_pixel(x, y), "({x}, {y})");
+        }
+        // The kitten, at the photo's left edge, is seen whole when the photo is squashed
+        // first (the square from the photo itself cuts it in half).
+        if file.header.preprocess.geometry == squashed_first_geometry {
+            assert_eq!(
+                explanation.prediction.label,
+                Label::Cat,
+                "{:?}",
+                explanation.prediction
+            );
+        }
     }
     // A model that squashes the whole photo covers all of it.
     let squashing = Classifier::from_file(&shipped("catdog.bpk"), &device).unwrap();

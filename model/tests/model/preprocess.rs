@@ -181,6 +181,36 @@ fn a_centre_crop_takes_the_middle_of_the_shorter_side() {
 }
 
 #[test]
+fn squashing_then_cropping_takes_the_middle_of_each_side_and_is_the_crop_on_squares() {
+    // dog.jpg is 235 x 333: squashed to a square and cropped to half of each side, it is the
+    // centred 118 x 167 rectangle (round(117.5), round(166.5)), here resized to 59 px.
+    let photo = decode_photo(&fixture("dog.jpg")).unwrap();
+    let squash_then_crop = Preprocess {
+        geometry: Geometry::SquashThenCrop { fraction: 0.5 },
+        ..Preprocess::squash(59, Normalization::SYMMETRIC)
+    };
+    assert_eq!(squash_then_crop.seen_pixels(235, 333), [58, 83, 118, 167]);
+    let centre = image::imageops::crop_imm(&photo, 58, 83, 118, 167).to_image();
+    let expected = image::imageops::resize(&centre, 59, 59, image::imageops::FilterType::Triangle);
+    assert_eq!(squash_then_crop.resize(&photo), expected);
+    // On a square photo it is the centre crop, pixel for pixel (a model trained on photos
+    // squashed to squares with one can be declared to use the other).
+    let crop = Preprocess {
+        geometry: Geometry::CentreCrop { fraction: 0.5 },
+        ..squash_then_crop
+    };
+    let square = decode_photo(&fixture("dog-224.png")).unwrap();
+    assert_eq!(square.dimensions(), (224, 224));
+    assert_eq!(squash_then_crop.resize(&square), crop.resize(&square));
+    assert_eq!(
+        squash_then_crop.seen_area(224, 224),
+        crop.seen_area(224, 224)
+    );
+    // On the portrait photo the crop is a square, this is not.
+    assert!(mean_abs_diff(&squash_then_crop.resize(&photo), &crop.resize(&photo)) > 10.0);
+}
+
+#[test]
 fn bicubic_resampling_is_catmull_rom_and_differs_from_bilinear() {
     let photo = decode_photo(&fixture("cat.jpg")).unwrap();
     let bilinear = Preprocess::squash(100, Normalization::SYMMETRIC);
@@ -212,12 +242,21 @@ fn a_crop_of_a_one_pixel_photo_or_a_bad_fraction_is_still_an_input() {
     let pixel = RgbImage::from_pixel(1, 1, image::Rgb([9, 9, 9]));
     let wide = RgbImage::from_pixel(300, 2, image::Rgb([9, 9, 9]));
     for fraction in [0.875, 0.0, -1.0, 3.0, f32::NAN] {
-        let preprocess = Preprocess {
-            geometry: Geometry::CentreCrop { fraction },
-            ..Preprocess::squash(8, Normalization::SYMMETRIC)
-        };
-        for photo in [&pixel, &wide] {
-            assert_eq!(preprocess.resize(photo).dimensions(), (8, 8), "{fraction}");
+        for geometry in [
+            Geometry::CentreCrop { fraction },
+            Geometry::SquashThenCrop { fraction },
+        ] {
+            let preprocess = Preprocess {
+                geometry,
+                ..Preprocess::squash(8, Normalization::SYMMETRIC)
+            };
+            for photo in [&pixel, &wide] {
+                assert_eq!(
+                    preprocess.resize(photo).dimensions(),
+                    (8, 8),
+                    "{geometry:?}"
+                );
+            }
         }
     }
 }

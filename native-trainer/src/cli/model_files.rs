@@ -251,6 +251,12 @@ pub struct ExportArgs {
     /// f16 halves the file (logits change ~3e-5), int8 quarters it; f32 keeps full precision.
     #[arg(long, value_enum, default_value_t = Precision::F16)]
     precision: Precision,
+    /// Where the model's centred crop is taken: `squash-crop` from the photo squashed to a
+    /// square first (for a model trained on photos squashed to squares, such as Kaggle's
+    /// 200 x 200 set, so that full-size photos are squashed as its photos were), `crop` from
+    /// the photo as it is. The same pixels on square photos; other geometries are refused.
+    #[arg(long, value_enum)]
+    crop: Option<export::Crop>,
 }
 
 pub fn export(args: ExportArgs) -> Result<(), Error> {
@@ -258,8 +264,9 @@ pub fn export(args: ExportArgs) -> Result<(), Error> {
         model,
         out,
         precision,
+        crop,
     } = args;
-    let exported = export::export(&model, &out, precision.dtype())?;
+    let exported = export::export(&model, &out, precision.dtype(), crop)?;
     println!(
         "wrote {} ({} bytes); largest logit change from {}: {:.2e}",
         out.display(),

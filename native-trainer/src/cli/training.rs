@@ -257,8 +257,9 @@ pub struct PreprocessArgs {
     #[arg(long, value_parser = parse_resample)]
     resample: Option<Resample>,
     /// `squash` (the whole photo, the CNN's), `crop` (a centred square of size / (size + 32)
-    /// of the shorter side, EfficientNet's evaluation crop) or `crop=F` (a fraction F of it).
-    /// Default: the backbone's.
+    /// of the shorter side, EfficientNet's evaluation crop), `crop=F` (a fraction F of it),
+    /// or `squash-crop` / `squash-crop=F` (the photo squashed to a square, then cropped so:
+    /// the same as `crop` on square photos). Default: the backbone's.
     #[arg(long)]
     geometry: Option<String>,
 }
@@ -273,25 +274,35 @@ impl PreprocessArgs {
             preprocess.resample = resample;
         }
         if let Some(geometry) = &self.geometry {
-            let size = preprocess.input_size as f32;
-            preprocess.geometry = match geometry.as_str() {
-                "squash" => Geometry::Squash,
-                "crop" => Geometry::CentreCrop {
-                    fraction: size / (size + 32.0),
-                },
-                other => match other.strip_prefix("crop=").map(str::parse::<f32>) {
-                    Some(Ok(fraction)) if fraction > 0.0 && fraction <= 1.0 => {
-                        Geometry::CentreCrop { fraction }
-                    }
-                    _ => {
-                        return Err(format!(
-                            "--geometry '{other}': expected squash, crop or crop=F with 0 < F <= 1"
-                        ));
-                    }
-                },
-            };
+            preprocess.geometry = parse_geometry(geometry, preprocess.input_size)?;
         }
         Ok(preprocess)
+    }
+}
+
+/// `--geometry`'s value at an input size of `input_size` pixels (`crop` alone means the
+/// backbone's `size / (size + 32)`).
+fn parse_geometry(value: &str, input_size: u32) -> Result<Geometry, String> {
+    let refused = || {
+        format!(
+            "--geometry '{value}': expected squash, crop, crop=F, squash-crop or squash-crop=F \
+             with 0 < F <= 1"
+        )
+    };
+    let (kind, given) = match value.split_once('=') {
+        Some((kind, given)) => (kind, Some(given)),
+        None => (value, None),
+    };
+    let fraction = match given.map(str::parse::<f32>) {
+        None => input_size as f32 / (input_size + 32) as f32,
+        Some(Ok(fraction)) if fraction > 0.0 && fraction <= 1.0 => fraction,
+        Some(_) => return Err(refused()),
+    };
+    match (kind, given) {
+        ("squash", None) => Ok(Geometry::Squash),
+        ("crop", _) => Ok(Geometry::CentreCrop { fraction }),
+        ("squash-crop", _) => Ok(Geometry::SquashThenCrop { fraction }),
+        _ => Err(refused()),
     }
 }
 

@@ -1,12 +1,12 @@
-//! The trainer's other commands on real photos: bench, export to safetensors, explain (the
-//! heatmap), the "neither" check, a model taught in the page, distillation, and the same
-//! command training the same network. (Over 400 lines: seven end-to-end tests, each
-//! setting up its own run.)
+//! The trainer's other commands on real photos: bench, export to safetensors, moving a
+//! model's crop, explain (the heatmap), the "neither" check, a model taught in the page,
+//! distillation, and the same command training the same network. (Over 400 lines: eight
+//! end-to-end tests, each setting up its own run.)
 
 use std::path::Path;
 use std::process::Command;
 
-use catdog_model::{Label, block_on};
+use catdog_model::{Geometry, Label, block_on};
 
 use crate::common::{
     BIN, fixture, fixtures, kaggle_folder, run_ok, run_refused, scratch, train_args,
@@ -102,6 +102,95 @@ fn export_safetensors_writes_pytorch_layout_and_the_header() {
         serde_json::json!([32, 3, 3, 3])
     );
     assert!(!out.join("small.safetensors.partial").exists());
+}
+
+/// The shipped small model crops photos that were squashed to squares (Kaggle's 200 x 200
+/// set) and is told to squash a full-size photo first; `export --crop` moves its crop between
+/// the photo itself and the photo squashed, which give the same pixels on a square photo, and
+/// refuses a model that sees the whole photo.
+#[test]
+fn export_takes_a_models_crop_from_the_photo_or_the_photo_squashed() {
+    let out = scratch("export-crop");
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let shipped = workspace.join("www/model/catdog-small.bpk");
+    let geometry = |path: &Path| {
+        catdog_model::ModelFile::parse(&std::fs::read(path).unwrap())
+            .unwrap()
+            .header
+            .preprocess
+            .geometry
+    };
+    assert_eq!(
+        geometry(&shipped),
+        Geometry::SquashThenCrop { fraction: 0.875 }
+    );
+    let cropping = out.join("crop.bpk");
+    let squashing_first = out.join("squash-crop.bpk");
+    for (path, crop) in [(&cropping, "crop"), (&squashing_first, "squash-crop")] {
+        let printed = run_ok(&[
+            "export",
+            "--model",
+            shipped.to_str().unwrap(),
+            "--out",
+            path.to_str().unwrap(),
+            "--precision",
+            "int8",
+            "--crop",
+            crop,
+        ]);
+        // The same weights: nothing but the header changes.
+        assert!(
+            printed.contains("largest logit change") && printed.contains("0.00e0"),
+            "{printed}"
+        );
+    }
+    assert_eq!(
+        geometry(&cropping),
+        Geometry::CentreCrop { fraction: 0.875 }
+    );
+    assert_eq!(geometry(&squashing_first), geometry(&shipped));
+    let dog = |model: &Path, photo: &str| -> f64 {
+        let stdout = run_ok(&[
+            "predict",
+            "--model",
+            model.to_str().unwrap(),
+            "--json",
+            fixtures().join(photo).to_str().unwrap(),
+        ]);
+        let predictions: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        predictions[0]["dog"].as_f64().unwrap()
+    };
+    // A square photo: the same input, the same answer. The wide photo of a kitten at its left
+    // edge beside two dolls: the square from the photo itself cuts the kitten in half.
+    assert_eq!(
+        dog(&cropping, "dog-224.png"),
+        dog(&squashing_first, "dog-224.png")
+    );
+    let (cut, whole) = (
+        dog(&cropping, "cat-with-dolls.jpg"),
+        dog(&squashing_first, "cat-with-dolls.jpg"),
+    );
+    assert!(
+        whole < 0.5 && (cut - whole).abs() > 0.1,
+        "dog {cut} cropped, {whole} squashed first"
+    );
+
+    // A model that squashes the whole photo has no crop to move: refused, nothing written.
+    let refused = out.join("refused.bpk");
+    let stderr = run_refused(&[
+        "export",
+        "--model",
+        workspace.join("www/model/catdog.bpk").to_str().unwrap(),
+        "--out",
+        refused.to_str().unwrap(),
+        "--crop",
+        "squash-crop",
+    ]);
+    assert!(
+        stderr.contains("catdog.bpk") && stderr.contains("no crop"),
+        "{stderr}"
+    );
+    assert!(!refused.exists());
 }
 
 #[test]
