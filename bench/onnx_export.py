@@ -177,18 +177,24 @@ def network(header):
 
 def preprocess(path, header):
     """catdog's preprocessing, as the model file's header says: EXIF orientation, RGB, the
-    whole photo squashed or a centred crop of the shorter side, resized to the input size
-    (bilinear or bicubic), normalised. Resampling differs slightly from `image`'s."""
+    whole photo squashed, a centred crop of the shorter side, or the centred fraction of each
+    side (squashed first), resized to the input size (bilinear or bicubic), normalised.
+    Resampling differs slightly from `image`'s."""
     spec = header["preprocess"]
     size, normalization = spec["input_size"], spec["normalization"]
     geometry = spec.get("geometry", {"kind": "squash"})
     resample = Image.BICUBIC if spec.get("resample") == "bicubic" else Image.BILINEAR
     with Image.open(path) as image:
         image = ImageOps.exif_transpose(image).convert("RGB")
-        if geometry["kind"] == "centre_crop":
-            side = max(1, round(min(image.size) * geometry["fraction"]))
-            left, top = (image.size[0] - side) // 2, (image.size[1] - side) // 2
-            image = image.crop((left, top, left + side, top + side))
+        if geometry["kind"] in ("centre_crop", "squash_then_crop"):
+            # Rust's round: halves away from zero (Python's round takes them to even).
+            part = lambda side: min(side, max(1, math.floor(side * geometry["fraction"] + 0.5)))
+            if geometry["kind"] == "centre_crop":
+                width = height = part(min(image.size))
+            else:
+                width, height = part(image.size[0]), part(image.size[1])
+            left, top = (image.size[0] - width) // 2, (image.size[1] - height) // 2
+            image = image.crop((left, top, left + width, top + height))
         image = image.resize((size, size), resample)
     pixels = np.asarray(image, dtype=np.float32) / 255.0
     pixels = (pixels - np.array(normalization["mean"], np.float32)) / np.array(normalization["std"], np.float32)

@@ -11,12 +11,24 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use catdog_model::ModelFile;
 use catdog_tests::webdriver::Browser;
-use catdog_tests::{median, serve};
+use catdog_tests::{median, serve, workspace};
 use serde_json::{Value, json};
 
-/// (name, input size): the shipped models.
-const MODELS: [(&str, u32); 2] = [("accurate", 224), ("small", 64)];
+/// The shipped models (`www/model/`): their names in the bench folder and the input size their
+/// headers give.
+fn models() -> Vec<(&'static str, u32)> {
+    [("accurate", "catdog.bpk"), ("small", "catdog-small.bpk")]
+        .into_iter()
+        .map(|(name, file)| {
+            let path = workspace().join("www/model").join(file);
+            let bytes = std::fs::read(&path).unwrap_or_else(|error| panic!("{path:?}: {error}"));
+            let header = ModelFile::parse(&bytes).unwrap().header;
+            (name, header.preprocess.input_size)
+        })
+        .collect()
+}
 
 fn main() {
     let site = PathBuf::from(
@@ -35,7 +47,7 @@ fn main() {
     let eps = std::env::var("CATDOG_BENCH_EPS").unwrap_or("wasm,webgpu".into());
     let served = serve(site);
     let mut rows = Vec::new();
-    for (model, size) in MODELS {
+    for (model, size) in models() {
         for ep in eps.split(',') {
             let browser = Browser::start();
             browser
