@@ -195,6 +195,8 @@ def preprocess(path, header):
                 width, height = part(image.size[0]), part(image.size[1])
             left, top = (image.size[0] - width) // 2, (image.size[1] - height) // 2
             image = image.crop((left, top, left + width, top + height))
+        elif geometry["kind"] != "squash":
+            raise SystemExit(f"unknown geometry {geometry['kind']}")
         image = image.resize((size, size), resample)
     pixels = np.asarray(image, dtype=np.float32) / 255.0
     pixels = (pixels - np.array(normalization["mean"], np.float32)) / np.array(normalization["std"], np.float32)

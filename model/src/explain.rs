@@ -9,8 +9,8 @@ use std::io::Cursor;
 use image::{ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
 
 /// One photo's Grad-CAM heatmap over the part of the photo the network saw (all of it,
-/// squashed to a square, or the centred square a cropping model keeps): the map stretches
-/// back over that part the same way.
+/// squashed to a square, or the centred part a cropping model keeps): the map stretches back
+/// over that part the same way.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Heatmap {
     /// Columns of the map.

@@ -33,7 +33,7 @@ pub const DROPOUT: RangeInclusive<f64> = 0.0..=0.99;
 pub const MEAN: RangeInclusive<f32> = -10.0..=10.0;
 /// A normalisation standard deviation: far from 0, so inputs stay finite.
 pub const STD: RangeInclusive<f32> = 0.001..=100.0;
-/// The share of the shorter side a centre crop keeps.
+/// The share of the shorter side a centre crop keeps, or of each side a crop after squashing.
 pub const CROP_FRACTION: RangeInclusive<f32> = 0.05..=1.0;
 /// The "neither" check's threshold on a probability.
 pub const PET_THRESHOLD: RangeInclusive<f32> = 0.0..=1.0;

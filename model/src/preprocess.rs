@@ -195,8 +195,8 @@ impl Preprocess {
 
     /// The part of a `width x height` photo the network sees, `[x, y, width, height]` in
     /// pixels: all of it (squashed), the centred square [`Geometry::CentreCrop`] keeps, or
-    /// the centred rectangle [`Geometry::SquashThenCrop`] keeps (squashing it afterwards
-    /// gives the same pixels as squashing first).
+    /// the centred rectangle [`Geometry::SquashThenCrop`] keeps (squashing that rectangle
+    /// shows the same part of the photo as cropping it after squashing, resampled once).
     pub fn seen_pixels(&self, width: u32, height: u32) -> [u32; 4] {
         // At least one pixel, at most the whole side, whatever the header says.
         let part = |side: u32, fraction: f32| {

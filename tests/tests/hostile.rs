@@ -297,13 +297,18 @@ enum PhotoOutcome {
 #[test]
 fn mutated_photos_never_panic() {
     let photos = photos_in_every_format();
-    // Both geometries: the crop computes offsets from the decoded size.
+    // Every geometry: the crops compute offsets from the decoded size.
+    let lite1 = catdog_model::efficientnet::Variant::Lite1.preprocess();
     let preprocesses = [
         ModelFile::parse(&fixture("small-cnn.bpk"))
             .unwrap()
             .header
             .preprocess,
-        catdog_model::efficientnet::Variant::Lite1.preprocess(),
+        lite1,
+        Preprocess {
+            geometry: catdog_model::Geometry::SquashThenCrop { fraction: 0.875 },
+            ..lite1
+        },
     ];
     let first = first_seed();
     let outcomes = fuzz(
@@ -319,7 +324,7 @@ fn mutated_photos_never_panic() {
             }
         },
         |seed, bytes| {
-            let preprocess: &Preprocess = &preprocesses[(seed / 7 % 2) as usize];
+            let preprocess: &Preprocess = &preprocesses[(seed / 7 % 3) as usize];
             match preprocess.apply(bytes) {
                 Ok(input) if input.data.iter().all(|v| v.is_finite()) => Ok(PhotoOutcome::Decoded),
                 Ok(_) => Err("non-finite input".to_string()),

@@ -622,6 +622,25 @@ fn a_factored_neither_check_is_stored_loaded_and_limited() {
     }
 }
 
+#[test]
+fn a_crop_fraction_out_of_range_is_refused_for_either_crop() {
+    let mut header = crate::shipped("catdog-small.bpk").header;
+    for fraction in [0.0, 0.01, 1.5] {
+        for geometry in [
+            Geometry::CentreCrop { fraction },
+            Geometry::SquashThenCrop { fraction },
+        ] {
+            header.preprocess.geometry = geometry;
+            match ModelFile::parse(&raw_file(&header)) {
+                Err(WeightsError::OutOfRange { field, .. }) => {
+                    assert_eq!(field, "preprocess.geometry.fraction")
+                }
+                other => panic!("{geometry:?}: {other:?}"),
+            }
+        }
+    }
+}
+
 /// A file of `header` with empty weights: enough for the header's checks, which come first.
 fn raw_file(header: &ModelHeader) -> Vec<u8> {
     let json = serde_json::to_vec(header).unwrap();

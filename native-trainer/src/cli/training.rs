@@ -419,3 +419,36 @@ pub fn train_config(args: TrainArgs) -> Result<TrainConfig, String> {
         ),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn geometries_parse_with_the_backbones_crop_by_default_and_nonsense_is_refused() {
+        let crop = 240.0 / 272.0;
+        for (value, geometry) in [
+            ("squash", Geometry::Squash),
+            ("crop", Geometry::CentreCrop { fraction: crop }),
+            ("crop=0.5", Geometry::CentreCrop { fraction: 0.5 }),
+            ("squash-crop", Geometry::SquashThenCrop { fraction: crop }),
+            ("squash-crop=1", Geometry::SquashThenCrop { fraction: 1.0 }),
+        ] {
+            assert_eq!(parse_geometry(value, 240), Ok(geometry), "{value}");
+        }
+        for value in [
+            "squash=0.5",
+            "crop=0",
+            "crop=1.5",
+            "squash-crop=x",
+            "stretch",
+            "",
+        ] {
+            let error = parse_geometry(value, 240).unwrap_err();
+            assert!(
+                error.contains(&format!("'{value}'")) && error.contains("squash-crop=F"),
+                "{error}"
+            );
+        }
+    }
+}
