@@ -65,8 +65,7 @@ pub fn export(
         source,
     })?;
     let file = ModelFile::parse(&bytes).map_err(weights(from))?;
-    let device = Backend::DEFAULT_CPU.device()?;
-    let original = Classifier::from_file(&file, &device).map_err(weights(from))?;
+    // The header first: a crop that cannot be moved is refused before the network loads.
     let mut header = file.header.clone();
     header.weights_dtype = dtype;
     if let Some(crop) = crop {
@@ -80,6 +79,8 @@ pub fn export(
             Crop::SquashCrop => Geometry::SquashThenCrop { fraction },
         };
     }
+    let device = Backend::DEFAULT_CPU.device()?;
+    let original = Classifier::from_file(&file, &device).map_err(weights(from))?;
     let network = file.load_network(&device).map_err(weights(from))?;
     let out = ModelFile::from_network(header, &network)
         .map_err(weights(from))?
