@@ -9,7 +9,7 @@ use std::process::Command;
 use catdog_model::{Geometry, Label, block_on};
 
 use crate::common::{
-    BIN, fixture, fixtures, kaggle_folder, run_ok, run_refused, scratch, train_args,
+    BIN, fixture, fixtures, kaggle_folder, predictions, run_ok, run_refused, scratch, train_args,
 };
 
 #[test]
@@ -150,15 +150,9 @@ fn export_takes_a_models_crop_from_the_photo_or_the_photo_squashed() {
     );
     assert_eq!(geometry(&squashing_first), geometry(&shipped));
     let dog = |model: &Path, photo: &str| -> f64 {
-        let stdout = run_ok(&[
-            "predict",
-            "--model",
-            model.to_str().unwrap(),
-            "--json",
-            fixtures().join(photo).to_str().unwrap(),
-        ]);
-        let predictions: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-        predictions[0]["dog"].as_f64().unwrap()
+        predictions(model, &[&fixtures().join(photo)])[0]["dog"]
+            .as_f64()
+            .unwrap()
     };
     // A square photo: the same input, the same answer. The wide photo of a kitten at its left
     // edge beside two dolls: the square from the photo itself cuts the kitten in half.
@@ -392,16 +386,9 @@ fn a_model_taught_as_the_page_teaches_it_is_read_by_the_trainer() {
     for name in ["cat-called-dog.jpg", "dog-called-cat.jpg"] {
         std::fs::copy(fixtures().join(name), photos.join(name)).unwrap();
     }
-    let stdout = run_ok(&[
-        "predict",
-        "--model",
-        path.to_str().unwrap(),
-        "--json",
-        photos.to_str().unwrap(),
-    ]);
-    let predictions: Vec<serde_json::Value> = serde_json::from_str(stdout.trim()).unwrap();
-    assert_eq!(predictions.len(), 2, "{stdout}");
-    for prediction in &predictions {
+    let predicted = predictions(&path, &[&photos]);
+    assert_eq!(predicted.len(), 2, "{predicted:?}");
+    for prediction in &predicted {
         let name = prediction["path"].as_str().unwrap();
         let truth = if name.contains("cat-called-dog") {
             "cat"

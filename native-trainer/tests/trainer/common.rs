@@ -31,6 +31,15 @@ pub fn run_refused<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
     stderr
 }
 
+/// `predict --json` of `model` over `paths` (photos or folders): one object per file, with
+/// its probabilities or the reason it has none.
+pub fn predictions(model: &Path, paths: &[&Path]) -> Vec<serde_json::Value> {
+    let mut args = vec!["predict", "--model", model.to_str().unwrap(), "--json"];
+    args.extend(paths.iter().map(|path| path.to_str().unwrap()));
+    let stdout = run_ok(&args);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|error| panic!("{error}: {stdout}"))
+}
+
 /// The real photos under `tests/fixtures`.
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::common::{
-    BIN, add_bad_files, fixture, kaggle_folder, run_ok, run_refused, scratch, train_args,
+    BIN, add_bad_files, fixture, kaggle_folder, predictions, run_ok, run_refused, scratch,
+    train_args,
 };
 
 #[test]
@@ -195,15 +196,11 @@ fn evaluate_predict_submission_export_and_compare_work_on_a_trained_model() {
     image::open(report.join("mistakes.png")).unwrap();
 
     // predict --json: every file, with probabilities or the reason it has none.
-    let stdout = run_ok(&["predict", "--model", model_s, "--json", data_s]);
-    let predictions: Vec<serde_json::Value> = serde_json::from_str(stdout.trim()).unwrap();
-    assert_eq!(predictions.len(), 10);
-    let errors = predictions
-        .iter()
-        .filter(|p| p["error"].is_string())
-        .count();
+    let predicted = predictions(Path::new(model_s), &[Path::new(data_s)]);
+    assert_eq!(predicted.len(), 10);
+    let errors = predicted.iter().filter(|p| p["error"].is_string()).count();
     assert_eq!(errors, 4);
-    for p in predictions.iter().filter(|p| p["label"].is_string()) {
+    for p in predicted.iter().filter(|p| p["label"].is_string()) {
         let sum = p["cat"].as_f64().unwrap() + p["dog"].as_f64().unwrap();
         assert!((sum - 1.0).abs() < 1e-5);
     }
@@ -271,15 +268,7 @@ fn evaluate_predict_submission_export_and_compare_work_on_a_trained_model() {
     );
     // Both predict the same.
     let probabilities = |model: &Path| -> Vec<f64> {
-        let stdout = run_ok(&[
-            "predict",
-            "--model",
-            model.to_str().unwrap(),
-            "--json",
-            data_s,
-        ]);
-        let predictions: Vec<serde_json::Value> = serde_json::from_str(stdout.trim()).unwrap();
-        predictions
+        predictions(model, &[Path::new(data_s)])
             .iter()
             .filter_map(|p| p["dog"].as_f64())
             .collect()
