@@ -154,6 +154,10 @@ pub struct TrainConfig {
     /// it pays (twice the work per photo): off for a model meant to be fast.
     #[serde(default = "mirror_allowed")]
     pub mirror_average: bool,
+    /// A model file whose head a cached-feature run starts from instead of a fresh one (a
+    /// frozen run's `best.bpk`): the head trained first, then the last block with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_from: Option<PathBuf>,
 }
 
 fn mirror_allowed() -> bool {
@@ -199,6 +203,7 @@ impl Default for TrainConfig {
             geometry: preprocess.geometry,
             distill: None,
             mirror_average: mirror_allowed(),
+            head_from: None,
         }
     }
 }
@@ -300,6 +305,8 @@ pub enum TrainError {
     BadCheckpoint { path: PathBuf, reason: String },
     #[error("these settings would make a model that no page or trainer loads: {0}")]
     BeyondLimits(catdog_model::WeightsError),
+    #[error("{path}: cannot start the head from it: {reason}")]
+    HeadFrom { path: PathBuf, reason: String },
 }
 
 pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + use<> {

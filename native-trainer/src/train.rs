@@ -52,6 +52,10 @@ pub fn train(config: &TrainConfig) -> Result<TrainReport, TrainError> {
         }
         distill.check()?;
     }
+    // A head file that does not fit the run is refused before anything is written.
+    if config.head_from.is_some() {
+        transfer::initial_head(config, &burn::tensor::Device::flex())?;
+    }
     std::fs::create_dir_all(&config.run).map_err(io_error(&config.run))?;
     let json = serde_json::to_vec_pretty(config).expect("a config always serialises");
     let path = config.run.join("config.json");

@@ -15,8 +15,8 @@ use std::path::Path;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use catdog_model::efficientnet::{EfficientNetLite, Variant};
-use catdog_model::network::EfficientNetClassifier;
-use catdog_model::{Backend, Label, Network};
+use catdog_model::network::{EfficientNetClassifier, Head};
+use catdog_model::{Backend, Label, ModelFile, Network};
 use rand::Rng;
 use rand::rngs::StdRng;
 
@@ -86,8 +86,58 @@ pub fn pretrained_network(
 ) -> Result<Network, TrainError> {
     Ok(Network::EfficientNet(EfficientNetClassifier {
         backbone: load_backbone(config, base)?.train().fork(training),
-        head: config.head.init(config.head.depth().features(), training),
+        head: initial_head(config, base)?.train().fork(training),
     }))
+}
+
+/// The head a run starts from: fresh, or the one in `--head-from`'s file (on `device`).
+/// That file must have been made for this run's backbone, head and preprocessing; its
+/// "neither" check, if any, is left behind (a run trains the cat/dog head only).
+pub(crate) fn initial_head(config: &TrainConfig, device: &Device) -> Result<Head, TrainError> {
+    let fresh = config.head.init(config.head.depth().features(), device);
+    let Some(path) = &config.head_from else {
+        return Ok(fresh);
+    };
+    let refused = |reason: String| TrainError::HeadFrom {
+        path: path.clone(),
+        reason,
+    };
+    let file = ModelFile::parse(&std::fs::read(path).map_err(io_error(path))?)
+        .map_err(|error| refused(error.to_string()))?;
+    let header = &file.header;
+    let variant = config
+        .backbone
+        .variant()
+        .ok_or_else(|| refused("the run trains the CNN, which has no such head".into()))?;
+    let wanted = (variant, config.head.hidden, config.head.last_stage);
+    let found = header
+        .architecture
+        .backbone()
+        .map(|(variant, head)| (variant, head.hidden, head.last_stage));
+    if found != Some(wanted) {
+        return Err(refused(format!(
+            "it is a {} model, not {} with a head of {} hidden units{}",
+            header.architecture.kind(),
+            variant.name(),
+            config.head.hidden,
+            config
+                .head
+                .last_stage
+                .map_or(String::new(), |stage| format!(" ending at stage {stage}")),
+        )));
+    }
+    if header.preprocess != config.preprocess() {
+        return Err(refused(format!(
+            "its preprocessing ({:?}) is not this run's ({:?})",
+            header.preprocess,
+            config.preprocess()
+        )));
+    }
+    match file.load_network(device) {
+        Ok(Network::EfficientNet(network)) => Ok(fresh.load_record(network.head.into_record())),
+        Ok(Network::Cnn(_)) => unreachable!("the header said EfficientNet"),
+        Err(error) => Err(refused(error.to_string())),
+    }
 }
 
 /// Packs and splits the photos, loads the pretrained backbone and computes (or reads) the
@@ -269,7 +319,7 @@ pub fn fit(
         .fork(&device);
     let network = EfficientNetClassifier {
         backbone,
-        head: config.head.init(data.features, &device),
+        head: initial_head(config, &data.device)?.train().fork(&device),
     };
     let split = &data.run.split;
     let lesson = CachedLesson {

@@ -179,6 +179,11 @@ pub struct TrainArgs {
     /// (every layer, photos through the whole network each step with augmentation: for a GPU).
     #[arg(long, default_value = "0", value_parser = parse_unfreeze)]
     unfreeze: usize,
+    /// Start the head from this model file's (a frozen run's `best.bpk`, same backbone, head
+    /// and preprocessing) instead of a fresh one: the head trained first, then `--unfreeze 1`
+    /// from it at a lower learning rate, so the block does not learn from a random head.
+    #[arg(long)]
+    head_from: Option<PathBuf>,
     /// Fraction of each class held out as a test split that no decision sees (default: 0.1
     /// with a pretrained backbone, none for the CNN).
     #[arg(long)]
@@ -355,6 +360,9 @@ pub fn train_config(args: TrainArgs) -> Result<TrainConfig, String> {
     if args.last_stage.is_some() && !transfer {
         return Err("--last-stage ends a pretrained backbone early: give --backbone too".into());
     }
+    if args.head_from.is_some() && !transfer {
+        return Err("--head-from starts a pretrained backbone's head: give --backbone too".into());
+    }
     let preprocess = args
         .preprocess
         .apply(args.backbone.default_preprocess(args.input_size))?;
@@ -404,6 +412,7 @@ pub fn train_config(args: TrainArgs) -> Result<TrainConfig, String> {
             0.0
         }),
         mirror_average: !args.no_mirror_average,
+        head_from: args.head_from,
         distill: args.teacher.map(|teacher| Distill {
             teacher,
             weight: args.distill_weight,

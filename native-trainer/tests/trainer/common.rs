@@ -10,7 +10,7 @@ use catdog_model::{Normalization, Preprocess};
 pub const BIN: &str = env!("CARGO_BIN_EXE_native-trainer");
 
 /// Runs the trainer, failing the test with its stderr if it fails; returns its stdout.
-pub fn run_ok(args: &[&str]) -> String {
+pub fn run_ok<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S]) -> String {
     let output = std::process::Command::new(BIN).args(args).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
