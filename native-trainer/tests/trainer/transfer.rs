@@ -317,7 +317,12 @@ fn a_run_starts_its_head_from_a_frozen_runs_file() {
     let (data_s, cache_s) = (data.to_str().unwrap(), cache.to_str().unwrap());
     let train = |run: &Path, extra: &[&str]| -> Vec<String> {
         let mut args = vec!["train"];
-        args.extend(transfer_args(data_s, run.to_str().unwrap(), cache_s, &weights));
+        args.extend(transfer_args(
+            data_s,
+            run.to_str().unwrap(),
+            cache_s,
+            &weights,
+        ));
         args.extend(extra);
         args.into_iter().map(String::from).collect()
     };
@@ -326,10 +331,10 @@ fn a_run_starts_its_head_from_a_frozen_runs_file() {
     let source = frozen.join("best.bpk");
     let source_s = source.to_str().unwrap();
     // The file's head has its temperature folded in; it scores each photo as it is.
-    let calibrated = json(&frozen.join("summary.json"))["transfer"]["validation_as_they_are"]
-        ["log_loss"]
-        .as_f64()
-        .unwrap();
+    let calibrated =
+        json(&frozen.join("summary.json"))["transfer"]["validation_as_they_are"]["log_loss"]
+            .as_f64()
+            .unwrap();
 
     // At a learning rate too small to move anything, the tail and the head trained together
     // from the file's head score the validation split as the file does; from a fresh head
@@ -340,9 +345,18 @@ fn a_run_starts_its_head_from_a_frozen_runs_file() {
     args.extend(["--head-from".into(), source_s.into()]);
     run_ok(&args);
     run_ok(&train(&fresh, &still));
-    let (from_file, from_fresh) = (first_validation_loss(&started), first_validation_loss(&fresh));
-    assert!((from_file - calibrated).abs() < 1e-4, "{from_file} vs the file's {calibrated}");
-    assert!((from_fresh - calibrated).abs() > 1e-3, "a fresh head scored {from_fresh}");
+    let (from_file, from_fresh) = (
+        first_validation_loss(&started),
+        first_validation_loss(&fresh),
+    );
+    assert!(
+        (from_file - calibrated).abs() < 1e-4,
+        "{from_file} vs the file's {calibrated}"
+    );
+    assert!(
+        (from_fresh - calibrated).abs() > 1e-3,
+        "a fresh head scored {from_fresh}"
+    );
 
     // A file of another head or preprocessing is refused, naming it, before a run folder is
     // made; so is --head-from without a pretrained backbone.
@@ -354,7 +368,10 @@ fn a_run_starts_its_head_from_a_frozen_runs_file() {
         let mut args = train(&refused_run, &extra);
         args.extend(["--head-from".into(), source_s.into()]);
         let stderr = run_refused(&args);
-        assert!(stderr.contains(source_s) && stderr.contains(says), "{stderr}");
+        assert!(
+            stderr.contains(source_s) && stderr.contains(says),
+            "{stderr}"
+        );
         assert!(!refused_run.exists(), "{}", refused_run.display());
     }
     let stderr = run_refused(&["train", "--data", data_s, "--head-from", source_s]);
