@@ -15,7 +15,7 @@ use std::path::Path;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use catdog_model::efficientnet::{EfficientNetLite, Variant};
-use catdog_model::network::{EfficientNetClassifier, Head};
+use catdog_model::network::{EfficientNetClassifier, Head, HeadConfig};
 use catdog_model::{Backend, Label, ModelFile, Network};
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -109,21 +109,20 @@ pub(crate) fn initial_head(config: &TrainConfig, device: &Device) -> Result<Head
         .backbone
         .variant()
         .ok_or_else(|| refused("the run trains the CNN, which has no such head".into()))?;
-    let wanted = (variant, config.head.hidden, config.head.last_stage);
-    let found = header
-        .architecture
-        .backbone()
-        .map(|(variant, head)| (variant, head.hidden, head.last_stage));
-    if found != Some(wanted) {
+    let described = |variant: Variant, head: &HeadConfig| {
+        let end = head
+            .last_stage
+            .map_or(String::new(), |stage| format!(", ending at stage {stage}"));
+        format!("{} with {} hidden units{end}", variant.name(), head.hidden)
+    };
+    let wanted = described(variant, &config.head);
+    let found = match header.architecture.backbone() {
+        Some((variant, head)) => described(variant, head),
+        None => format!("a {} model", header.architecture.kind()),
+    };
+    if found != wanted {
         return Err(refused(format!(
-            "it is a {} model, not {} with a head of {} hidden units{}",
-            header.architecture.kind(),
-            variant.name(),
-            config.head.hidden,
-            config
-                .head
-                .last_stage
-                .map_or(String::new(), |stage| format!(" ending at stage {stage}")),
+            "it holds {found}, this run trains {wanted}"
         )));
     }
     if header.preprocess != config.preprocess() {
