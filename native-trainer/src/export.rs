@@ -45,16 +45,29 @@ pub struct Exported {
     pub max_logit_change: f32,
 }
 
+/// What `export` may change in a file's header besides how its weights are stored: how the
+/// network sees a photo, never what it learned.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Viewing {
+    /// Where a cropping model's centred crop is taken (the same pixels on square photos), so
+    /// a model trained on photos squashed to squares (Kaggle's 200 x 200 set) can be told to
+    /// squash a full-size photo first, as its photos were.
+    pub crop: Option<Crop>,
+    /// The input size, the weights unchanged: both networks end in global average pooling,
+    /// so they take any size, and a network evaluated somewhat larger than it was trained
+    /// sees the pet at the size its ImageNet training crops showed it (measured in the
+    /// README, on validation, before it is used).
+    pub input_size: Option<u32>,
+}
+
 /// Reads the model file `from`, stores its weights as `dtype`, checks that the result loads
 /// and predicts like the original, and writes it atomically to `to`. The header (with the
-/// training summary) is kept, but for where its crop is taken (`crop`), if given: the same
-/// pixels on square photos, so a model trained on photos squashed to squares (Kaggle's
-/// 200 x 200 set) can be told to squash a full-size photo first, as its photos were.
+/// training summary) is kept, but for what `viewing` changes.
 pub fn export(
     from: &Path,
     to: &Path,
     dtype: WeightsDtype,
-    crop: Option<Crop>,
+    viewing: Viewing,
 ) -> Result<Exported, ExportError> {
     let weights = |path: &Path| {
         let path = path.to_path_buf();
@@ -64,31 +77,36 @@ pub fn export(
         path: from.to_path_buf(),
         source,
     })?;
-    let file = ModelFile::parse(&bytes).map_err(weights(from))?;
-    // The header first: a crop that cannot be moved is refused before the network loads.
-    let mut header = file.header.clone();
-    header.weights_dtype = dtype;
-    if let Some(crop) = crop {
-        let trained = header.preprocess.geometry;
+    let mut file = ModelFile::parse(&bytes).map_err(weights(from))?;
+    // The header first: a crop that cannot be moved, or a size no page would load, is
+    // refused before the network loads.
+    if let Some(crop) = viewing.crop {
+        let trained = file.header.preprocess.geometry;
         let fraction = trained.fraction().ok_or_else(|| ExportError::NoCrop {
             path: from.to_path_buf(),
             trained,
         })?;
-        header.preprocess.geometry = match crop {
+        file.header.preprocess.geometry = match crop {
             Crop::Crop => Geometry::CentreCrop { fraction },
             Crop::SquashCrop => Geometry::SquashThenCrop { fraction },
         };
     }
+    if let Some(size) = viewing.input_size {
+        file.header.preprocess.input_size = size;
+        catdog_model::limits::check(&file.header).map_err(weights(from))?;
+    }
+    let mut header = file.header.clone();
+    header.weights_dtype = dtype;
     let device = Backend::DEFAULT_CPU.device()?;
     let original = Classifier::from_file(&file, &device).map_err(weights(from))?;
     let network = file.load_network(&device).map_err(weights(from))?;
     let out = ModelFile::from_network(header, &network)
         .map_err(weights(from))?
         .to_bytes();
-    // Read it back as the page will, and compare predictions on a fixed input.
+    // Read it back as the page will, and compare predictions on a fixed input, both seeing
+    // it the new way: what changes is the storage alone.
     let exported = Classifier::load(&out, &device).map_err(weights(to))?;
-    let size = file.header.preprocess.input_size;
-    let probe = probe_input(size);
+    let probe = probe_input(file.header.preprocess.input_size);
     let logit = |classifier: &Classifier| {
         classifier
             .logits(std::slice::from_ref(&probe))

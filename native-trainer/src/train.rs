@@ -301,7 +301,7 @@ fn finish(
         .training
         .unwrap_or_default();
     if let Some(out) = &config.out {
-        let written = export::export(&best, out, config.out_precision, None)?;
+        let written = export::export(&best, out, config.out_precision, Default::default())?;
         // Measured again through the written file, the way the page will run it.
         let classifier = catdog_model::Classifier::load(&written.bytes, base)?;
         for (name, indices) in [

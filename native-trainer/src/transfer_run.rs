@@ -150,7 +150,7 @@ pub fn run(config: &TrainConfig) -> Result<TrainReport, TrainError> {
             let path = config.run.join(format!("best-{}.bpk", dtype.name()));
             let stored = match dtype {
                 WeightsDtype::F32 => bytes.clone(),
-                _ => export::export(&best, &path, dtype, None)?.bytes,
+                _ => export::export(&best, &path, dtype, Default::default())?.bytes,
             };
             let classifier = catdog_model::Classifier::load(&stored, &data.device)?;
             let test = score::score(
@@ -185,7 +185,7 @@ pub fn run(config: &TrainConfig) -> Result<TrainReport, TrainError> {
                 write_atomic(out, &bytes).map_err(io_error(out))?;
                 bytes
             }
-            None => export::export(&best, out, config.out_precision, None)?.bytes,
+            None => export::export(&best, out, config.out_precision, Default::default())?.bytes,
         };
         exported = Some((out.clone(), written.len()));
     }

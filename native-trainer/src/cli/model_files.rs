@@ -257,6 +257,11 @@ pub struct ExportArgs {
     /// the photo as it is. The same pixels on square photos; other geometries are refused.
     #[arg(long, value_enum)]
     crop: Option<export::Crop>,
+    /// The input size the network sees photos at, its weights unchanged (it ends in global
+    /// pooling): a network trained at one size may do better a little larger. Measure it on
+    /// validation first (the README shows how).
+    #[arg(long)]
+    input_size: Option<u32>,
 }
 
 pub fn export(args: ExportArgs) -> Result<(), Error> {
@@ -265,8 +270,10 @@ pub fn export(args: ExportArgs) -> Result<(), Error> {
         out,
         precision,
         crop,
+        input_size,
     } = args;
-    let exported = export::export(&model, &out, precision.dtype(), crop)?;
+    let viewing = export::Viewing { crop, input_size };
+    let exported = export::export(&model, &out, precision.dtype(), viewing)?;
     println!(
         "wrote {} ({} bytes); largest logit change from {}: {:.2e}",
         out.display(),

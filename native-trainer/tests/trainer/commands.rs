@@ -188,6 +188,66 @@ fn export_takes_a_models_crop_from_the_photo_or_the_photo_squashed() {
 }
 
 #[test]
+fn export_sets_the_input_size_and_keeps_the_weights() {
+    let out = scratch("export-size");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/model/catdog-small.bpk");
+    let header = |path: &Path| {
+        catdog_model::ModelFile::parse(&std::fs::read(path).unwrap())
+            .unwrap()
+            .header
+    };
+    let trained = header(&shipped).preprocess.input_size;
+    let larger = out.join("larger.bpk");
+    let size = (trained + 32).to_string();
+    let printed = run_ok(&[
+        "export",
+        "--model",
+        shipped.to_str().unwrap(),
+        "--out",
+        larger.to_str().unwrap(),
+        "--precision",
+        "int8",
+        "--input-size",
+        &size,
+    ]);
+    // The weights are the shipped file's: seen the same new way, the logits are the same.
+    assert!(
+        printed.contains("largest logit change") && printed.contains("0.00e0"),
+        "{printed}"
+    );
+    let mut expected = header(&shipped).preprocess;
+    expected.input_size = trained + 32;
+    assert_eq!(header(&larger).preprocess, expected);
+    // The same photo seen at another size: another input, the same verdict on a clear one.
+    let photo = fixtures().join("cat.jpg");
+    let (at_trained, at_larger) = (
+        predictions(&shipped, &[&photo])[0]["dog"].as_f64().unwrap(),
+        predictions(&larger, &[&photo])[0]["dog"].as_f64().unwrap(),
+    );
+    assert!(
+        at_trained < 0.5 && at_larger < 0.5,
+        "{at_trained} {at_larger}"
+    );
+    assert_ne!(at_trained, at_larger);
+
+    // A size no page would load is refused, naming the file, before anything is written.
+    for size in ["8", "100000"] {
+        let refused = out.join(format!("refused-{size}.bpk"));
+        let stderr = run_refused(&[
+            "export",
+            "--model",
+            shipped.to_str().unwrap(),
+            "--out",
+            refused.to_str().unwrap(),
+            "--input-size",
+            size,
+        ]);
+        assert!(stderr.contains("catdog-small.bpk"), "{stderr}");
+        assert!(!refused.exists());
+    }
+}
+
+#[test]
 fn explain_writes_the_photo_with_its_heatmap_and_names_a_bad_photo() {
     let out = scratch("explain");
     let heat = out.join("heat.png");
