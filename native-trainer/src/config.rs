@@ -213,6 +213,20 @@ fn default_out_precision() -> WeightsDtype {
 }
 
 impl TrainConfig {
+    /// The configuration a run saved in its folder (`config.json`), the folder taken as
+    /// where it is now.
+    pub fn read(run_dir: &Path) -> Result<Self, TrainError> {
+        let path = run_dir.join("config.json");
+        let json = std::fs::read(&path).map_err(io_error(&path))?;
+        let mut config: Self =
+            serde_json::from_slice(&json).map_err(|error| TrainError::BadCheckpoint {
+                path: path.clone(),
+                reason: error.to_string(),
+            })?;
+        config.run = run_dir.to_path_buf();
+        Ok(config)
+    }
+
     pub fn preprocess(&self) -> Preprocess {
         Preprocess {
             input_size: self.input_size,

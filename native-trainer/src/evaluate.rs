@@ -36,6 +36,8 @@ pub enum EvaluateError {
     Dataset(#[from] DatasetError),
     #[error("{0}")]
     Backend(#[from] catdog_model::BackendError),
+    #[error("{0}")]
+    Run(#[from] crate::config::TrainError),
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> EvaluateError + use<> {
@@ -113,17 +115,72 @@ pub struct Evaluation {
     pub mistakes_png: PathBuf,
 }
 
-/// Evaluates `model` on the labelled photos in `data`, writing `confusion.png` and
-/// `mistakes.png` (the worst mistakes, most confident first) into `report_dir`.
+/// The photos `evaluate` scores.
+#[derive(Debug, Clone, Copy)]
+pub enum Photos<'a> {
+    /// Every labelled photo in a folder or zip.
+    All(&'a Path),
+    /// One held-out split of a training run (its folder): the same photos, seed and split
+    /// the run had, whatever input size or crop the model file sees them at.
+    Held { run: &'a Path, split: HeldOut },
+}
+
+/// A run's split that no training saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HeldOut {
+    /// What made the run's decisions (best epoch, calibration): what new decisions look at.
+    Validation,
+    /// Measured once, at the end.
+    Test,
+}
+
+/// The photos of `photos`, packed as the model sees them, and which of them to score.
+fn held_photos(
+    photos: Photos,
+    preprocess: &catdog_model::Preprocess,
+    cache: Option<&Path>,
+) -> Result<(PhotoSet, PackedPhotos, Vec<usize>), EvaluateError> {
+    match photos {
+        Photos::All(data) => {
+            let (set, packed) = PackedPhotos::load_labelled(data, preprocess, cache)?;
+            let indices = (0..packed.len()).collect();
+            Ok((set, packed, indices))
+        }
+        Photos::Held { run, split } => {
+            let config = crate::config::TrainConfig::read(run)?;
+            let (set, packed) =
+                PackedPhotos::load_labelled(&config.data, &config.preprocess(), cache)?;
+            // The split as the run made it, from its own packing (the near-copy check hashes
+            // the run's input); the photos are in the same order at any other preprocessing.
+            let held = crate::split::Split::new(&packed, config.split_spec());
+            let indices = match split {
+                HeldOut::Validation => held.validation,
+                HeldOut::Test => held.test,
+            };
+            if indices.is_empty() {
+                return Err(EvaluateError::Dataset(DatasetError::NoPhotos(config.data)));
+            }
+            if *preprocess == config.preprocess() {
+                return Ok((set, packed, indices));
+            }
+            let count = packed.len();
+            let packed = PackedPhotos::load(&set, preprocess, cache)?;
+            assert_eq!(packed.len(), count, "the same photos decode at any size");
+            Ok((set, packed, indices))
+        }
+    }
+}
+
+/// Evaluates `model` on labelled photos, writing `confusion.png` and `mistakes.png` (the
+/// worst mistakes, most confident first) into `report_dir`.
 pub fn evaluate(
     classifier: &Classifier,
-    data: &Path,
+    photos: Photos,
     report_dir: &Path,
     cache: Option<&Path>,
 ) -> Result<Evaluation, EvaluateError> {
     let preprocess = classifier.header().preprocess;
-    let (set, packed) = PackedPhotos::load_labelled(data, &preprocess, cache)?;
-    let indices: Vec<usize> = (0..packed.len()).collect();
+    let (set, packed, indices) = held_photos(photos, &preprocess, cache)?;
     let logits = score::logits(
         |images| classifier.batch_logits(images),
         classifier.device(),
@@ -159,7 +216,11 @@ pub fn evaluate(
     std::fs::create_dir_all(report_dir).map_err(io_error(report_dir))?;
     let confusion_png = report_dir.join("confusion.png");
     let counts: Vec<Vec<u64>> = confusion.iter().map(|row| row.to_vec()).collect();
-    let title = format!("{} photos, accuracy {:.2}%", packed.len(), accuracy * 100.0);
+    let title = format!(
+        "{} photos, accuracy {:.2}%",
+        indices.len(),
+        accuracy * 100.0
+    );
     plot::save_png(
         &plot::confusion_matrix(&title, &["cat", "dog"], &counts),
         &confusion_png,
@@ -180,7 +241,7 @@ pub fn evaluate(
     let tiles: Vec<Tile> = mistakes
         .iter()
         .map(|&i| {
-            let entry = &packed.entries[i];
+            let entry = &packed.entries[indices[i]];
             let photo = PhotoRef {
                 name: entry.name.clone(),
                 label: entry.label,
@@ -190,7 +251,7 @@ pub fn evaluate(
                 .read(&photo)
                 .ok()
                 .and_then(|bytes| decode_photo(&bytes).ok())
-                .unwrap_or_else(|| packed.image(i));
+                .unwrap_or_else(|| packed.image(indices[i]));
             Tile {
                 image,
                 caption: format!(
@@ -218,7 +279,7 @@ pub fn evaluate(
         .map_err(io_error(&mistakes_png))?;
 
     Ok(Evaluation {
-        n: packed.len(),
+        n: indices.len(),
         accuracy,
         log_loss,
         classes,

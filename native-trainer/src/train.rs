@@ -80,15 +80,8 @@ fn check_limits(config: &TrainConfig) -> Result<(), TrainError> {
 
 /// Continues the run in `run` from its last checkpoint, with its saved configuration.
 pub fn resume(run_dir: &Path) -> Result<TrainReport, TrainError> {
-    let path = run_dir.join("config.json");
-    let json = std::fs::read(&path).map_err(io_error(&path))?;
-    let mut config: TrainConfig =
-        serde_json::from_slice(&json).map_err(|error| TrainError::BadCheckpoint {
-            path: path.clone(),
-            reason: error.to_string(),
-        })?;
     // The folder may have moved since; it is where the user says it is now.
-    config.run = run_dir.to_path_buf();
+    let config = TrainConfig::read(run_dir)?;
     check_limits(&config)?;
     if config.backbone != Backbone::Scratch && !config.fine_tunes_everything() {
         // The expensive part, the frozen trunk's outputs, is cached shard by shard; the head

@@ -14,8 +14,16 @@ pub struct EvaluateArgs {
     #[arg(long)]
     model: PathBuf,
     /// Labelled photos (folder or zip).
-    #[arg(long)]
-    data: PathBuf,
+    #[arg(long, required_unless_present = "run", conflicts_with = "run")]
+    data: Option<PathBuf>,
+    /// Instead of --data: a training run's folder, whose photos, seed and split are used
+    /// (with --split), seen as the model file sees them (its input size and crop): how a file
+    /// exported from a run is measured on the photos no training saw.
+    #[arg(long, requires = "split")]
+    run: Option<PathBuf>,
+    /// Which of the run's held-out splits: validation (for decisions) or test (measured once).
+    #[arg(long, value_enum, requires = "run")]
+    split: Option<evaluate::HeldOut>,
     /// Where confusion.png and mistakes.png go.
     #[arg(long, default_value = "evaluation")]
     report: PathBuf,
@@ -30,12 +38,19 @@ pub fn evaluate(args: EvaluateArgs) -> Result<(), Error> {
     let EvaluateArgs {
         model,
         data,
+        run,
+        split,
         report,
         common,
         json,
     } = args;
+    let photos = match (&data, &run, split) {
+        (_, Some(run), Some(split)) => evaluate::Photos::Held { run, split },
+        (Some(data), ..) => evaluate::Photos::All(data),
+        _ => unreachable!("clap requires --data, or --run with --split"),
+    };
     let classifier = evaluate::load_model(&model, common.backend)?;
-    let result = evaluate::evaluate(&classifier, &data, &report, common.cache())?;
+    let result = evaluate::evaluate(&classifier, photos, &report, common.cache())?;
     println!(
         "{} photos ({} skipped): accuracy {:.2}%, log loss {:.4}",
         result.n,

@@ -168,6 +168,59 @@ fn a_transfer_run_caches_the_trunk_calibrates_and_stores_each_way() {
         assert!((0.0..=1.0).contains(&accuracy), "{s}");
     }
 
+    // `evaluate` on the run's test split through the f32 file: the photos and figures the run
+    // measured; through the same weights seen at another input size, the same photos.
+    let best = run.join("best.bpk");
+    let evaluated = |model: &Path, split: &str| -> Value {
+        let printed = run_ok(&[
+            "evaluate",
+            "--model",
+            model.to_str().unwrap(),
+            "--run",
+            run.to_str().unwrap(),
+            "--split",
+            split,
+            "--cache",
+            cache_s,
+            "--report",
+            work.join("report").to_str().unwrap(),
+            "--json",
+        ]);
+        serde_json::from_str(printed.lines().last().unwrap()).unwrap()
+    };
+    let measured = evaluated(&best, "test");
+    let f32_test = &storage[0]["test"];
+    assert_eq!(measured["n"].as_u64().unwrap(), test_photos);
+    for figure in ["accuracy", "log_loss"] {
+        let (a, b) = (
+            measured[figure].as_f64().unwrap(),
+            f32_test[figure].as_f64().unwrap(),
+        );
+        assert!(
+            (a - b).abs() < 1e-9,
+            "{figure}: {a} evaluated, {b} in the summary"
+        );
+    }
+    let larger = work.join("larger.bpk");
+    let printed = run_ok(&[
+        "export",
+        "--model",
+        best.to_str().unwrap(),
+        "--out",
+        larger.to_str().unwrap(),
+        "--precision",
+        "f32",
+        "--input-size",
+        "256",
+    ]);
+    assert!(printed.contains("0.00e0"), "{printed}");
+    let validation_photos = figures["validation_photos"].as_u64().unwrap();
+    assert_eq!(
+        evaluated(&larger, "validation")["n"].as_u64(),
+        Some(validation_photos)
+    );
+    assert_eq!(evaluated(&larger, "test")["n"].as_u64(), Some(test_photos));
+
     // The page's file: int8 by default, the fine-tuned network, under the 6 MB bar.
     let bytes = std::fs::read(&out).unwrap();
     assert!(bytes.len() < 6_000_000, "{} bytes", bytes.len());
