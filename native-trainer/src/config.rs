@@ -154,8 +154,9 @@ pub struct TrainConfig {
     /// it pays (twice the work per photo): off for a model meant to be fast.
     #[serde(default = "mirror_allowed")]
     pub mirror_average: bool,
-    /// A model file whose head a cached-feature run starts from instead of a fresh one (a
-    /// frozen run's `best.bpk`): the head trained first, then the last block with it.
+    /// A model file whose head a transfer run starts from instead of a fresh one (a frozen
+    /// run's `best.bpk`): the head trained first, then the last block (or every layer) with
+    /// it. Stored absolute, so `--resume` from elsewhere finds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head_from: Option<PathBuf>,
 }

@@ -38,6 +38,8 @@ pub enum EvaluateError {
     Backend(#[from] catdog_model::BackendError),
     #[error("{0}")]
     Run(#[from] crate::config::TrainError),
+    #[error("{run}: the run has no {} photos (trained with that split at 0)", split.name())]
+    NoSplit { run: PathBuf, split: HeldOut },
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> EvaluateError + use<> {
@@ -134,6 +136,15 @@ pub enum HeldOut {
     Test,
 }
 
+impl HeldOut {
+    pub fn name(self) -> &'static str {
+        match self {
+            HeldOut::Validation => "validation",
+            HeldOut::Test => "test",
+        }
+    }
+}
+
 /// The photos of `photos`, packed as the model sees them, and which of them to score.
 fn held_photos(
     photos: Photos,
@@ -148,6 +159,8 @@ fn held_photos(
         }
         Photos::Held { run, split } => {
             let config = crate::config::TrainConfig::read(run)?;
+            // The run's own cache unless told otherwise: its packing is there already.
+            let cache = cache.or(config.cache.as_deref());
             let (set, packed) =
                 PackedPhotos::load_labelled(&config.data, &config.preprocess(), cache)?;
             // The split as the run made it, from its own packing (the near-copy check hashes
@@ -158,14 +171,24 @@ fn held_photos(
                 HeldOut::Test => held.test,
             };
             if indices.is_empty() {
-                return Err(EvaluateError::Dataset(DatasetError::NoPhotos(config.data)));
+                return Err(EvaluateError::NoSplit {
+                    run: run.to_path_buf(),
+                    split,
+                });
             }
             if *preprocess == config.preprocess() {
                 return Ok((set, packed, indices));
             }
-            let count = packed.len();
+            // The same photos in the same order at any size (which photos decode does not
+            // depend on it); checked by name, since the indices are the run's.
+            let names: Vec<String> = packed.entries.iter().map(|e| e.name.clone()).collect();
             let packed = PackedPhotos::load(&set, preprocess, cache)?;
-            assert_eq!(packed.len(), count, "the same photos decode at any size");
+            if packed.entries.iter().map(|e| &e.name).ne(names.iter()) {
+                return Err(EvaluateError::Photo {
+                    path: config.data,
+                    reason: "the photos changed since the run packed them".into(),
+                });
+            }
             Ok((set, packed, indices))
         }
     }

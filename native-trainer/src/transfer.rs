@@ -133,7 +133,10 @@ pub(crate) fn initial_head(config: &TrainConfig, device: &Device) -> Result<Head
         )));
     }
     match file.load_network(device) {
-        Ok(Network::EfficientNet(network)) => Ok(fresh.load_record(network.head.into_record())),
+        // The file's "neither" classifier, if it has one, lands nowhere in the fresh head.
+        Ok(Network::EfficientNet(network)) => fresh
+            .try_load_record(network.head.into_record().allow_unused(true))
+            .map_err(|error| refused(error.to_string())),
         Ok(Network::Cnn(_)) => unreachable!("the header said EfficientNet"),
         Err(error) => Err(refused(error.to_string())),
     }

@@ -259,7 +259,8 @@ pub struct ExportArgs {
     crop: Option<export::Crop>,
     /// The input size the network sees photos at, its weights unchanged (it ends in global
     /// pooling): a network trained at one size may do better a little larger. Measure it on
-    /// validation first (the README shows how).
+    /// validation first (`evaluate --run RUN --split validation`); the "neither" threshold
+    /// and the training figures in the header stay those of the size it was made at.
     #[arg(long)]
     input_size: Option<u32>,
 }

@@ -71,6 +71,10 @@ pub fn tune(args: TuneArgs) -> Result<(), Error> {
         unfreeze_choices,
     } = args;
     let base = train_config(train)?;
+    // Trials draw their own hidden units; a head from a file fits at most one of them.
+    if base.head_from.is_some() {
+        return Err("--head-from is for train: tune's trials each draw their own head".into());
+    }
     let board = tune::tune(&tune::TuneConfig {
         base: base.clone(),
         trials: trials as usize,
@@ -412,7 +416,9 @@ pub fn train_config(args: TrainArgs) -> Result<TrainConfig, String> {
             0.0
         }),
         mirror_average: !args.no_mirror_average,
-        head_from: args.head_from,
+        head_from: args
+            .head_from
+            .map(|path| std::path::absolute(&path).unwrap_or(path)),
         distill: args.teacher.map(|teacher| Distill {
             teacher,
             weight: args.distill_weight,

@@ -380,10 +380,11 @@ fn a_run_starts_its_head_from_a_frozen_runs_file() {
         args.into_iter().map(String::from).collect()
     };
     let frozen = work.join("frozen");
-    run_ok(&train(&frozen, &[]));
+    // Not mirror-averaged, so that the file's folded temperature is the one fitted to each
+    // photo as it is.
+    run_ok(&train(&frozen, &["--no-mirror-average"]));
     let source = frozen.join("best.bpk");
     let source_s = source.to_str().unwrap();
-    // The file's head has its temperature folded in; it scores each photo as it is.
     let calibrated =
         json(&frozen.join("summary.json"))["transfer"]["validation_as_they_are"]["log_loss"]
             .as_f64()
@@ -410,6 +411,29 @@ fn a_run_starts_its_head_from_a_frozen_runs_file() {
         (from_fresh - calibrated).abs() > 1e-3,
         "a fresh head scored {from_fresh}"
     );
+
+    // A file with the "neither" check gives the same head (the check is left behind).
+    let checked = work.join("checked.bpk");
+    let non_pets = crate::common::fixtures().join("non-pets");
+    run_ok(&[
+        "pet-filter",
+        "--model",
+        source_s,
+        "--pretrained",
+        &weights,
+        "--data",
+        data_s,
+        "--non-pets",
+        non_pets.to_str().unwrap(),
+        "-o",
+        checked.to_str().unwrap(),
+    ]);
+    let from_checked = work.join("from-checked");
+    let mut args = train(&from_checked, &still);
+    args.extend(["--head-from".into(), checked.to_str().unwrap().into()]);
+    run_ok(&args);
+    let loss = first_validation_loss(&from_checked);
+    assert!((loss - from_file).abs() < 1e-6, "{loss} vs {from_file}");
 
     // A file of another head or preprocessing is refused, naming it, before a run folder is
     // made; so is --head-from without a pretrained backbone.
