@@ -146,7 +146,7 @@ impl HeldOut {
 }
 
 /// The photos of `photos`, packed as the model sees them, and which of them to score.
-fn held_photos(
+fn photos_to_score(
     photos: Photos,
     preprocess: &catdog_model::Preprocess,
     cache: Option<&Path>,
@@ -203,7 +203,7 @@ pub fn evaluate(
     cache: Option<&Path>,
 ) -> Result<Evaluation, EvaluateError> {
     let preprocess = classifier.header().preprocess;
-    let (set, packed, indices) = held_photos(photos, &preprocess, cache)?;
+    let (set, packed, indices) = photos_to_score(photos, &preprocess, cache)?;
     let logits = score::logits(
         |images| classifier.batch_logits(images),
         classifier.device(),

@@ -9,7 +9,8 @@ use std::process::Command;
 use catdog_model::{Geometry, Label, block_on};
 
 use crate::common::{
-    BIN, fixture, fixtures, kaggle_folder, predictions, run_ok, run_refused, scratch, train_args,
+    BIN, fixture, fixtures, kaggle_folder, model_file, predictions, run_ok, run_refused, scratch,
+    train_args,
 };
 
 #[test]
@@ -113,13 +114,7 @@ fn export_takes_a_models_crop_from_the_photo_or_the_photo_squashed() {
     let out = scratch("export-crop");
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let shipped = workspace.join("www/model/catdog-small.bpk");
-    let geometry = |path: &Path| {
-        catdog_model::ModelFile::parse(&std::fs::read(path).unwrap())
-            .unwrap()
-            .header
-            .preprocess
-            .geometry
-    };
+    let geometry = |path: &Path| model_file(path).header.preprocess.geometry;
     assert_eq!(
         geometry(&shipped),
         Geometry::SquashThenCrop { fraction: 0.875 }
@@ -191,11 +186,7 @@ fn export_takes_a_models_crop_from_the_photo_or_the_photo_squashed() {
 fn export_sets_the_input_size_and_keeps_the_weights() {
     let out = scratch("export-size");
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/model/catdog-small.bpk");
-    let header = |path: &Path| {
-        catdog_model::ModelFile::parse(&std::fs::read(path).unwrap())
-            .unwrap()
-            .header
-    };
+    let header = |path: &Path| model_file(path).header;
     let trained = header(&shipped).preprocess.input_size;
     let larger = out.join("larger.bpk");
     let size = (trained + 32).to_string();
@@ -417,12 +408,12 @@ fn pet_filter_gives_a_model_the_neither_answer_and_reports_its_rates() {
 #[test]
 fn a_model_taught_as_the_page_teaches_it_is_read_by_the_trainer() {
     use catdog_model::learn::{Example, FineTune, Lesson};
-    use catdog_model::{Classifier, Device, ModelFile};
+    use catdog_model::{Classifier, Device};
 
     // The lesson the page gives (`catdog_model::learn`), run here on the CPU: the two photos
     // the shipped model gets wrong, with their right answers.
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/model/catdog.bpk");
-    let file = ModelFile::parse(&std::fs::read(&shipped).unwrap()).unwrap();
+    let file = model_file(&shipped);
     let classifier = Classifier::from_file(&file, &Device::flex()).unwrap();
     let (cat, dog) = (fixture("cat-called-dog.jpg"), fixture("dog-called-cat.jpg"));
     let examples = [
@@ -508,7 +499,7 @@ fn a_student_learns_from_a_teachers_cached_logits() {
     assert_eq!(config["distill"]["temperature"], 2.0);
     // Held out like the teacher's own run: a test split by default.
     assert_eq!(config["test_fraction"], 0.1);
-    let file = catdog_model::ModelFile::parse(&std::fs::read(&out).unwrap()).unwrap();
+    let file = model_file(&out);
     assert_eq!(file.header.preprocess.input_size, 32);
 
     // The teacher's logits are cached: replace them with a teacher sure that every photo is

@@ -9,6 +9,11 @@ use catdog_model::{Normalization, Preprocess};
 /// The trainer binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_native-trainer");
 
+/// A model file the trainer wrote, parsed and checked.
+pub fn model_file(path: &Path) -> catdog_model::ModelFile {
+    catdog_model::ModelFile::parse(&std::fs::read(path).unwrap()).unwrap()
+}
+
 /// Runs the trainer, failing the test with its stderr if it fails; returns its stdout.
 pub fn run_ok<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S]) -> String {
     let output = std::process::Command::new(BIN).args(args).output().unwrap();

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::common::{
-    BIN, add_bad_files, fixture, kaggle_folder, predictions, run_ok, run_refused, scratch,
-    train_args,
+    BIN, add_bad_files, fixture, kaggle_folder, model_file, predictions, run_ok, run_refused,
+    scratch, train_args,
 };
 
 #[test]
@@ -136,7 +136,7 @@ fn a_killed_run_resumes_and_finishes_with_the_same_number_of_epochs() {
         serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["epochs"], 3);
     // The exported web file loads and carries its training summary.
-    let file = catdog_model::ModelFile::parse(&std::fs::read(&out).unwrap()).unwrap();
+    let file = model_file(&out);
     let summary = file.header.training.unwrap();
     assert!(summary.validation_accuracy.is_some());
     assert_eq!(file.header.preprocess.input_size, 32);

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::SystemTime;
 
-use crate::common::{CATS, DOGS, Scratch, fixture, run_ok, run_refused};
+use crate::common::{CATS, DOGS, Scratch, fixture, model_file, run_ok, run_refused};
 use burn::tensor::{Device, Tensor, TensorData};
 use catdog_model::efficientnet::{EfficientNetLite, Variant};
 use catdog_model::weights::WeightsDtype;
@@ -73,7 +73,7 @@ fn backbone_outputs(backbone: &EfficientNetLite) -> (Vec<f32>, Vec<f32>) {
 }
 
 fn trained_backbone(model: &Path) -> (Vec<f32>, Vec<f32>) {
-    let file = ModelFile::parse(&std::fs::read(model).unwrap()).unwrap();
+    let file = model_file(model);
     match file.load_network(&Device::flex()).unwrap() {
         Network::EfficientNet(network) => backbone_outputs(&network.backbone),
         Network::Cnn(_) => panic!("{} holds a CNN", model.display()),
@@ -296,7 +296,7 @@ fn a_backbone_that_ends_early_is_its_first_blocks_stored_without_the_rest() {
     args.extend(["--out", out.to_str().unwrap()]);
     run_ok(&args);
 
-    let file = ModelFile::parse(&std::fs::read(&out).unwrap()).unwrap();
+    let file = model_file(&out);
     let (_, head) = file.header.architecture.backbone().unwrap();
     assert_eq!(head.last_stage, Some(6));
     assert_eq!(file.header.preprocess.input_size, 64);
@@ -477,7 +477,7 @@ fn unfreeze_all_fine_tunes_every_layer_from_the_photos() {
         "--unfreeze all left the trunk as it was"
     );
     assert!(run.join("checkpoint.ckpt").is_file(), "a resumable run");
-    let file = ModelFile::parse(&std::fs::read(&out).unwrap()).unwrap();
+    let file = model_file(&out);
     assert_eq!(file.header.weights_dtype, WeightsDtype::Int8);
 }
 
