@@ -38,11 +38,6 @@ pub enum DistillError {
     },
     #[error(transparent)]
     Dataset(#[from] DatasetError),
-    #[error(
-        "--teacher teaches a network that sees the photos at each step: the CNN, or a \
-         backbone with --unfreeze all (a frozen backbone's head learns from cached features)"
-    )]
-    Frozen,
     #[error("{teacher}: the teacher's pass over the photos has no {photo}")]
     Missing { teacher: PathBuf, photo: String },
 }

@@ -29,7 +29,7 @@ use crate::augment::Augment;
 use crate::checkpoint::{Progress, parse_checkpoint, save_checkpoint};
 use crate::config::{Backbone, TrainConfig, TrainError, TrainReport, io_error};
 use crate::dataset::PackedPhotos;
-use crate::distill::{DistillError, Teacher};
+use crate::distill::Teacher;
 use crate::files::write_atomic;
 use crate::fit::{Keeper, Lesson, Start, cross_entropy, fit};
 use crate::runlog::RunLog;
@@ -45,11 +45,7 @@ pub fn train(config: &TrainConfig) -> Result<TrainReport, TrainError> {
     check_limits(config)?;
     // And a schedule Burn's schedulers can make, before anything is written.
     LearningRates::new(config, 1, 0)?;
-    let photo_by_photo = config.backbone == Backbone::Scratch || config.fine_tunes_everything();
     if let Some(distill) = &config.distill {
-        if !photo_by_photo {
-            return Err(TrainError::Teacher(DistillError::Frozen));
-        }
         distill.check()?;
     }
     // A head file that does not fit the run is refused before anything is written.
@@ -60,7 +56,7 @@ pub fn train(config: &TrainConfig) -> Result<TrainReport, TrainError> {
     let json = serde_json::to_vec_pretty(config).expect("a config always serialises");
     let path = config.run.join("config.json");
     write_atomic(&path, &json).map_err(io_error(&path))?;
-    if photo_by_photo {
+    if config.backbone == Backbone::Scratch || config.fine_tunes_everything() {
         run(config, Progress::default(), None)
     } else {
         transfer_run::run(config)

@@ -22,8 +22,9 @@ use rand::rngs::StdRng;
 
 use crate::checkpoint::Progress;
 use crate::config::{TrainConfig, TrainError, io_error};
+use crate::distill::Teacher;
 use crate::features::{self, TrunkOutputs, View};
-use crate::fit::{Keeper, Lesson, Start};
+use crate::fit::{Keeper, Lesson, Start, cross_entropy};
 use crate::pretrained::{self, ImagenetNetwork};
 use crate::runlog::EpochRecord;
 use crate::score::{Scores, scores_from_logits};
@@ -233,13 +234,15 @@ pub fn evaluation_logits(
 
 /// Cached features through what trains: the head on pooled features, or with `--unfreeze 1`
 /// the last block and the head on trunk outputs. Each training photo is shown in a view drawn
-/// from the batch's seed: the photo as it is, or its mirror image when augmenting.
+/// from the batch's seed: the photo as it is, or its mirror image when augmenting. With a
+/// teacher, its probabilities of the photo as it is are learnt from in either view.
 struct CachedLesson<'a> {
     data: &'a TransferData,
     unfreeze: bool,
     views: usize,
     labels: Vec<Label>,
     device: Device,
+    teacher: Option<Teacher>,
 }
 
 impl Lesson for CachedLesson<'_> {
@@ -265,6 +268,14 @@ impl Lesson for CachedLesson<'_> {
             &self.device,
         );
         (logits, labels)
+    }
+
+    fn loss(&self, logits: Tensor<2>, labels: &[i64], batch: &[usize]) -> Tensor<1> {
+        let hard = cross_entropy(logits.clone(), labels);
+        match &self.teacher {
+            Some(teacher) => teacher.loss(hard, logits, batch),
+            None => hard,
+        }
     }
 
     fn validate(&self, network: &EfficientNetClassifier) -> Option<Scores> {
@@ -324,6 +335,20 @@ pub fn fit(
         head: initial_head(config, &data.device)?.train().fork(&device),
     };
     let split = &data.run.split;
+    let teacher = match &config.distill {
+        Some(distill) => Some(Teacher::load(
+            distill,
+            &config.data,
+            config.cache.as_deref(),
+            &data.run.packed,
+            [
+                ("training", &split.train),
+                ("validation", &split.validation),
+            ],
+            &data.device,
+        )?),
+        None => None,
+    };
     let lesson = CachedLesson {
         data,
         unfreeze,
@@ -335,6 +360,7 @@ pub fn fit(
         },
         labels: data.run.packed.labels(&split.validation),
         device,
+        teacher,
     };
     let mut keeper = BestInMemory {
         best: None,

@@ -54,7 +54,7 @@ fn photos() -> Photos {
         "cat-grey.jpg",
         "dog-alpha.png",
         "dog-cmyk.jpg",
-        // The accurate model gives it cat 69 %: "not sure".
+        // The accurate model gives it cat 66 %: "not sure".
         "cat-unsure.jpg",
     ] {
         let path = dir.0.join(name);
@@ -197,10 +197,10 @@ fn open_in(start: fn() -> Browser, url: &str) -> Browser {
     browser
 }
 
-/// Opens the page with its default model in a browser that `start` starts, and waits until
-/// the model is ready on `backend` and the offline cache holds the page.
-fn open_ready(site: &Site, start: fn() -> Browser, backend: &str) -> Browser {
-    let browser = open_in(start, &site.url(""));
+/// Opens the page at `query` with its default model in a browser that `start` starts, and
+/// waits until the model is ready on `backend` and the offline cache holds the page.
+fn open_ready(site: &Site, start: fn() -> Browser, query: &str, backend: &str) -> Browser {
+    let browser = open_in(start, &site.url(query));
     wait_for_model(&browser, "accurate", backend);
     browser.wait_for_element("#offline-status[data-ready=\"true\"]", MODEL_READY);
     browser
@@ -318,7 +318,7 @@ fn several_photos_on_webgpu_and_cpu_broken_files_and_switching_models() {
     let _one = one_browser();
     let site = serve(dist());
     let photos = photos();
-    let browser = open_ready(&site, Browser::start, "wgpu");
+    let browser = open_ready(&site, Browser::start, "?backend=gpu", "wgpu");
     // The network log sees the page's own requests (so its silence later means something).
     let startup = page_requests(&browser);
     assert!(
@@ -337,7 +337,7 @@ fn several_photos_on_webgpu_and_cpu_broken_files_and_switching_models() {
                  wasm_end: wasm.length === 1 ? wasm[0].responseEnd : null}",
         json!([]),
     );
-    // A browser with WebGPU gets the page's WebGPU build, and only that one.
+    // `?backend=gpu` gets the page's WebGPU build, and only that one.
     assert_eq!(
         page_code(&browser),
         ("webgpu".to_string(), vec![builds().webgpu.wasm])
@@ -407,18 +407,16 @@ fn several_photos_on_webgpu_and_cpu_broken_files_and_switching_models() {
     let error_text = |name: &str| &gpu.iter().find(|card| card.file == name).unwrap().text;
     assert!(error_text("broken.jpg").contains("truncated"), "{gpu:?}");
     assert!(error_text("notes.txt").contains("not an image"), "{gpu:?}");
-    // "Why?" lays the 7 x 7 Grad-CAM heatmap over the whole photo (the accurate model
-    // squashes it), and hides it again.
+    // "Why?" lays the 9 x 9 Grad-CAM heatmap (Lite1 at 272 px) over the part of the photo
+    // the accurate model saw (squashed to a square, then its centred part), and hides it again.
     let why = ".card[data-file='cat.jpg'] .why";
     click_on(&browser, ".card[data-file='cat.jpg'] .why-toggle");
     browser.wait_for_script(
-        "the heatmap over the photo",
-        &format!(
-            "const why = document.querySelector(\"{why}\"); \
-             const [photo, heat] = [why.querySelector('.why-photo'), why.querySelector('.why-heat')]; \
-             const [p, h] = [photo.getBoundingClientRect(), heat.getBoundingClientRect()]; \
-             return heat.complete && heat.naturalWidth === 7 && heat.naturalHeight === 7 \
-               && p.height > 100 && p.width === h.width && p.height === h.height && p.top === h.top"
+        "the heatmap over the part of the photo the model saw",
+        &heatmap_over_centred_part(
+            "cat.jpg",
+            accurate_crop(),
+            "heat.naturalWidth === 9 && heat.naturalHeight === 9",
         ),
         Duration::from_secs(10),
     );
@@ -470,7 +468,7 @@ fn several_photos_on_webgpu_and_cpu_broken_files_and_switching_models() {
             "{card:?} vs {on_gpu:?}"
         );
         // The same heatmap, and one that is really there: scaled so its hottest cell is 1.
-        assert_eq!(card.heatmap.len(), 49, "{card:?}");
+        assert_eq!(card.heatmap.len(), 81, "{card:?}");
         assert_eq!(card.heatmap.iter().copied().fold(0.0, f64::max), 1.0);
         let apart = card
             .heatmap
@@ -515,15 +513,7 @@ fn several_photos_on_webgpu_and_cpu_broken_files_and_switching_models() {
     click_on(&browser, ".card[data-file='cat.jpg'] .why-toggle");
     browser.wait_for_script(
         "the small model's heatmap over the part it saw",
-        "const why = document.querySelector(\".card[data-file='cat.jpg'] .why\"); \
-         const [photo, heat] = [why.querySelector('.why-photo'), why.querySelector('.why-heat')]; \
-         const [p, h] = [photo.getBoundingClientRect(), heat.getBoundingClientRect()]; \
-         const part = (side, shown) => Math.round(side * 0.875) / side * shown; \
-         return heat.complete && p.width > 1.4 * p.height && p.height > 100 \
-           && Math.abs(h.height - part(photo.naturalHeight, p.height)) < 1.5 \
-           && Math.abs(h.width - part(photo.naturalWidth, p.width)) < 1.5 \
-           && Math.abs((h.left + h.right) / 2 - (p.left + p.right) / 2) < 1.5 \
-           && Math.abs((h.top + h.bottom) / 2 - (p.top + p.bottom) / 2) < 1.5",
+        &heatmap_over_centred_part("cat.jpg", 0.875, "true"),
         Duration::from_secs(10),
     );
 
@@ -601,6 +591,44 @@ fn several_photos_on_webgpu_and_cpu_broken_files_and_switching_models() {
             "{request:?}"
         );
     }
+
+    // The CPU, chosen under "Runs on" in the WebGPU build, is remembered: a later visit that
+    // asks for nothing starts the build without WebGPU.
+    browser
+        .goto(&site.url(""))
+        .unwrap_or_else(|error| panic!("{error}"));
+    wait_for_model(&browser, "accurate", "flex");
+    assert_eq!(page_code(&browser).0, "cpu");
+}
+
+/// The centred fraction of each side of the squashed photo that the shipped accurate model
+/// sees (its header's geometry).
+fn accurate_crop() -> f64 {
+    let bytes = std::fs::read(workspace().join("www/model/catdog.bpk")).unwrap();
+    let file = catdog_model::ModelFile::parse(&bytes).unwrap();
+    let geometry = file.header.preprocess.geometry;
+    assert!(
+        matches!(geometry, catdog_model::Geometry::SquashThenCrop { .. }),
+        "{geometry:?}"
+    );
+    f64::from(geometry.fraction().unwrap())
+}
+
+/// A script that is true once `file`'s card shows its "Why?" heatmap over the centred
+/// `fraction` of the photo's width and height (what a model that squashes then crops saw),
+/// the photo wider than tall and large enough to tell, and `heat_check` holds.
+fn heatmap_over_centred_part(file: &str, fraction: f64, heat_check: &str) -> String {
+    format!(
+        "const why = document.querySelector(\".card[data-file='{file}'] .why\"); \
+         const [photo, heat] = [why.querySelector('.why-photo'), why.querySelector('.why-heat')]; \
+         const [p, h] = [photo.getBoundingClientRect(), heat.getBoundingClientRect()]; \
+         const part = (side, shown) => Math.round(side * {fraction}) / side * shown; \
+         return heat.complete && ({heat_check}) && p.width > 1.4 * p.height && p.height > 100 \
+           && Math.abs(h.height - part(photo.naturalHeight, p.height)) < 1.5 \
+           && Math.abs(h.width - part(photo.naturalWidth, p.width)) < 1.5 \
+           && Math.abs((h.left + h.right) / 2 - (p.left + p.right) / 2) < 1.5 \
+           && Math.abs((h.top + h.bottom) / 2 - (p.top + p.bottom) / 2) < 1.5"
+    )
 }
 
 #[test]
@@ -626,9 +654,10 @@ fn teaching_the_model_in_the_page_and_downloading_what_it_learned() {
             path
         })
         .collect();
-    // A model name the page does not know: said, and the default is used all the same.
+    // A model name the page does not know: said, and the default is used all the same (on
+    // the CPU, in the build without WebGPU that a visit starts by default).
     let browser = open(&site.url("?model=nope"));
-    wait_for_model(&browser, "accurate", "wgpu");
+    wait_for_model(&browser, "accurate", "flex");
     let notice = browser.wait_for_element("#model-notice", Duration::from_secs(10));
     let notice = browser.text(&notice);
     assert!(notice.contains("no model called 'nope'"), "{notice}");
@@ -683,7 +712,7 @@ fn teaching_the_model_in_the_page_and_downloading_what_it_learned() {
     );
 
     // The taught model is in use, and every photo was looked at again with it.
-    wait_for_model(&browser, "own", "wgpu");
+    wait_for_model(&browser, "own", "flex");
     let after = wait_until_classified(&browser, names.len());
     assert!(after.iter().all(|card| card.model == "own"), "{after:?}");
     assert_eq!(verdict(&after, "cat-called-dog.jpg").0, "cat", "{after:?}");
@@ -742,10 +771,38 @@ fn teaching_the_model_in_the_page_and_downloading_what_it_learned() {
 }
 
 #[test]
-fn photos_dropped_pasted_or_from_the_camera_and_a_second_visit_offline() {
+fn the_gpu_chosen_in_the_page_is_remembered_offline_and_photos_dropped_pasted_or_from_the_camera() {
     let _one = one_browser();
     let site = serve(dist());
-    let browser = open_ready(&site, Browser::start, "wgpu");
+    // A first visit starts the page's build without WebGPU (3.5 MB less to download), even in
+    // a browser with WebGPU: the page says the browser has it and offers it under "Runs on".
+    let browser = open_ready(&site, Browser::start, "", "flex");
+    let builds = builds();
+    assert_eq!(
+        page_code(&browser),
+        ("cpu".to_string(), vec![builds.cpu.wasm.clone()])
+    );
+    browser.wait_for_script(
+        "the page to offer the GPU",
+        "const status = document.querySelector('#model-status'); \
+         const offered = [...document.querySelectorAll('#backend-choice option')].map(o => o.value); \
+         return status.textContent.includes('This browser has WebGPU') \
+           && !status.textContent.includes('No WebGPU') \
+           && offered.join() === 'flex,load-webgpu'",
+        Duration::from_secs(10),
+    );
+    // Choosing it opens the page again with its WebGPU build, which the model then runs on;
+    // the choice is remembered, so the second visit below (an address that asks for nothing)
+    // starts that build too.
+    choose(&browser, "#backend-choice", "load-webgpu");
+    wait_for_model(&browser, "accurate", "wgpu");
+    browser.wait_for_element("#offline-status[data-ready=\"true\"]", MODEL_READY);
+    assert_eq!(page_code(&browser).0, "webgpu");
+    let offered = browser.execute(
+        "return [...document.querySelectorAll('#backend-choice option')].map(o => o.value)",
+        json!([]),
+    );
+    assert_eq!(offered, json!(["wgpu", "flex"]));
 
     // A dropped photo and a pasted one, carried by the browser's own DataTransfer.
     let fixtures = workspace().join("tests/fixtures");
@@ -808,7 +865,7 @@ fn photos_dropped_pasted_or_from_the_camera_and_a_second_visit_offline() {
 fn a_browser_without_webgpu_gets_the_build_without_it_and_keeps_that_offline() {
     let _one = one_browser();
     let site = serve(dist());
-    let browser = open_ready(&site, Browser::without_webgpu, "flex");
+    let browser = open_ready(&site, Browser::without_webgpu, "", "flex");
     let builds = builds();
     assert_eq!(
         page_code(&browser),

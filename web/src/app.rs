@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use web_sys::File;
 
-use crate::browser::{enable_offline_cache, relative_path};
+use crate::browser::{self, enable_offline_cache, relative_path};
 use crate::controls::{BackendChoice, ModelChoice, ModelStatus, use_weight_file};
 use crate::inputs::{Camera, Folder, FolderPicker, PhotoPicker};
 use crate::library::Library;
@@ -25,6 +25,10 @@ pub fn App() -> impl IntoView {
     if let Some(error) = model.err().or(backend.err()) {
         models.refuse(error);
     }
+    // Whether the browser offers WebGPU (index.html asks beside the start, not before it):
+    // the build without WebGPU then offers to load the one with it.
+    let (webgpu_offered, set_webgpu_offered) = signal(false);
+    spawn_local(async move { set_webgpu_offered.set(browser::webgpu_offered().await) });
     // Photos given before the model is ready wait for it.
     Effect::new(move || {
         if models.current.with(Option::is_some) {
@@ -65,9 +69,9 @@ pub fn App() -> impl IntoView {
             </header>
             <section class="controls" aria-label="model">
                 <ModelChoice models=models initial=initial />
-                <BackendChoice models=models />
+                <BackendChoice models=models webgpu_offered=webgpu_offered />
             </section>
-            <ModelStatus models=models />
+            <ModelStatus models=models webgpu_offered=webgpu_offered />
             <section class="inputs" aria-label="photos">
                 <PhotoPicker on_files=on_files on_folder=on_folder />
                 <FolderPicker on_folder=on_folder />

@@ -353,13 +353,52 @@ pub async fn enable_offline_cache() -> Result<(), String> {
         return Err("this browser has no service workers (or the page is not on https)".into());
     }
     // The worker stores this build of the page's code, not the other (index.html, sw.js).
-    let script = if crate::WEBGPU {
-        "./sw.js?build=webgpu"
-    } else {
-        "./sw.js?build=cpu"
-    };
+    let script = format!("./sw.js?build={}", crate::BUILD);
     settle(call_method(&workers, "register", &[script.into()])?).await?;
     settle(property(&workers, "ready")).await.map(drop)
+}
+
+/// Whether the browser offers a WebGPU adapter, as index.html asked it beside the start
+/// (`window.catdogWebgpu`, a promise of a boolean); false where the page was started without
+/// index.html's loader (the wasm tests).
+pub async fn webgpu_offered() -> bool {
+    let Some(window) = web_sys::window() else {
+        return false;
+    };
+    let answer = property(&window.into(), "catdogWebgpu");
+    if answer.is_undefined() {
+        return false;
+    }
+    settle(answer)
+        .await
+        .is_ok_and(|offered| offered.as_bool() == Some(true))
+}
+
+/// Where the build the visitor last chose under "Runs on" is kept (`webgpu` or `cpu`), for
+/// index.html to start on the next visit.
+const CHOSEN_BUILD: &str = "catdog-build";
+
+/// Remembers the build the visitor chose. Where the browser refuses storage (some private
+/// modes), the next visit starts as a first one does.
+pub fn remember_build(webgpu: bool) {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let storage = property(&window.into(), "localStorage");
+    let build = if webgpu { "webgpu" } else { "cpu" };
+    let _ = call_method(&storage, "setItem", &[CHOSEN_BUILD.into(), build.into()]);
+}
+
+/// Opens the page again with its WebGPU build: the same address with `backend=gpu`, which
+/// index.html starts even where storage is refused.
+pub fn open_webgpu_build() -> Result<(), String> {
+    let location = web_sys::window().ok_or("no window")?.location();
+    let query =
+        UrlSearchParams::new_with_str(&location.search().map_err(js_error)?).map_err(js_error)?;
+    query.set("backend", "gpu");
+    location
+        .set_search(&String::from(query.to_string()))
+        .map_err(js_error)
 }
 
 /// A parameter of the page's query string, such as `backend` in `?backend=cpu`.

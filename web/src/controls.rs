@@ -6,13 +6,13 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use web_sys::{File, HtmlInputElement, HtmlSelectElement};
 
-use crate::browser::{blob_bytes, file_list, now_ms};
+use crate::browser::{blob_bytes, file_list, now_ms, open_webgpu_build, remember_build};
 use crate::loaded_model::{SHIPPED, ShippedModel, check_weights};
 use crate::state::{Models, Phase};
 
 /// What runs, where, and what the loader is doing.
 #[component]
-pub fn ModelStatus(models: Models) -> impl IntoView {
+pub fn ModelStatus(models: Models, webgpu_offered: ReadSignal<bool>) -> impl IntoView {
     let in_use = move || {
         models.current.with(|current| match current {
             None => None,
@@ -22,9 +22,22 @@ pub fn ModelStatus(models: Models) -> impl IntoView {
                 } else {
                     "on your CPU"
                 };
-                let fallback = model.fallback.clone().map(|reason| {
-                    view! { <span class="fallback">" No WebGPU here: " {reason}</span> }
-                });
+                // The build without WebGPU starts every visit that asked for nothing else; where
+                // the browser has WebGPU, that is not a fallback, and "Runs on" offers the GPU.
+                let fallback =
+                    if !crate::WEBGPU && webgpu_offered.get() {
+                        Some(view! {
+                        <span class="fallback">
+                            " This browser has WebGPU: “Runs on” loads the page's GPU build."
+                        </span>
+                    }
+                    .into_any())
+                    } else {
+                        model.fallback.clone().map(|reason| {
+                            view! { <span class="fallback">" No WebGPU here: " {reason}</span> }
+                                .into_any()
+                        })
+                    };
                 // When the model became ready, in ms since navigation began (the page bench's
                 // "navigation to ready").
                 let ready_ms = format!("{:.0}", now_ms());
@@ -154,14 +167,30 @@ pub fn ModelChoice(models: Models, initial: ShippedModel) -> impl IntoView {
     }
 }
 
+/// The menu entry of the build without WebGPU that loads the build with it.
+const LOAD_WEBGPU_BUILD: &str = "load-webgpu";
+
 /// The backend menu. Automatic choice happens on first load; this moves the model (or, if
-/// none could be loaded, tries the model asked for there).
+/// none could be loaded, tries the model asked for there), and the choice is remembered for
+/// the next visit (index.html starts the build that has it). In the build without WebGPU, where
+/// the browser offers WebGPU, the GPU entry opens the page again with its WebGPU build.
 #[component]
-pub fn BackendChoice(models: Models) -> impl IntoView {
+pub fn BackendChoice(models: Models, webgpu_offered: ReadSignal<bool>) -> impl IntoView {
     let on_change = move |event: leptos::ev::Event| {
         let select: HtmlSelectElement = event_target(&event);
-        match select.value().parse::<Backend>() {
-            Ok(backend) => models.use_backend(backend),
+        let value = select.value();
+        if value == LOAD_WEBGPU_BUILD {
+            remember_build(true);
+            if let Err(error) = open_webgpu_build() {
+                models.refuse(format!("The page's GPU build could not be opened: {error}"));
+            }
+            return;
+        }
+        match value.parse::<Backend>() {
+            Ok(backend) => {
+                remember_build(backend.is_gpu());
+                models.use_backend(backend);
+            }
             Err(error) => models.refuse(error),
         }
     };
@@ -184,6 +213,9 @@ pub fn BackendChoice(models: Models) -> impl IntoView {
                 {Backend::ALL.iter().map(|&backend| view! {
                     <option value=backend.name() prop:selected=move || selected() == backend.name()>{label(backend)}</option>
                 }).collect::<Vec<_>>()}
+                {move || (!crate::WEBGPU && webgpu_offered.get()).then(|| view! {
+                    <option value=LOAD_WEBGPU_BUILD>"GPU (WebGPU): reloads the page"</option>
+                })}
             </select>
         </div>
     }

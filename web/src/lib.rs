@@ -25,6 +25,9 @@ pub mod teach;
 /// of the page"): the one place the page asks it.
 pub const WEBGPU: bool = cfg!(feature = "webgpu");
 
+/// This build's name, as index.html and `sw.js` call it.
+pub const BUILD: &str = if WEBGPU { "webgpu" } else { "cpu" };
+
 /// Mounts the page on `<body>`: what both of the page's builds run.
 pub fn start() {
     console_error_panic_hook::set_once();

@@ -24,7 +24,7 @@ pub const SHIPPED: [ShippedModel; 2] = [
     ShippedModel {
         name: "accurate",
         url: "./model/catdog.bpk",
-        description: "accurate (EfficientNet-Lite0, 4.8 MB)",
+        description: "accurate (EfficientNet-Lite1, 5.6 MB)",
     },
     ShippedModel {
         name: "small",
@@ -106,9 +106,9 @@ fn fallback_reason(error: BackendError) -> String {
     if crate::WEBGPU {
         error.to_string()
     } else {
-        // index.html loads the build without WebGPU only where the browser offered no WebGPU
-        // adapter: that is the reason, not the missing code.
-        "this browser offers no WebGPU adapter, so the page loaded its smaller build without \
+        // Where the browser offers an adapter, the page says so instead (`ModelStatus`): then
+        // the reason is the missing adapter, not the missing code.
+        "this browser offers no WebGPU adapter, so the page runs its smaller build without \
          GPU code."
             .into()
     }

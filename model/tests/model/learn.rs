@@ -8,7 +8,7 @@ use crate::{block_on, fixture, shipped};
 
 /// Fixtures the shipped accurate model gets right: the lesson keeps its verdicts on the first
 /// four, and must not turn them on the other three, which it never sees and is sure of.
-/// (A verdict the model is unsure of may turn: `cat-unsure.jpg`, a cat at 69 %, does.)
+/// (A verdict the model is unsure of may turn, as `cat-unsure.jpg`, a cat at 66 %, may.)
 const OTHERS: [&str; 7] = [
     "cat.jpg",
     "dog-alpha.png",

@@ -164,19 +164,20 @@ fn export_takes_a_models_crop_from_the_photo_or_the_photo_squashed() {
         "dog {cut} cropped, {whole} squashed first"
     );
 
-    // A model that squashes the whole photo has no crop to move: refused, nothing written.
+    // A model that squashes the whole photo (the former small CNN) has no crop to move:
+    // refused, nothing written.
     let refused = out.join("refused.bpk");
     let stderr = run_refused(&[
         "export",
         "--model",
-        workspace.join("www/model/catdog.bpk").to_str().unwrap(),
+        fixtures().join("small-cnn.bpk").to_str().unwrap(),
         "--out",
         refused.to_str().unwrap(),
         "--crop",
         "squash-crop",
     ]);
     assert!(
-        stderr.contains("catdog.bpk") && stderr.contains("no crop"),
+        stderr.contains("small-cnn.bpk") && stderr.contains("no crop"),
         "{stderr}"
     );
     assert!(!refused.exists());
@@ -293,7 +294,8 @@ fn pet_filter_gives_a_model_the_neither_answer_and_reports_its_rates() {
     let data = kaggle_folder("pet-filter", 1);
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../www/model/catdog.bpk");
     let non_pets = fixtures().join("non-pets");
-    let pretrained = crate::common::shared_weights("efficientnet-lite0");
+    // The shipped accurate model's backbone.
+    let pretrained = crate::common::shared_weights("efficientnet-lite1");
     // The whole ImageNet classifier, then the same factored through 128 dimensions.
     let mut sizes = Vec::new();
     for rank in [None, Some("128")] {
@@ -452,8 +454,8 @@ fn a_model_taught_as_the_page_teaches_it_is_read_by_the_trainer() {
 
 /// Knowledge distillation end to end: the teacher (the shipped small model, a real weight
 /// file) runs once over the photos, its logits are cached and read back by the next run, and
-/// the student trains and exports; a run that cannot learn from a teacher, or a teacher that
-/// is not a model, is refused before anything is written.
+/// the student trains and exports, a CNN on photos or a frozen backbone's head on its cached
+/// features; a teacher that is not a model is refused before anything is written.
 #[test]
 fn a_student_learns_from_a_teachers_cached_logits() {
     let data = kaggle_folder("distill", 1);
@@ -532,21 +534,36 @@ fn a_student_learns_from_a_teachers_cached_logits() {
         "{second}"
     );
 
-    // A frozen backbone learns from cached features, not from photos: refused up front.
-    let frozen = base.join("frozen");
-    let stderr = run_refused(&[
-        "train",
-        "--data",
-        data_s,
-        "--run",
-        frozen.to_str().unwrap(),
-        "--backbone",
-        "efficientnet-lite0",
-        "--teacher",
-        teacher_s,
-    ]);
-    assert!(stderr.contains("--unfreeze all"), "{stderr}");
-    assert!(!frozen.exists(), "nothing written for a refused run");
+    // A frozen backbone's head learns from the teacher too, through its cached features:
+    // taught by the dog-sure teacher alone (weight 1), it calls every photo a dog, though
+    // half of them are cats.
+    let pretrained = crate::common::shared_weights("efficientnet-lite0");
+    let (frozen, output) = distilled(
+        &base.join("frozen"),
+        &[
+            "--backbone",
+            "efficientnet-lite0",
+            "--pretrained",
+            pretrained.to_str().unwrap(),
+            "--teacher",
+            teacher_s,
+            "--distill-weight",
+            "1",
+            "--learning-rate",
+            "1e-2",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("right on 50.00 % of the training photos"),
+        "{stderr}"
+    );
+    let verdicts = predictions(&frozen, &[&data]);
+    assert_eq!(verdicts.len(), 12);
+    for verdict in &verdicts {
+        assert_eq!(verdict["label"], "dog", "{verdict}");
+    }
 
     // A teacher that is not a weight file is named, and no student trains.
     let bad = base.join("teacher.bpk");
