@@ -8,8 +8,9 @@
 //!
 //! The limits are sized for a phone's browser tab: the largest network they admit holds at
 //! most 32 M parameters (128 MB as f32) and at most 256 MiB of activations for one photo,
-//! while the shipped models need 4.65 M / 6.5 MiB (accurate, Lite0 at 224 px) and 2.49 M /
-//! 2.1 MiB (small, Lite0 ending after stage 6 at 128 px), counted by the model tests.
+//! while the shipped models need a small part of that (the accurate one, Lite1 at 272 px with
+//! its "neither" check, under 6 M parameters; the small one, Lite0 ending after stage 6 at 128
+//! px, 2.49 M / 2.1 MiB), counted by the model tests.
 
 use std::ops::RangeInclusive;
 

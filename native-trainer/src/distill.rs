@@ -1,5 +1,6 @@
-//! Knowledge distillation: the small CNN learns from the accurate model's probabilities as
-//! well as from the labels (Hinton, Vinyals and Dean, 2015).
+//! Knowledge distillation: a student (the CNN, a whole backbone, or a frozen backbone's head on
+//! its cached features) learns from the accurate model's probabilities as well as from the
+//! labels (Hinton, Vinyals and Dean, 2015).
 //!
 //! The teacher, a weight file, runs once over every photo of the data (preprocessed as its own
 //! header says) and its logits are cached on disk shard by shard, keyed by the file's bytes and

@@ -427,9 +427,14 @@ fn several_photos_on_webgpu_and_cpu_broken_files_and_switching_models() {
         Duration::from_secs(10),
     );
 
-    // The same photos on the CPU backend: same verdicts, same probabilities.
+    // The same photos on the CPU backend: same verdicts, same probabilities. The choice is
+    // remembered for the next visit (the end of this test makes one).
     choose(&browser, "#backend-choice", "flex");
     wait_for_model(&browser, "accurate", "flex");
+    assert_eq!(
+        browser.execute("return localStorage.getItem('catdog-build')", json!([])),
+        json!("cpu")
+    );
     clear(&browser);
     // The CPU backends run on the page's only thread: between photos the page must yield, so
     // the browser paints frames showing the count go up, instead of freezing until the end.
@@ -798,6 +803,15 @@ fn the_gpu_chosen_in_the_page_is_remembered_offline_and_photos_dropped_pasted_or
     wait_for_model(&browser, "accurate", "wgpu");
     browser.wait_for_element("#offline-status[data-ready=\"true\"]", MODEL_READY);
     assert_eq!(page_code(&browser).0, "webgpu");
+    // Started by the remembered choice, not by the address (which asks for no backend, so
+    // the CPU stays the fallback where WebGPU cannot run the model).
+    assert_eq!(
+        browser.execute(
+            "return [localStorage.getItem('catdog-build'), new URLSearchParams(location.search).get('backend')]",
+            json!([])
+        ),
+        json!(["webgpu", null])
+    );
     let offered = browser.execute(
         "return [...document.querySelectorAll('#backend-choice option')].map(o => o.value)",
         json!([]),

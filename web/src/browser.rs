@@ -378,27 +378,39 @@ pub async fn webgpu_offered() -> bool {
 /// index.html to start on the next visit.
 const CHOSEN_BUILD: &str = "catdog-build";
 
-/// Remembers the build the visitor chose. Where the browser refuses storage (some private
-/// modes), the next visit starts as a first one does.
-pub fn remember_build(webgpu: bool) {
+/// Remembers the build the visitor chose; false where the browser refuses storage (some
+/// private modes), and the next visit then starts as a first one does.
+pub fn remember_build(webgpu: bool) -> bool {
     let Some(window) = web_sys::window() else {
-        return;
+        return false;
     };
     let storage = property(&window.into(), "localStorage");
     let build = if webgpu { "webgpu" } else { "cpu" };
-    let _ = call_method(&storage, "setItem", &[CHOSEN_BUILD.into(), build.into()]);
+    call_method(&storage, "setItem", &[CHOSEN_BUILD.into(), build.into()]).is_ok()
 }
 
-/// Opens the page again with its WebGPU build: the same address with `backend=gpu`, which
-/// index.html starts even where storage is refused.
-pub fn open_webgpu_build() -> Result<(), String> {
+/// Opens the page again with its WebGPU build, with `model` (a shipped model's name) if given.
+/// Where the choice was `remembered`, the address asks for no backend, so the WebGPU build
+/// falls back to the CPU where WebGPU cannot run the model, and a later choice of the CPU
+/// holds on reload; where storage was refused, `backend=gpu` asks for the build instead.
+pub fn open_webgpu_build(remembered: bool, model: Option<&str>) -> Result<(), String> {
     let location = web_sys::window().ok_or("no window")?.location();
-    let query =
-        UrlSearchParams::new_with_str(&location.search().map_err(js_error)?).map_err(js_error)?;
-    query.set("backend", "gpu");
-    location
-        .set_search(&String::from(query.to_string()))
-        .map_err(js_error)
+    let before = location.search().map_err(js_error)?;
+    let query = UrlSearchParams::new_with_str(&before).map_err(js_error)?;
+    query.delete("backend");
+    if !remembered {
+        query.set("backend", "gpu");
+    }
+    if let Some(model) = model {
+        query.set("model", model);
+    }
+    let search = String::from(query.to_string());
+    // Setting the same query string again is not a new load everywhere: reload instead.
+    if before.trim_start_matches('?') == search {
+        location.reload().map_err(js_error)
+    } else {
+        location.set_search(&search).map_err(js_error)
+    }
 }
 
 /// A parameter of the page's query string, such as `backend` in `?backend=cpu`.

@@ -7,7 +7,7 @@ use leptos::task::spawn_local;
 use web_sys::{File, HtmlInputElement, HtmlSelectElement};
 
 use crate::browser::{blob_bytes, file_list, now_ms, open_webgpu_build, remember_build};
-use crate::loaded_model::{SHIPPED, ShippedModel, check_weights};
+use crate::loaded_model::{ModelSource, SHIPPED, ShippedModel, check_weights};
 use crate::state::{Models, Phase};
 
 /// What runs, where, and what the loader is doing.
@@ -24,20 +24,26 @@ pub fn ModelStatus(models: Models, webgpu_offered: ReadSignal<bool>) -> impl Int
                 };
                 // The build without WebGPU starts every visit that asked for nothing else; where
                 // the browser has WebGPU, that is not a fallback, and "Runs on" offers the GPU.
-                let fallback =
+                // Its own closure: the adapter's answer must not rebuild the line (and its
+                // ready time).
+                let reason = model.fallback.clone();
+                let fallback = move || {
                     if !crate::WEBGPU && webgpu_offered.get() {
-                        Some(view! {
-                        <span class="fallback">
-                            " This browser has WebGPU: “Runs on” loads the page's GPU build."
-                        </span>
-                    }
-                    .into_any())
+                        Some(
+                            view! {
+                                <span class="fallback">
+                                    " This browser has WebGPU: “Runs on” loads the page's GPU build."
+                                </span>
+                            }
+                            .into_any(),
+                        )
                     } else {
-                        model.fallback.clone().map(|reason| {
+                        reason.clone().map(|reason| {
                             view! { <span class="fallback">" No WebGPU here: " {reason}</span> }
                                 .into_any()
                         })
-                    };
+                    }
+                };
                 // When the model became ready, in ms since navigation began (the page bench's
                 // "navigation to ready").
                 let ready_ms = format!("{:.0}", now_ms());
@@ -180,8 +186,16 @@ pub fn BackendChoice(models: Models, webgpu_offered: ReadSignal<bool>) -> impl I
         let select: HtmlSelectElement = event_target(&event);
         let value = select.value();
         if value == LOAD_WEBGPU_BUILD {
-            remember_build(true);
-            if let Err(error) = open_webgpu_build() {
+            // The model in use comes along where it is a shipped one (the user's own file
+            // cannot travel in an address).
+            let model = models.current.with_untracked(|current| {
+                current.as_ref().and_then(|model| match &model.source {
+                    ModelSource::Shipped(shipped) => Some(shipped.name),
+                    ModelSource::Own(_) => None,
+                })
+            });
+            if let Err(error) = open_webgpu_build(remember_build(true), model) {
+                select.set_value(Backend::DEFAULT_CPU.name());
                 models.refuse(format!("The page's GPU build could not be opened: {error}"));
             }
             return;

@@ -75,6 +75,10 @@ pub fn tune(args: TuneArgs) -> Result<(), Error> {
     if base.head_from.is_some() {
         return Err("--head-from is for train: tune's trials each draw their own head".into());
     }
+    // The trials' settings are chosen on the labels alone; a teacher is for the run after.
+    if base.distill.is_some() {
+        return Err("--teacher is for train: tune compares settings on the labels alone".into());
+    }
     let board = tune::tune(&tune::TuneConfig {
         base: base.clone(),
         trials: trials as usize,

@@ -564,6 +564,21 @@ fn a_student_learns_from_a_teachers_cached_logits() {
     for verdict in &verdicts {
         assert_eq!(verdict["label"], "dog", "{verdict}");
     }
+    // tune compares settings on the labels alone: a teacher there is refused.
+    let tuned = base.join("tuned");
+    let stderr = run_refused(&[
+        "tune",
+        "--data",
+        data_s,
+        "--run",
+        tuned.to_str().unwrap(),
+        "--backbone",
+        "efficientnet-lite0",
+        "--teacher",
+        teacher_s,
+    ]);
+    assert!(stderr.contains("--teacher is for train"), "{stderr}");
+    assert!(!tuned.exists());
 
     // A teacher that is not a weight file is named, and no student trains.
     let bad = base.join("teacher.bpk");
