@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::calibrate;
 use crate::dataset::{DatasetError, PackedPhotos, fnv1a};
 use crate::features::{cached_pass, floats};
+use crate::fit::cross_entropy;
 use crate::photos::PhotoSet;
 use crate::progress::progress_bar;
 
@@ -189,6 +190,21 @@ impl Teacher {
             })
             .collect();
         Tensor::from_data(TensorData::new(values, [indices.len(), 2]), device)
+    }
+
+    /// A lesson's training loss: the cross-entropy against the labels, mixed with the
+    /// teacher's term where there is a teacher.
+    pub fn training_loss(
+        teacher: Option<&Teacher>,
+        logits: Tensor<2>,
+        labels: &[i64],
+        indices: &[usize],
+    ) -> Tensor<1> {
+        let hard = cross_entropy(logits.clone(), labels);
+        match teacher {
+            Some(teacher) => teacher.loss(hard, logits, indices),
+            None => hard,
+        }
     }
 
     /// The training loss of a batch: `hard` (the cross-entropy against the labels) mixed with

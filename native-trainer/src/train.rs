@@ -31,7 +31,7 @@ use crate::config::{Backbone, TrainConfig, TrainError, TrainReport, io_error};
 use crate::dataset::PackedPhotos;
 use crate::distill::Teacher;
 use crate::files::write_atomic;
-use crate::fit::{Keeper, Lesson, Start, cross_entropy, fit};
+use crate::fit::{Keeper, Lesson, Start, fit};
 use crate::runlog::RunLog;
 use crate::score::{Scores, score};
 use crate::setup::{LearningRates, RunData, choose_backend, load_data, optimizer, training_batch};
@@ -218,11 +218,7 @@ impl Lesson for PhotoLesson<'_> {
     }
 
     fn loss(&self, logits: Tensor<2>, labels: &[i64], batch: &[usize]) -> Tensor<1> {
-        let hard = cross_entropy(logits.clone(), labels);
-        match &self.teacher {
-            Some(teacher) => teacher.loss(hard, logits, batch),
-            None => hard,
-        }
+        Teacher::training_loss(self.teacher.as_ref(), logits, labels, batch)
     }
 
     fn validate(&self, network: &Network) -> Option<Scores> {

@@ -24,7 +24,7 @@ use crate::checkpoint::Progress;
 use crate::config::{TrainConfig, TrainError, io_error};
 use crate::distill::Teacher;
 use crate::features::{self, TrunkOutputs, View};
-use crate::fit::{Keeper, Lesson, Start, cross_entropy};
+use crate::fit::{Keeper, Lesson, Start};
 use crate::pretrained::{self, ImagenetNetwork};
 use crate::runlog::EpochRecord;
 use crate::score::{Scores, scores_from_logits};
@@ -271,11 +271,7 @@ impl Lesson for CachedLesson<'_> {
     }
 
     fn loss(&self, logits: Tensor<2>, labels: &[i64], batch: &[usize]) -> Tensor<1> {
-        let hard = cross_entropy(logits.clone(), labels);
-        match &self.teacher {
-            Some(teacher) => teacher.loss(hard, logits, batch),
-            None => hard,
-        }
+        Teacher::training_loss(self.teacher.as_ref(), logits, labels, batch)
     }
 
     fn validate(&self, network: &EfficientNetClassifier) -> Option<Scores> {

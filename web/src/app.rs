@@ -25,10 +25,12 @@ pub fn App() -> impl IntoView {
     if let Some(error) = model.err().or(backend.err()) {
         models.refuse(error);
     }
-    // Whether the browser offers WebGPU (index.html asks beside the start, not before it):
-    // the build without WebGPU then offers to load the one with it.
-    let (webgpu_offered, set_webgpu_offered) = signal(false);
-    spawn_local(async move { set_webgpu_offered.set(browser::webgpu_offered().await) });
+    // The build without WebGPU offers to load the one with it where the browser offers WebGPU
+    // (index.html asks beside the start, not before it); the WebGPU build has nothing to offer.
+    let (gpu_build_offered, set_gpu_build_offered) = signal(false);
+    if !crate::WEBGPU {
+        spawn_local(async move { set_gpu_build_offered.set(browser::webgpu_offered().await) });
+    }
     // Photos given before the model is ready wait for it.
     Effect::new(move || {
         if models.current.with(Option::is_some) {
@@ -69,9 +71,9 @@ pub fn App() -> impl IntoView {
             </header>
             <section class="controls" aria-label="model">
                 <ModelChoice models=models initial=initial />
-                <BackendChoice models=models webgpu_offered=webgpu_offered />
+                <BackendChoice models=models gpu_build_offered=gpu_build_offered />
             </section>
-            <ModelStatus models=models webgpu_offered=webgpu_offered />
+            <ModelStatus models=models gpu_build_offered=gpu_build_offered />
             <section class="inputs" aria-label="photos">
                 <PhotoPicker on_files=on_files on_folder=on_folder />
                 <FolderPicker on_folder=on_folder />

@@ -385,7 +385,7 @@ pub fn remember_build(webgpu: bool) -> bool {
         return false;
     };
     let storage = property(&window.into(), "localStorage");
-    let build = if webgpu { "webgpu" } else { "cpu" };
+    let build = crate::build_name(webgpu);
     call_method(&storage, "setItem", &[CHOSEN_BUILD.into(), build.into()]).is_ok()
 }
 

@@ -12,7 +12,7 @@ use crate::state::{Models, Phase};
 
 /// What runs, where, and what the loader is doing.
 #[component]
-pub fn ModelStatus(models: Models, webgpu_offered: ReadSignal<bool>) -> impl IntoView {
+pub fn ModelStatus(models: Models, gpu_build_offered: ReadSignal<bool>) -> impl IntoView {
     let in_use = move || {
         models.current.with(|current| match current {
             None => None,
@@ -28,7 +28,7 @@ pub fn ModelStatus(models: Models, webgpu_offered: ReadSignal<bool>) -> impl Int
                 // ready time).
                 let reason = model.fallback.clone();
                 let fallback = move || {
-                    if !crate::WEBGPU && webgpu_offered.get() {
+                    if gpu_build_offered.get() {
                         Some(
                             view! {
                                 <span class="fallback">
@@ -181,7 +181,7 @@ const LOAD_WEBGPU_BUILD: &str = "load-webgpu";
 /// the next visit (index.html starts the build that has it). In the build without WebGPU, where
 /// the browser offers WebGPU, the GPU entry opens the page again with its WebGPU build.
 #[component]
-pub fn BackendChoice(models: Models, webgpu_offered: ReadSignal<bool>) -> impl IntoView {
+pub fn BackendChoice(models: Models, gpu_build_offered: ReadSignal<bool>) -> impl IntoView {
     let on_change = move |event: leptos::ev::Event| {
         let select: HtmlSelectElement = event_target(&event);
         let value = select.value();
@@ -227,7 +227,7 @@ pub fn BackendChoice(models: Models, webgpu_offered: ReadSignal<bool>) -> impl I
                 {Backend::ALL.iter().map(|&backend| view! {
                     <option value=backend.name() prop:selected=move || selected() == backend.name()>{label(backend)}</option>
                 }).collect::<Vec<_>>()}
-                {move || (!crate::WEBGPU && webgpu_offered.get()).then(|| view! {
+                {move || gpu_build_offered.get().then(|| view! {
                     <option value=LOAD_WEBGPU_BUILD>"GPU (WebGPU): reloads the page"</option>
                 })}
             </select>

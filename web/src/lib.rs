@@ -25,8 +25,13 @@ pub mod teach;
 /// of the page"): the one place the page asks it.
 pub const WEBGPU: bool = cfg!(feature = "webgpu");
 
-/// This build's name, as index.html and `sw.js` call it.
-pub const BUILD: &str = if WEBGPU { "webgpu" } else { "cpu" };
+/// A build's name, as index.html, `sw.js` and the remembered choice call it.
+pub const fn build_name(webgpu: bool) -> &'static str {
+    if webgpu { "webgpu" } else { "cpu" }
+}
+
+/// This build's name.
+pub const BUILD: &str = build_name(WEBGPU);
 
 /// Mounts the page on `<body>`: what both of the page's builds run.
 pub fn start() {
