@@ -4,8 +4,9 @@ efficientnet-lite1 --unfreeze all` on burn-wgpu: the peer side of `scripts/gpu-f
 
     python3 bench/gpu_torch.py PHOTOS_DIR LITE1.safetensors EPOCHS BATCH LEARNING_RATE > torch.json
 
-Prints one JSON object: images/s per epoch (data loading included, as the trainer's figure is),
-and the accuracy on a seeded 10 % of the photos held out.
+Prints one JSON object: images/s per epoch (the photos decoded and resized before the clock
+starts, as the trainer packs them before its first epoch; batches, flips and the copy to the
+GPU timed), and the accuracy on a seeded 10 % of the photos held out.
 """
 
 import json

@@ -112,7 +112,12 @@ pub struct Evaluation {
     pub classes: Vec<ClassScores>,
     /// `confusion[actual][predicted]`, cat = 0, dog = 1.
     pub confusion: [[u64; 2]; 2],
+    /// The run's split scored (`validation` or `test`), or none for every photo given.
+    pub split: Option<&'static str>,
+    /// Unusable files in the photos' folder: with a run's split, in no split at all.
     pub skipped: usize,
+    /// `skipped.tsv`: each unusable file and why.
+    pub skipped_report: PathBuf,
     pub confusion_png: PathBuf,
     pub mistakes_png: PathBuf,
 }
@@ -237,6 +242,10 @@ pub fn evaluate(
         .collect();
 
     std::fs::create_dir_all(report_dir).map_err(io_error(report_dir))?;
+    let skipped_report = report_dir.join("skipped.tsv");
+    packed
+        .write_skipped_report(&skipped_report)
+        .map_err(io_error(&skipped_report))?;
     let confusion_png = report_dir.join("confusion.png");
     let counts: Vec<Vec<u64>> = confusion.iter().map(|row| row.to_vec()).collect();
     let title = format!(
@@ -307,7 +316,12 @@ pub fn evaluate(
         log_loss,
         classes,
         confusion,
+        split: match photos {
+            Photos::All(_) => None,
+            Photos::Held { split, .. } => Some(split.name()),
+        },
         skipped: packed.skipped.len(),
+        skipped_report,
         confusion_png,
         mistakes_png,
     })

@@ -51,13 +51,26 @@ pub fn evaluate(args: EvaluateArgs) -> Result<(), Error> {
     };
     let classifier = evaluate::load_model(&model, common.backend)?;
     let result = evaluate::evaluate(&classifier, photos, &report, common.cache())?;
+    // With a run's split, the unusable files are in no split: say so rather than count them
+    // against the split's photos.
+    let scored = match result.split {
+        None => format!("{} photos ({} skipped)", result.n, result.skipped),
+        Some(split) => format!(
+            "{} {split} photos of the run ({} files in its data folder skipped, in no split)",
+            result.n, result.skipped
+        ),
+    };
     println!(
-        "{} photos ({} skipped): accuracy {:.2}%, log loss {:.4}",
-        result.n,
-        result.skipped,
+        "{scored}: accuracy {:.2}%, log loss {:.4}",
         result.accuracy * 100.0,
         result.log_loss
     );
+    if result.skipped > 0 {
+        println!(
+            "unusable files and why: {}",
+            result.skipped_report.display()
+        );
+    }
     for class in &result.classes {
         println!(
             "{:>4}: {} photos, precision {:.2}%, recall {:.2}%",

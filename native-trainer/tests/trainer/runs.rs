@@ -179,6 +179,18 @@ fn evaluate_predict_submission_export_and_compare_work_on_a_trained_model() {
     ]);
     let json: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(json["n"], 6);
+    // The four unusable files are counted, named with their reasons, and the report says where.
+    assert_eq!(json["skipped"], 4);
+    assert!(json["split"].is_null(), "{json}");
+    let skipped_report = std::fs::read_to_string(report.join("skipped.tsv")).unwrap();
+    assert_eq!(
+        skipped_report, skipped,
+        "evaluate's skipped.tsv is the run's"
+    );
+    assert!(
+        stdout.contains("6 photos (4 skipped)") && stdout.contains("skipped.tsv"),
+        "{stdout}"
+    );
     let accuracy = json["accuracy"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&accuracy));
     assert!(json["log_loss"].as_f64().unwrap() > 0.0);

@@ -186,9 +186,16 @@ fn a_transfer_run_caches_the_trunk_calibrates_and_stores_each_way() {
             work.join("report").to_str().unwrap(),
             "--json",
         ]);
+        assert!(
+            printed.contains(&format!(
+                "{split} photos of the run (0 files in its data folder skipped"
+            )),
+            "{printed}"
+        );
         serde_json::from_str(printed.lines().last().unwrap()).unwrap()
     };
     let measured = evaluated(&best, "test");
+    assert_eq!(measured["split"], "test");
     let f32_test = &storage[0]["test"];
     assert_eq!(measured["n"].as_u64().unwrap(), test_photos);
     for figure in ["accuracy", "log_loss"] {
