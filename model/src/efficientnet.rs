@@ -18,7 +18,6 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
-use burn::tensor::activation::relu6;
 use burn::tensor::{Device, Tensor};
 
 use crate::fold;
@@ -300,7 +299,7 @@ impl ConvNorm {
     }
 
     fn forward_relu6(&self, input: Tensor<4>) -> Tensor<4> {
-        relu6(self.forward(input))
+        fold::conv_norm_relu6(&self.conv, &self.norm, self.folded, input)
     }
 }
 
