@@ -12,6 +12,7 @@ With PHOTO, the load and the first photo are profiled and printed apart. Needs D
 """
 
 import collections
+import contextlib
 import json
 import os
 import subprocess
@@ -71,13 +72,12 @@ def report(profile, rows):
             print(f"| {ms:.1f} | `{name[:140]}` |")
 
 
-def main():
-    dist = sys.argv[1]
-    query = sys.argv[2] if len(sys.argv) > 2 else "?backend=cpu"
-    photo = os.path.abspath(sys.argv[3]) if len(sys.argv) > 3 else None
-    rows = int(sys.argv[4]) if len(sys.argv) > 4 else 30
+@contextlib.contextmanager
+def browser_session(site):
+    """Serves SITE on 127.0.0.1 and yields the id of a WebDriver session of headless Chromium
+    with a fresh profile; closes all three afterwards."""
     server = subprocess.Popen(
-        [sys.executable, "-m", "http.server", str(SERVER_PORT), "--bind", "127.0.0.1", "-d", dist],
+        [sys.executable, "-m", "http.server", str(SERVER_PORT), "--bind", "127.0.0.1", "-d", site],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     driver = subprocess.Popen(["chromedriver", f"--port={DRIVER_PORT}"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -98,34 +98,45 @@ def main():
                        "args": CHROMIUM_FLAGS + [f"--user-data-dir={profile_dir}"]}
             session = call("POST", "/session", {"capabilities": {"alwaysMatch": {
                 "browserName": "chrome", "goog:chromeOptions": options}}})["sessionId"]
-
-            def devtools(command, params=None):
-                return call("POST", f"/session/{session}/goog/cdp/execute",
-                            {"cmd": command, "params": params or {}})
-
-            devtools("Profiler.enable")
-            devtools("Profiler.setSamplingInterval", {"interval": 200})  # microseconds
-            devtools("Profiler.start")
-            call("POST", f"/session/{session}/url",
-                 {"url": f"http://127.0.0.1:{SERVER_PORT}/{query}"})
-            ready = wait_for(session, "const s = document.querySelector("
-                             "'#model-status[data-backend]'); return s && s.dataset.readyMs")
-            print(f"## the load: model ready at {ready} ms (the page's clock)\n")
-            report(devtools("Profiler.stop")["profile"], rows)
-            if photo:
-                devtools("Profiler.start")
-                found = call("POST", f"/session/{session}/element",
-                             {"using": "css selector", "value": "#photo-input"})
-                element = next(iter(found.values()))
-                call("POST", f"/session/{session}/element/{element}/value", {"text": photo})
-                ms = wait_for(session, "const c = document.querySelector("
-                              "'#photo-1[data-state=done]'); return c && c.dataset.ms")
-                print(f"\n## the first photo: {ms} ms (the page's timing)\n")
-                report(devtools("Profiler.stop")["profile"], rows)
-            call("DELETE", f"/session/{session}")
+            try:
+                yield session
+            finally:
+                call("DELETE", f"/session/{session}")
     finally:
         driver.terminate()
         server.terminate()
+
+
+def main():
+    dist = sys.argv[1]
+    query = sys.argv[2] if len(sys.argv) > 2 else "?backend=cpu"
+    photo = os.path.abspath(sys.argv[3]) if len(sys.argv) > 3 else None
+    rows = int(sys.argv[4]) if len(sys.argv) > 4 else 30
+    with browser_session(dist) as session:
+
+        def devtools(command, params=None):
+            return call("POST", f"/session/{session}/goog/cdp/execute",
+                        {"cmd": command, "params": params or {}})
+
+        devtools("Profiler.enable")
+        devtools("Profiler.setSamplingInterval", {"interval": 200})  # microseconds
+        devtools("Profiler.start")
+        call("POST", f"/session/{session}/url",
+             {"url": f"http://127.0.0.1:{SERVER_PORT}/{query}"})
+        ready = wait_for(session, "const s = document.querySelector("
+                         "'#model-status[data-backend]'); return s && s.dataset.readyMs")
+        print(f"## the load: model ready at {ready} ms (the page's clock)\n")
+        report(devtools("Profiler.stop")["profile"], rows)
+        if photo:
+            devtools("Profiler.start")
+            found = call("POST", f"/session/{session}/element",
+                         {"using": "css selector", "value": "#photo-input"})
+            element = next(iter(found.values()))
+            call("POST", f"/session/{session}/element/{element}/value", {"text": photo})
+            ms = wait_for(session, "const c = document.querySelector("
+                          "'#photo-1[data-state=done]'); return c && c.dataset.ms")
+            print(f"\n## the first photo: {ms} ms (the page's timing)\n")
+            report(devtools("Profiler.stop")["profile"], rows)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 // ONNX Runtime Web classifying photos as catdog's page does: the photo's bytes already read,
 // then decode (EXIF orientation respected), squash to the model's input size, normalise, run
 // the network, read the logits back. ?model=NAME (NAME.onnx beside this page), &ep=wasm|webgpu,
-// &size=PIXELS, &warm=N. The result lands as JSON in <body data-result>, or the error in
+// &size=PIXELS, &warm=N, &mean=R,G,B&std=R,G,B (the model file's normalisation; ImageNet's
+// when absent). The result lands as JSON in <body data-result>, or the error in
 // <body data-error>.
 const params = new URLSearchParams(location.search);
 const model = params.get("model");
@@ -9,8 +10,9 @@ const ep = params.get("ep") || "wasm";
 const size = Number(params.get("size") || 224);
 const warm = Number(params.get("warm") || 12);
 const PHOTOS = ["cat.jpg", "dog.jpg", "cat-grey.jpg", "dog-cmyk.jpg"];
-const MEAN = [0.485, 0.456, 0.406];
-const STD = [0.229, 0.224, 0.225];
+const triple = (name, fallback) => (params.get(name) ? params.get(name).split(",").map(Number) : fallback);
+const MEAN = triple("mean", [0.485, 0.456, 0.406]);
+const STD = triple("std", [0.229, 0.224, 0.225]);
 
 // One thread, as catdog's wasm has (and no cross-origin isolation is needed).
 ort.env.wasm.numThreads = 1;

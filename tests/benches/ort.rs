@@ -11,21 +11,22 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use catdog_model::ModelFile;
+use catdog_model::{ModelFile, Preprocess};
 use catdog_tests::webdriver::Browser;
 use catdog_tests::{median, serve, workspace};
 use serde_json::{Value, json};
 
-/// The shipped models (`www/model/`): their names in the bench folder and the input size their
-/// headers give.
-fn models() -> Vec<(&'static str, u32)> {
+/// The shipped models (`www/model/`): their names in the bench folder and the input size and
+/// normalisation their headers give (Lite0 and Lite1 read (x - 127) / 128, not ImageNet's
+/// statistics).
+fn models() -> Vec<(&'static str, Preprocess)> {
     [("accurate", "catdog.bpk"), ("small", "catdog-small.bpk")]
         .into_iter()
         .map(|(name, file)| {
             let path = workspace().join("www/model").join(file);
             let bytes = std::fs::read(&path).unwrap_or_else(|error| panic!("{path:?}: {error}"));
             let header = ModelFile::parse(&bytes).unwrap().header;
-            (name, header.preprocess.input_size)
+            (name, header.preprocess)
         })
         .collect()
 }
@@ -47,17 +48,25 @@ fn main() {
     let eps = std::env::var("CATDOG_BENCH_EPS").unwrap_or("wasm,webgpu".into());
     let served = serve(site);
     let mut rows = Vec::new();
-    for (model, size) in models() {
+    for (model, preprocess) in models() {
+        let size = preprocess.input_size;
+        let list = |values: [f32; 3]| values.map(|value| value.to_string()).join(",");
+        let mean = list(preprocess.normalization.mean);
+        let std = list(preprocess.normalization.std);
         for ep in eps.split(',') {
             let browser = Browser::start();
             browser
-                .goto(&served.url(&format!("?model={model}&ep={ep}&size={size}&warm={warm}")))
+                .goto(&served.url(&format!(
+                    "?model={model}&ep={ep}&size={size}&warm={warm}&mean={mean}&std={std}"
+                )))
                 .unwrap_or_else(|error| panic!("{error}"));
+            // Software WebGPU (SwiftShader) took about 8 s a photo for Lite1 at 272 px, so the
+            // wait grows with the photos: 300 s in all was too short for 40.
             let result = browser.wait_for_script(
                 &format!("ONNX Runtime Web, {model} on {ep}"),
                 "return document.body.dataset.result || (document.body.dataset.error \
                  ? 'error: ' + document.body.dataset.error : null)",
-                Duration::from_secs(300),
+                Duration::from_secs(120 + 20 * (warm as u64 + 1)),
             );
             let text = result.as_str().unwrap_or_default();
             let row: Value =
