@@ -37,8 +37,9 @@ window.decodeRgb = async (name) => {
     colorSpaceConversion: "none", premultiplyAlpha: "none", imageOrientation: "from-image" });
   const decodedMs = performance.now() - started;
   const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
-  canvas.getContext("2d").drawImage(bitmap, 0, 0);
-  const rgba = canvas.getContext("2d").getImageData(0, 0, bitmap.width, bitmap.height).data;
+  const context = canvas.getContext("2d");
+  context.drawImage(bitmap, 0, 0);
+  const rgba = context.getImageData(0, 0, bitmap.width, bitmap.height).data;
   const rgb = new Uint8Array((rgba.length / 4) * 3);
   for (let i = 0, j = 0; i < rgba.length; i += 4, j += 3) rgb.set(rgba.subarray(i, i + 3), j);
   let text = "";

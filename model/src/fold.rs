@@ -58,12 +58,9 @@ pub fn conv_norm_relu6(
     input: Tensor<4>,
 ) -> Tensor<4> {
     let device = input.device();
-    let bias = conv.bias.as_ref().map(|bias| bias.val());
     // Training (unfolded, autodiff) and the other backends keep Burn's operations.
-    let (true, Some(bias)) = (
-        folded && input.dtype() == DType::F32 && device == Device::flex(),
-        bias,
-    ) else {
+    let fused = folded && input.dtype() == DType::F32 && device == Device::flex();
+    let (true, Some(bias)) = (fused, &conv.bias) else {
         return relu6(conv_norm(conv, norm, folded, input));
     };
     let unbiased = Conv2d {
@@ -75,7 +72,7 @@ pub fn conv_norm_relu6(
     let output = unbiased.forward(input);
     let [_, _, height, width] = output.dims();
     let mut data = output.into_data();
-    let bias = bias.into_data();
+    let bias = bias.val().into_data();
     add_bias_relu6(
         height * width,
         data.as_mut_slice::<f32>()
