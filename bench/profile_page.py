@@ -4,10 +4,11 @@ until the model is ready, optionally gives it one photo, and prints the function
 most time (self and inclusive). Use the test-profile site (`trunk build`): its wasm keeps its
 function names, the release one's `wasm-opt` drops them.
 
-    python3 bench/profile_page.py DIST [QUERY] [PHOTO] [ROWS]
+    python3 bench/profile_page.py DIST [QUERY] [PHOTO[,PHOTO...]] [ROWS]
     python3 bench/profile_page.py dist '?model=accurate&backend=cpu' tests/fixtures/cat.jpg
 
-With PHOTO, the load and the first photo are profiled and printed apart. Needs Debian's
+With PHOTO, the load and the first photo are profiled and printed apart; PHOTO may be several
+paths joined by commas, and the photos after the first are then profiled together (warm). Needs Debian's
 `chromium` and `chromium-driver` (scripts/install-tools system); serves DIST on 127.0.0.1.
 """
 
@@ -110,7 +111,7 @@ def browser_session(site):
 def main():
     dist = sys.argv[1]
     query = sys.argv[2] if len(sys.argv) > 2 else "?backend=cpu"
-    photo = os.path.abspath(sys.argv[3]) if len(sys.argv) > 3 else None
+    photos = [os.path.abspath(path) for path in sys.argv[3].split(",")] if len(sys.argv) > 3 else []
     rows = int(sys.argv[4]) if len(sys.argv) > 4 else 30
     with browser_session(dist) as session:
 
@@ -127,15 +128,31 @@ def main():
                          "'#model-status[data-backend]'); return s && s.dataset.readyMs")
         print(f"## the load: model ready at {ready} ms (the page's clock)\n")
         report(devtools("Profiler.stop")["profile"], rows)
-        if photo:
+        if not photos:
+            return
+        found = call("POST", f"/session/{session}/element",
+                     {"using": "css selector", "value": "#photo-input"})
+        element = next(iter(found.values()))
+
+        def classify(paths, first_card):
+            """Gives the page `paths`; returns the page's timings of their cards."""
             devtools("Profiler.start")
-            found = call("POST", f"/session/{session}/element",
-                         {"using": "css selector", "value": "#photo-input"})
-            element = next(iter(found.values()))
-            call("POST", f"/session/{session}/element/{element}/value", {"text": photo})
-            ms = wait_for(session, "const c = document.querySelector("
-                          "'#photo-1[data-state=done]'); return c && c.dataset.ms")
-            print(f"\n## the first photo: {ms} ms (the page's timing)\n")
+            call("POST", f"/session/{session}/element/{element}/value",
+                 {"text": "\n".join(paths)})
+            last = first_card + len(paths) - 1
+            wait_for(session, "const c = document.querySelector("
+                     f"'#photo-{last}[data-state=done]'); return c && c.dataset.ms")
+            return [call("POST", f"/session/{session}/execute/sync", {
+                "script": f"return document.querySelector('#photo-{card}').dataset.ms",
+                "args": []}) for card in range(first_card, last + 1)]
+
+        [ms] = classify(photos[:1], 1)
+        print(f"\n## the first photo: {ms} ms (the page's timing)\n")
+        report(devtools("Profiler.stop")["profile"], rows)
+        if len(photos) > 1:
+            timings = classify(photos[1:], 2)
+            print(f"\n## the next {len(timings)} photos, warm: "
+                  f"{', '.join(map(str, timings))} ms (the page's timings)\n")
             report(devtools("Profiler.stop")["profile"], rows)
 
 

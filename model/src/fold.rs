@@ -4,10 +4,12 @@
 //! the accurate model's CPU time, and is what ONNX Runtime does to the same network.
 
 use burn::module::Param;
-use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;
+use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::tensor::activation::relu6;
-use burn::tensor::{DType, Device, Tensor};
+use burn::tensor::{DType, Device, Tensor, TensorData};
+
+use crate::depthwise::Depthwise;
 
 /// Merges `norm` into `conv` once, and marks the pair folded so that [`conv_norm`] skips the
 /// batch-norm. Inference only: a folded layer must not be trained or stored (see
@@ -63,6 +65,9 @@ pub fn conv_norm_relu6(
     let (true, Some(bias)) = (fused, &conv.bias) else {
         return relu6(conv_norm(conv, norm, folded, input));
     };
+    if let Some(depthwise) = depthwise_geometry(conv, &input) {
+        return depthwise_relu6(depthwise, conv, bias, input);
+    }
     let unbiased = Conv2d {
         bias: None,
         ..conv.clone()
@@ -81,6 +86,43 @@ pub fn conv_norm_relu6(
             .expect("the bias of an f32 network holds f32 values"),
     );
     Tensor::from_data(data, &device)
+}
+
+/// The geometry of `conv` over `input` when it is a depthwise convolution that
+/// [`Depthwise`] computes (one filter per channel, square kernel, stride 1 or 2, no dilation,
+/// `Same` padding: every one in the Lite family).
+fn depthwise_geometry(conv: &Conv2d, input: &Tensor<4>) -> Option<Depthwise> {
+    let [channels, per_group, kernel, kernel_w] = conv.weight.dims();
+    let [_, input_channels, height, width] = input.dims();
+    let [stride, stride_w] = conv.stride;
+    let depthwise = conv.groups == channels && per_group == 1 && input_channels == channels;
+    let square = kernel == kernel_w && stride == stride_w && conv.dilation == [1, 1];
+    let supported = matches!(stride, 1 | 2) && conv.padding == PaddingConfig2d::Same;
+    (depthwise && square && supported).then(|| Depthwise::same(height, width, kernel, stride))
+}
+
+/// The depthwise convolution, its bias and ReLU6 in one pass (see [`crate::depthwise`]).
+fn depthwise_relu6(
+    depthwise: Depthwise,
+    conv: &Conv2d,
+    bias: &Param<Tensor<1>>,
+    input: Tensor<4>,
+) -> Tensor<4> {
+    let device = input.device();
+    let [batch, channels, _, _] = input.dims();
+    let [input, weights, bias] = [
+        input.into_data(),
+        conv.weight.val().into_data(),
+        bias.val().into_data(),
+    ];
+    let output = depthwise.run(f32s(&input), f32s(&weights), f32s(&bias));
+    let shape = [batch, channels, depthwise.out_h, depthwise.out_w];
+    Tensor::from_data(TensorData::new(output, shape), &device)
+}
+
+fn f32s(data: &TensorData) -> &[f32] {
+    data.as_slice::<f32>()
+        .expect("an f32 network's tensors hold f32 values")
 }
 
 /// `relu6(x + bias[channel])` over NCHW values, one channel's plane of `plane` values at a time.

@@ -16,6 +16,8 @@ pub mod backend;
 #[cfg(feature = "inference")]
 pub mod classifier;
 #[cfg(feature = "inference")]
+mod depthwise;
+#[cfg(feature = "inference")]
 pub mod efficientnet;
 #[cfg(feature = "inference")]
 pub mod explain;
