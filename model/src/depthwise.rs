@@ -31,10 +31,10 @@ const LANES: usize = 16;
 /// kernel, the same stride both ways (1 or 2), no dilation, and Burn's `Same` padding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Depthwise {
-    pub in_h: usize,
-    pub in_w: usize,
-    pub kernel: usize,
-    pub stride: usize,
+    in_h: usize,
+    in_w: usize,
+    kernel: usize,
+    stride: usize,
     pub out_h: usize,
     pub out_w: usize,
     pad_top: usize,
