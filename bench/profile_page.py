@@ -1,6 +1,6 @@
 """Where the page's time goes: loads a built site in headless Chromium under its sampling
 profiler (the DevTools `Profiler` domain, through ChromeDriver's `goog/cdp/execute` command)
-until the model is ready, optionally gives it one photo, and prints the functions with the
+until the model is ready, optionally gives it photos, and prints the functions with the
 most time (self and inclusive). Use the test-profile site (`trunk build`): its wasm keeps its
 function names, the release one's `wasm-opt` drops them.
 
@@ -8,8 +8,9 @@ function names, the release one's `wasm-opt` drops them.
     python3 bench/profile_page.py dist '?model=accurate&backend=cpu' tests/fixtures/cat.jpg
 
 With PHOTO, the load and the first photo are profiled and printed apart; PHOTO may be several
-paths joined by commas, and the photos after the first are then profiled together (warm). Needs Debian's
-`chromium` and `chromium-driver` (scripts/install-tools system); serves DIST on 127.0.0.1.
+paths joined by commas, and the photos after the first are then profiled together (warm). Needs
+Debian's `chromium` and `chromium-driver` (scripts/install-tools system); serves DIST on
+127.0.0.1.
 """
 
 import collections
