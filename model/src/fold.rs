@@ -82,8 +82,7 @@ pub fn conv_norm_relu6(
         height * width,
         data.as_mut_slice::<f32>()
             .expect("an f32 tensor's data holds f32 values"),
-        bias.as_slice::<f32>()
-            .expect("the bias of an f32 network holds f32 values"),
+        f32s(&bias),
     );
     Tensor::from_data(data, &device)
 }
